@@ -1,0 +1,304 @@
+//! The command line, as clap sees it: every command, option and default of
+//! PRODUCT.md. Nothing here does work; `config` turns these raw values into a
+//! checked, typed configuration before anything touches the network.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Turn CSV exports into DigiDesk survey requests.
+///
+/// A reader streams rows from a CSV export, a mapping file turns each row into
+/// a survey request, and a rate-limited pool of workers posts them to the
+/// DigiDesk Post API, writing a results file of ids and errors so that only the
+/// failed rows are ever sent again.
+#[derive(Debug, Parser)]
+#[command(name = "digidesk-upload", version, propagate_version = true)]
+#[command(after_help = "Start with `digidesk-upload demo`: it needs no set-up and no network.")]
+pub struct Cli {
+    #[command(flatten)]
+    pub log: LogArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options that control logging; accepted before or after the command.
+#[derive(Debug, Args, Clone)]
+pub struct LogArgs {
+    /// More logging (-v: debug, -vv: trace). `RUST_LOG` overrides both.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Less logging (-q: warnings and errors only, no progress bar).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
+    pub quiet: u8,
+
+    /// Log lines for people (`text`) or for log collectors (`json`).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Map, validate and post every row of a CSV export; write a results file.
+    #[command(after_help = SEND_EXAMPLES)]
+    Send(SendArgs),
+
+    /// Map and validate every row with no network; show counts, errors and bodies.
+    ///
+    /// Exits 0 when every row is sendable or skipped, 1 when some rows are
+    /// invalid, 2 on bad usage, mapping or input.
+    #[command(after_help = CHECK_EXAMPLES)]
+    Check(CheckArgs),
+
+    /// Resend the rows of a results file whose status is `failed` (or those named by --only).
+    #[command(after_help = RETRY_EXAMPLES)]
+    Retry(RetryArgs),
+
+    /// Run a local DigiDesk Post API that follows the spec, with injectable faults.
+    #[command(after_help = SANDBOX_EXAMPLES)]
+    Sandbox(SandboxArgs),
+
+    /// Print shell completions for bash, zsh or fish.
+    #[command(after_help = "Example:\n  digidesk-upload completions bash > /etc/bash_completion.d/digidesk-upload")]
+    Completions {
+        /// The shell to generate completions for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+
+    /// No set-up: start the sandbox in-process and send the built-in demo export through it.
+    #[command(after_help = "Example:\n  digidesk-upload demo\n  digidesk-upload demo --dir ./demo-run")]
+    Demo(DemoArgs),
+}
+
+const SEND_EXAMPLES: &str = "\
+Examples:
+  export DIGIDESK_USERNAME=acme DIGIDESK_PASSWORD=...   # or --credentials FILE
+  digidesk-upload check calls.csv --mapping calls.toml
+  digidesk-upload send calls.csv --mapping calls.toml --limit 10 --results canary.csv
+  digidesk-upload send calls.csv --mapping calls.toml --rate 20
+  digidesk-upload send calls.csv --mapping calls.toml --rate 20 --resume
+  gunzip -c calls.csv.gz | digidesk-upload send - --mapping calls.toml --results out.csv";
+
+const CHECK_EXAMPLES: &str = "\
+Examples:
+  digidesk-upload check calls.csv --mapping calls.toml
+  digidesk-upload check export.csv --mapping calls.toml --delimiter ';' --encoding windows-1252 --show 3";
+
+const RETRY_EXAMPLES: &str = "\
+Examples:
+  digidesk-upload retry calls.results.csv --mapping calls.toml
+  digidesk-upload retry calls.results.csv --mapping calls.toml --only failed,unknown --results again.csv";
+
+const SANDBOX_EXAMPLES: &str = "\
+Examples:
+  digidesk-upload sandbox
+  digidesk-upload sandbox --listen 127.0.0.1:0 --tls --cert-out sandbox.pem
+  digidesk-upload sandbox --latency-ms 200 --jitter-ms 100 --rate-limit 50 --error-rate 0.05 --seed 7";
+
+/// Where rows come from and how they are read.
+#[derive(Debug, Args, Clone)]
+pub struct InputArgs {
+    /// The CSV export: a path, a `.gz` file, or `-` for standard input.
+    pub input: String,
+
+    /// The mapping file (TOML) that turns a row into a survey request.
+    #[arg(long, value_name = "FILE")]
+    pub mapping: PathBuf,
+
+    /// Input encoding (`utf-8`, `windows-1252`, `iso-8859-1`, ...). A UTF-8 BOM is always stripped.
+    #[arg(long, value_name = "NAME", default_value = "utf-8")]
+    pub encoding: String,
+
+    /// Input delimiter, one character (`;` is common in European exports; `tab` for tabs).
+    #[arg(long, value_name = "C", default_value = ",")]
+    pub delimiter: String,
+}
+
+/// Options shared by `send` and `retry`.
+#[derive(Debug, Args, Clone)]
+pub struct SendOptions {
+    /// Where results go [default: INPUT with `.results.csv` in place of `.csv`; required for stdin].
+    #[arg(long, value_name = "FILE")]
+    pub results: Option<PathBuf>,
+
+    /// The API endpoint [default: the spec's Resource URL].
+    #[arg(long, value_name = "URL", env = "DIGIDESK_ENDPOINT")]
+    pub endpoint: Option<String>,
+
+    /// Requests per second, never exceeded in any one-second window; 0 = no limit.
+    #[arg(long, value_name = "N", default_value_t = crate::config::DEFAULT_RATE)]
+    pub rate: u32,
+
+    /// Requests in flight [default: enough to hold --rate at 250 ms latency].
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+
+    /// Tries per row for transient failures (timeouts before sending, 408, 429, 5xx).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub max_attempts: u32,
+
+    /// Seconds to wait for each answer.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub timeout: f64,
+
+    /// Continue a run whose results file exists.
+    #[arg(long, conflicts_with = "force")]
+    pub resume: bool,
+
+    /// Start afresh, replacing an existing results file and journal.
+    #[arg(long)]
+    pub force: bool,
+
+    /// An extra trusted root certificate (PEM), e.g. a corporate proxy's or the sandbox's.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// A file holding the credentials: `username=...` and `password=...` lines
+    /// [default: DIGIDESK_USERNAME and DIGIDESK_PASSWORD].
+    #[arg(long, value_name = "FILE", env = "DIGIDESK_CREDENTIALS_FILE")]
+    pub credentials: Option<PathBuf>,
+
+    /// Also write the end-of-run summary as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub summary_json: Option<PathBuf>,
+
+    /// Send only the first N sendable rows (a canary run).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SendArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    #[command(flatten)]
+    pub send: SendOptions,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// Print the first N request bodies as JSON.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub show: usize,
+
+    /// How many example rows to list per error reason.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub examples: usize,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RetryArgs {
+    /// A results file written by `send` or `retry`.
+    pub results_in: PathBuf,
+
+    /// The mapping file (TOML) that turns a row into a survey request.
+    #[arg(long, value_name = "FILE")]
+    pub mapping: PathBuf,
+
+    /// Which statuses to resend, comma-separated (failed, unknown, rejected, invalid).
+    #[arg(long, value_name = "STATUSES", default_value = "failed", value_delimiter = ',')]
+    pub only: Vec<String>,
+
+    /// Delimiter of the results file.
+    #[arg(long, value_name = "C", default_value = ",")]
+    pub delimiter: String,
+
+    #[command(flatten)]
+    pub send: SendOptions,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DemoArgs {
+    /// Write the demo's files and results here instead of a fresh temporary directory.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+/// Options of the local DigiDesk sandbox.
+#[derive(Debug, Args, Clone)]
+pub struct SandboxArgs {
+    /// Address to bind; port 0 picks any free port (the bound URL is printed).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// The username it accepts (a local test server: it may be on argv).
+    #[arg(long, value_name = "U", default_value = "demo")]
+    pub username: String,
+
+    /// The password it accepts.
+    #[arg(long, value_name = "P", default_value = "demo")]
+    pub password: String,
+
+    /// Serve HTTPS with a certificate it generates for localhost and 127.0.0.1.
+    #[arg(long)]
+    pub tls: bool,
+
+    /// With --tls, write that certificate (PEM) here, for `send --ca-cert`.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub cert_out: Option<PathBuf>,
+
+    /// Append every accepted request as a JSON line {"id", "time", "body"}.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+
+    /// Only these campaign names are accepted (comma-separated) [default: any].
+    #[arg(long, value_name = "A,B", value_delimiter = ',')]
+    pub campaigns: Option<Vec<String>>,
+
+    /// Accept this custom top-level parameter (repeatable).
+    #[arg(long = "allow-param", value_name = "NAME")]
+    pub allow_param: Vec<String>,
+
+    /// Delay each answer by this many milliseconds.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub latency_ms: u64,
+
+    /// Add up to this many milliseconds of random delay to each answer.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub jitter_ms: u64,
+
+    /// Token bucket of N requests per second; excess requests get 429 with Retry-After.
+    #[arg(long, value_name = "N")]
+    pub rate_limit: Option<f64>,
+
+    /// Share of requests (0..1) answered 500 or 503.
+    #[arg(long, value_name = "F", default_value_t = 0.0)]
+    pub error_rate: f64,
+
+    /// Share of requests (0..1) answered 502 with an HTML body, as a proxy sends.
+    #[arg(long, value_name = "F", default_value_t = 0.0)]
+    pub html_error_rate: f64,
+
+    /// Share of connections (0..1) closed before anything is created.
+    #[arg(long, value_name = "F", default_value_t = 0.0)]
+    pub drop_before_rate: f64,
+
+    /// Share of requests (0..1) created and recorded, then closed with no answer.
+    #[arg(long, value_name = "F", default_value_t = 0.0)]
+    pub drop_after_rate: f64,
+
+    /// Make the injected faults repeatable [default: random].
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+
+    /// Skip body validation and answer 201 at once (for benchmarks).
+    #[arg(long)]
+    pub fast: bool,
+}

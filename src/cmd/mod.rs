@@ -1,0 +1,3 @@
+//! One module per command; each takes its parsed arguments and returns an exit code.
+
+pub mod sandbox;

@@ -1,0 +1,42 @@
+//! digidesk-upload: turns CSV exports into DigiDesk survey requests.
+//!
+//! # Layout
+//!
+//! The data's path, one module per stage:
+//!
+//! - [`reading`]: streams records out of the export (file, stdin, `.gz`, any encoding).
+//! - [`mapping`]: the TOML mapping file, compiled against the header into a plan.
+//! - [`contact`]: phone numbers to E.164, emails trimmed and lower-cased.
+//! - [`validate`]: the spec's field rules, applied before anything is sent.
+//! - [`request`]: the survey request and its JSON body.
+//! - [`api`]: what a DigiDesk answer means (JSON or XML, `message` or `messages`).
+//! - [`client`]: one HTTP request with retries, backoff and `Retry-After`.
+//! - [`journal`]: the write-ahead record of rows in flight, for crash-safe `--resume`.
+//! - [`results`]: the results file, its only writer, and the counters.
+//! - [`pipeline`]: wires reader, workers and writer with bounded channels.
+//! - [`summary`]: the end-of-run table and its JSON twin.
+//!
+//! Around it: [`cli`] (the command line), [`config`] (checked, typed settings),
+//! [`cmd`] (one module per command), [`sandbox`] (a local DigiDesk), [`spec`]
+//! (the API's names and limits) and [`exit`] (exit codes).
+
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod cmd;
+pub mod config;
+pub mod contact;
+pub mod exit;
+pub mod journal;
+pub mod logging;
+pub mod mapping;
+pub mod pipeline;
+pub mod reading;
+pub mod request;
+pub mod results;
+pub mod sandbox;
+pub mod spec;
+pub mod summary;
+pub mod validate;
+
+pub use exit::{Exit, Fatal};

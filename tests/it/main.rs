@@ -1,0 +1,3 @@
+//! End-to-end tests: the real binary and the real sandbox over loopback.
+
+mod sandbox;

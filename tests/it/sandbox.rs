@@ -1,0 +1,1 @@
+//! The sandbox held to the spec and to each fault, over HTTP and HTTPS.
