@@ -16,6 +16,7 @@ fn main() -> ExitCode {
     let result: Result<Exit, Fatal> = runtime.block_on(async move {
         match cli.command {
             Command::Sandbox(args) => cmd::sandbox::run(args).await,
+            Command::Check(args) => cmd::check::run(args),
             _ => Err(Fatal::usage("not yet available")),
         }
     });

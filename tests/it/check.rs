@@ -1,0 +1,1 @@
+//! `check` on real files: counts, bodies, errors and exit codes.
