@@ -1,1 +1,407 @@
-//! api
+//! What a DigiDesk answer means. Reads the body as NOTES.md says (JSON or
+//! XML, `message` or `messages`, an array or a single string) and classifies
+//! the HTTP status into what the uploader does next: done, retry, or stop.
+
+use std::time::Duration;
+
+/// The parts of an answer body the uploader cares about.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Body {
+    /// The `status` field: `success` or `error`, when present.
+    pub status: Option<String>,
+    /// The `data` field when it is an integer id.
+    pub id: Option<u64>,
+    /// The server's messages, verbatim.
+    pub messages: Vec<String>,
+    /// When the body could not be read as a DigiDesk answer: what it was, in words.
+    pub unreadable: Option<String>,
+}
+
+/// What to do with a row after one answered attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Created, with DigiDesk's id.
+    Created(u64),
+    /// The data was refused; resending it as is will not help.
+    Rejected(Vec<String>),
+    /// A transient failure: try again (after `Retry-After` when given).
+    Transient(String),
+    /// A 2xx that does not say it created anything, or says so unreadably:
+    /// the survey may exist, so the row must not be sent again automatically.
+    Unknown(String),
+    /// Nothing will work until the user fixes something: stop the whole run.
+    Stop(StopKind, String),
+}
+
+/// Why a run stops part-way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopKind {
+    /// 401/403: wrong or missing credentials, or no permission.
+    Credentials,
+    /// 404 or a redirect: the endpoint is wrong.
+    Endpoint,
+    /// The certificate is not trusted, or TLS failed.
+    Tls,
+    /// The service kept failing (the circuit breaker opened).
+    ServiceDown,
+}
+
+/// Classifies one answered attempt (NOTES.md #6, #7, #8).
+pub fn classify(http: u16, body: &Body) -> Verdict {
+    let words = || describe(http, body);
+    match http {
+        200..=299 => match (body.status.as_deref(), body.id) {
+            (Some("success"), Some(id)) => Verdict::Created(id),
+            (Some("error"), _) => Verdict::Rejected(non_empty(body.messages.clone(), words)),
+            _ => Verdict::Unknown(format!(
+                "HTTP {http} without a survey request id ({}); it may have been created: check DigiDesk before resending",
+                body.unreadable.clone().unwrap_or_else(|| "no id in the answer".into())
+            )),
+        },
+        401 | 403 => Verdict::Stop(
+            StopKind::Credentials,
+            format!(
+                "DigiDesk answered HTTP {http} ({}): check DIGIDESK_USERNAME and DIGIDESK_PASSWORD (or --credentials) and that the account may post survey requests",
+                words()
+            ),
+        ),
+        404 => Verdict::Stop(
+            StopKind::Endpoint,
+            format!(
+                "DigiDesk answered HTTP 404 ({}): the endpoint is wrong; check --endpoint or DIGIDESK_ENDPOINT (the spec's is {})",
+                words(),
+                crate::spec::DEFAULT_ENDPOINT
+            ),
+        ),
+        300..=399 => Verdict::Stop(
+            StopKind::Endpoint,
+            format!("the endpoint answered with a redirect (HTTP {http}); use the final URL as --endpoint"),
+        ),
+        408 | 429 | 500 | 502 | 503 | 504 => Verdict::Transient(words()),
+        400..=499 => Verdict::Rejected(non_empty(body.messages.clone(), words)),
+        _ => Verdict::Rejected(vec![words()]),
+    }
+}
+
+fn non_empty(messages: Vec<String>, words: impl FnOnce() -> String) -> Vec<String> {
+    if messages.is_empty() {
+        vec![words()]
+    } else {
+        messages
+    }
+}
+
+/// The answer in words: the server's messages when it gave any, otherwise
+/// what the body was.
+pub fn describe(http: u16, body: &Body) -> String {
+    if !body.messages.is_empty() {
+        return format!("HTTP {http}: {}", body.messages.join("; "));
+    }
+    match &body.unreadable {
+        Some(what) => format!("HTTP {http} with {what}"),
+        None => format!("HTTP {http}"),
+    }
+}
+
+/// Reads an answer body whatever its format. Never fails: a body that is not
+/// a DigiDesk answer is described in `unreadable`.
+pub fn read_body(content_type: Option<&str>, bytes: &[u8]) -> Body {
+    let ct = content_type.unwrap_or("").to_ascii_lowercase();
+    let text = String::from_utf8_lossy(bytes);
+    let trimmed = text.trim_start();
+    if trimmed.is_empty() {
+        return Body {
+            unreadable: Some("an empty body".into()),
+            ..Body::default()
+        };
+    }
+    if trimmed.starts_with('{') || ct.contains("json") {
+        if let Ok(value) = serde_json::from_str::<serde_json::Value>(trimmed) {
+            return from_json(&value);
+        }
+    }
+    if ct.contains("html") || looks_like_html(trimmed) {
+        let title = html_title(trimmed);
+        return Body {
+            unreadable: Some(match title {
+                Some(t) => {
+                    format!("an HTML page \"{t}\" (a proxy or gateway answered, not DigiDesk)")
+                }
+                None => "an HTML page (a proxy or gateway answered, not DigiDesk)".into(),
+            }),
+            ..Body::default()
+        };
+    }
+    if trimmed.starts_with('<') || ct.contains("xml") {
+        if let Some(body) = from_xml(trimmed) {
+            return body;
+        }
+    }
+    Body {
+        unreadable: Some(format!(
+            "a body that is not a DigiDesk answer ({})",
+            snippet(trimmed)
+        )),
+        ..Body::default()
+    }
+}
+
+fn from_json(value: &serde_json::Value) -> Body {
+    let Some(obj) = value.as_object() else {
+        return Body {
+            unreadable: Some("JSON that is not an object".into()),
+            ..Body::default()
+        };
+    };
+    let status = obj
+        .get("status")
+        .and_then(|s| s.as_str())
+        .map(|s| s.trim().to_ascii_lowercase());
+    let id = obj.get("data").and_then(|d| {
+        d.as_u64()
+            .or_else(|| d.as_str().and_then(|s| s.trim().parse().ok()))
+    });
+    let mut messages = Vec::new();
+    for key in ["message", "messages"] {
+        match obj.get(key) {
+            Some(serde_json::Value::String(s)) if !s.trim().is_empty() => messages.push(s.clone()),
+            Some(serde_json::Value::Array(items)) => {
+                for item in items {
+                    match item {
+                        serde_json::Value::String(s) => messages.push(s.clone()),
+                        serde_json::Value::Null => {}
+                        other => messages.push(other.to_string()),
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let unreadable = if status.is_none() {
+        Some("JSON without a status field".into())
+    } else {
+        None
+    };
+    Body {
+        status,
+        id,
+        messages,
+        unreadable,
+    }
+}
+
+/// Reads `<status>`, `<data>` and every text under `<message>`/`<messages>`.
+fn from_xml(text: &str) -> Option<Body> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(text);
+    let mut path: Vec<String> = Vec::new();
+    let mut body = Body::default();
+    let mut saw_root = false;
+    // Text of the current element; quick-xml splits it around entity references.
+    let mut text_buf = String::new();
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(e)) => {
+                saw_root = true;
+                record_xml_text(&mut body, &path, &mut text_buf);
+                path.push(String::from_utf8_lossy(e.local_name().as_ref()).to_ascii_lowercase());
+            }
+            Ok(Event::Empty(_)) => saw_root = true,
+            Ok(Event::End(_)) => {
+                record_xml_text(&mut body, &path, &mut text_buf);
+                path.pop();
+            }
+            Ok(Event::Text(t)) => {
+                if let Ok(c) = t.decode() {
+                    text_buf.push_str(&unescape_xml(&c));
+                }
+            }
+            Ok(Event::CData(t)) => text_buf.push_str(&String::from_utf8_lossy(&t)),
+            Ok(Event::GeneralRef(r)) => {
+                text_buf.push_str(&unescape_xml(&format!("&{};", String::from_utf8_lossy(&r))));
+            }
+            Ok(Event::Eof) => break,
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+    if !saw_root {
+        return None;
+    }
+    if body.status.is_none() {
+        body.unreadable = Some("XML without a status element".into());
+    }
+    Some(body)
+}
+
+fn record_xml_text(body: &mut Body, path: &[String], text: &mut String) {
+    let value = std::mem::take(text).trim().to_string();
+    if value.is_empty() {
+        return;
+    }
+    if path.iter().any(|p| p == "message" || p == "messages") {
+        body.messages.push(value);
+    } else if path.last().map(String::as_str) == Some("status") {
+        body.status = Some(value.trim().to_ascii_lowercase());
+    } else if path.last().map(String::as_str) == Some("data") {
+        body.id = value.trim().parse().ok();
+    }
+}
+
+fn unescape_xml(s: &str) -> String {
+    quick_xml::escape::unescape(s)
+        .map(|c| c.into_owned())
+        .unwrap_or_else(|_| s.to_string())
+}
+
+fn looks_like_html(s: &str) -> bool {
+    let head: String = s.chars().take(200).collect::<String>().to_ascii_lowercase();
+    head.starts_with("<!doctype html") || head.contains("<html")
+}
+
+fn html_title(s: &str) -> Option<String> {
+    let lower = s.to_ascii_lowercase();
+    let start = lower.find("<title>")? + "<title>".len();
+    let end = start + lower[start..].find("</title>")?;
+    let title = s.get(start..end)?.trim();
+    (!title.is_empty()).then(|| title.chars().take(100).collect())
+}
+
+fn snippet(s: &str) -> String {
+    let one_line: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() > 80 {
+        format!("{}...", one_line.chars().take(80).collect::<String>())
+    } else {
+        one_line
+    }
+}
+
+/// Parses `Retry-After`: delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(s: &str) -> Body {
+        read_body(Some("application/json"), s.as_bytes())
+    }
+
+    #[test]
+    fn spec_success_is_created() {
+        let b = json(r#"{"status": "success", "data":1234, "message":null}"#);
+        assert_eq!(classify(201, &b), Verdict::Created(1234));
+    }
+
+    #[test]
+    fn two_xx_without_id_is_unknown_not_created() {
+        assert!(matches!(
+            classify(201, &json(r#"{"status":"success","data":null}"#)),
+            Verdict::Unknown(_)
+        ));
+        assert!(matches!(
+            classify(200, &read_body(None, b"")),
+            Verdict::Unknown(_)
+        ));
+    }
+
+    #[test]
+    fn two_xx_saying_error_is_rejected_with_messages() {
+        let b = json(r#"{"status":"error","data":null,"message":["campaign_name is required"]}"#);
+        assert_eq!(
+            classify(200, &b),
+            Verdict::Rejected(vec!["campaign_name is required".into()])
+        );
+    }
+
+    #[test]
+    fn reads_message_or_messages_array_or_string() {
+        assert_eq!(
+            json(r#"{"status":"error","messages":["a","b"]}"#).messages,
+            vec!["a", "b"]
+        );
+        assert_eq!(
+            json(r#"{"status":"error","message":"just one"}"#).messages,
+            vec!["just one"]
+        );
+        let b = json(r#"{"status":"error","data":null,"message":["x"]}"#);
+        assert_eq!(classify(422, &b), Verdict::Rejected(vec!["x".into()]));
+    }
+
+    #[test]
+    fn reads_xml_answers() {
+        let ok = read_body(
+            Some("application/xml"),
+            br#"<?xml version="1.0"?><response><status>success</status><data>77</data><message/></response>"#,
+        );
+        assert_eq!(classify(201, &ok), Verdict::Created(77));
+        let err = read_body(
+            Some("text/xml"),
+            b"<response><status>error</status><data/><message><item>customer_contact is required</item><item>a &amp; b</item></message></response>",
+        );
+        assert_eq!(err.messages, vec!["customer_contact is required", "a & b"]);
+        assert_eq!(classify(422, &err), Verdict::Rejected(err.messages.clone()));
+    }
+
+    #[test]
+    fn html_and_empty_bodies_become_words() {
+        let html = read_body(
+            Some("text/html"),
+            b"<html><head><title>502 Bad Gateway</title></head><body><h1>502</h1></body></html>",
+        );
+        match classify(502, &html) {
+            Verdict::Transient(w) => assert!(w.contains("HTML page \"502 Bad Gateway\""), "{w}"),
+            other => panic!("{other:?}"),
+        }
+        match classify(503, &read_body(None, b"")) {
+            Verdict::Transient(w) => assert_eq!(w, "HTTP 503 with an empty body"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn statuses_map_to_what_notes_say() {
+        let b = Body::default();
+        for s in [408, 429, 500, 502, 503, 504] {
+            assert!(matches!(classify(s, &b), Verdict::Transient(_)), "{s}");
+        }
+        for s in [401, 403] {
+            assert!(
+                matches!(classify(s, &b), Verdict::Stop(StopKind::Credentials, _)),
+                "{s}"
+            );
+        }
+        assert!(matches!(
+            classify(404, &b),
+            Verdict::Stop(StopKind::Endpoint, _)
+        ));
+        assert!(matches!(
+            classify(301, &b),
+            Verdict::Stop(StopKind::Endpoint, _)
+        ));
+        for s in [400, 409, 413, 422] {
+            assert!(matches!(classify(s, &b), Verdict::Rejected(_)), "{s}");
+        }
+    }
+
+    #[test]
+    fn retry_after_in_both_forms() {
+        let now = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(30))
+        );
+        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        assert_eq!(parse_retry_after(&earlier, now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+}

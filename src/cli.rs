@@ -71,7 +71,9 @@ pub enum Command {
     Sandbox(SandboxArgs),
 
     /// Print shell completions for bash, zsh or fish.
-    #[command(after_help = "Example:\n  digidesk-upload completions bash > /etc/bash_completion.d/digidesk-upload")]
+    #[command(
+        after_help = "Example:\n  digidesk-upload completions bash > /etc/bash_completion.d/digidesk-upload"
+    )]
     Completions {
         /// The shell to generate completions for.
         #[arg(value_enum)]
@@ -79,7 +81,9 @@ pub enum Command {
     },
 
     /// No set-up: start the sandbox in-process and send the built-in demo export through it.
-    #[command(after_help = "Example:\n  digidesk-upload demo\n  digidesk-upload demo --dir ./demo-run")]
+    #[command(
+        after_help = "Example:\n  digidesk-upload demo\n  digidesk-upload demo --dir ./demo-run"
+    )]
     Demo(DemoArgs),
 }
 
@@ -213,7 +217,12 @@ pub struct RetryArgs {
     pub mapping: PathBuf,
 
     /// Which statuses to resend, comma-separated (failed, unknown, rejected, invalid).
-    #[arg(long, value_name = "STATUSES", default_value = "failed", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "STATUSES",
+        default_value = "failed",
+        value_delimiter = ','
+    )]
     pub only: Vec<String>,
 
     /// Delimiter of the results file.

@@ -1,5 +1,335 @@
-//! config
+//! Configuration: the raw command line turned into checked, typed settings
+//! (a parsed endpoint, credentials, a rate, the results path) before any row
+//! is read or any request made. Bad configuration never reaches the network.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use reqwest::header::HeaderValue;
+
+use crate::cli::SendOptions;
+use crate::exit::Fatal;
+use crate::reading::InputSource;
 
 /// The default `--rate`: conservative, so that an account whose limit we do
 /// not know is not hammered.
 pub const DEFAULT_RATE: u32 = 10;
+
+/// The latency `--concurrency`'s default is sized for.
+pub const DESIGN_LATENCY: Duration = Duration::from_millis(250);
+
+/// In-flight requests with `--rate 0`.
+pub const UNLIMITED_CONCURRENCY: usize = 64;
+
+/// HTTP Basic credentials. `Debug` never shows the password.
+#[derive(Clone)]
+pub struct Credentials {
+    pub username: String,
+    password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<hidden>")
+            .finish()
+    }
+}
+
+impl Credentials {
+    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Credentials {
+        Credentials {
+            username: username.into(),
+            password: password.into(),
+        }
+    }
+
+    /// The `Authorization` header, marked sensitive so that nothing prints it.
+    pub fn header(&self) -> HeaderValue {
+        let token = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", self.username, self.password));
+        // Base64 is always a valid header value.
+        let mut value = HeaderValue::from_str(&format!("Basic {token}"))
+            .expect("base64 is a valid header value");
+        value.set_sensitive(true);
+        value
+    }
+
+    /// From `--credentials FILE` when given, else `DIGIDESK_USERNAME` and
+    /// `DIGIDESK_PASSWORD`. Never from argv.
+    pub fn load(file: Option<&Path>) -> Result<Credentials, Fatal> {
+        if let Some(path) = file {
+            return Self::from_file(path);
+        }
+        let user = std::env::var("DIGIDESK_USERNAME")
+            .ok()
+            .filter(|s| !s.is_empty());
+        let pass = std::env::var("DIGIDESK_PASSWORD")
+            .ok()
+            .filter(|s| !s.is_empty());
+        match (user, pass) {
+            (Some(u), Some(p)) => Ok(Credentials::new(u, p)),
+            (u, p) => {
+                let mut missing = Vec::new();
+                if u.is_none() {
+                    missing.push("DIGIDESK_USERNAME");
+                }
+                if p.is_none() {
+                    missing.push("DIGIDESK_PASSWORD");
+                }
+                Err(Fatal::usage(format!(
+                    "credentials missing: set {} in the environment, or pass --credentials FILE with `username=...` and `password=...` lines",
+                    missing.join(" and ")
+                )))
+            }
+        }
+    }
+
+    fn from_file(path: &Path) -> Result<Credentials, Fatal> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Fatal::usage(format!(
+                "cannot read the credentials file {}: {e}",
+                path.display()
+            ))
+        })?;
+        let (mut user, mut pass) = (None, None);
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=') else {
+                return Err(Fatal::usage(format!(
+                    "{}:{}: expected `username=...` or `password=...`",
+                    path.display(),
+                    n + 1
+                )));
+            };
+            let value = value.trim().to_string();
+            match key.trim().to_ascii_lowercase().as_str() {
+                "username" | "user" | "digidesk_username" => user = Some(value),
+                "password" | "digidesk_password" => pass = Some(value),
+                other => {
+                    return Err(Fatal::usage(format!(
+                        "{}:{}: unknown key `{other}`; expected `username` or `password`",
+                        path.display(),
+                        n + 1
+                    )))
+                }
+            }
+        }
+        match (user, pass) {
+            (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => Ok(Credentials::new(u, p)),
+            _ => Err(Fatal::usage(format!(
+                "the credentials file {} needs both `username=...` and `password=...`",
+                path.display()
+            ))),
+        }
+    }
+}
+
+/// Parses and checks `--endpoint`: HTTPS anywhere, plain HTTP only to loopback.
+pub fn parse_endpoint(raw: Option<&str>) -> Result<url::Url, Fatal> {
+    let raw = raw
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .unwrap_or(crate::spec::DEFAULT_ENDPOINT);
+    let url = url::Url::parse(raw).map_err(|e| {
+        Fatal::usage(format!(
+            "--endpoint {raw:?} is not a URL ({e}); expected e.g. {}",
+            crate::spec::DEFAULT_ENDPOINT
+        ))
+    })?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&url) => {}
+        "http" => {
+            return Err(Fatal::usage(format!(
+                "--endpoint {raw} uses plain http:// to a host that is not this machine; DigiDesk is HTTPS only and credentials must not cross the network unencrypted. Use https://"
+            )))
+        }
+        other => {
+            return Err(Fatal::usage(format!("--endpoint {raw}: unsupported scheme {other:?}; use https://")))
+        }
+    }
+    if url.host().is_none() {
+        return Err(Fatal::usage(format!("--endpoint {raw} has no host")));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Fatal::usage(
+            "--endpoint must not carry credentials; use DIGIDESK_USERNAME and DIGIDESK_PASSWORD",
+        ));
+    }
+    Ok(url)
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+/// The default results path: `INPUT` with `.results.csv` in place of `.csv`
+/// (`.csv.gz` too); stdin has none.
+pub fn default_results_path(input: &InputSource, suffix: &str) -> Option<PathBuf> {
+    let InputSource::File(path) = input else {
+        return None;
+    };
+    let name = path.file_name()?.to_string_lossy().into_owned();
+    let lower = name.to_ascii_lowercase();
+    let stem = [".csv.gz", ".csv", ".gz", ".txt", ".tsv"]
+        .iter()
+        .find_map(|ext| {
+            lower
+                .ends_with(ext)
+                .then(|| &name[..name.len() - ext.len()])
+        })
+        .unwrap_or(&name);
+    Some(path.with_file_name(format!("{stem}{suffix}")))
+}
+
+/// How the run treats an existing results file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMode {
+    /// An existing results file or journal is an error.
+    Fresh,
+    /// Continue the run they belong to.
+    Resume,
+    /// Replace them.
+    Force,
+}
+
+/// The sending settings shared by `send` and `retry`, checked.
+#[derive(Debug, Clone)]
+pub struct SendSettings {
+    pub results: PathBuf,
+    pub endpoint: url::Url,
+    pub credentials: Credentials,
+    /// Requests per second; `None` = no limit.
+    pub rate: Option<u32>,
+    pub concurrency: usize,
+    pub max_attempts: u32,
+    pub timeout: Duration,
+    pub mode: StartMode,
+    pub ca_cert_pem: Option<Vec<u8>>,
+    pub summary_json: Option<PathBuf>,
+    pub limit: Option<u64>,
+}
+
+impl SendSettings {
+    /// Checks the options; `results_default` is used when `--results` is absent.
+    pub fn from_options(
+        opts: &SendOptions,
+        results_default: Option<PathBuf>,
+    ) -> Result<SendSettings, Fatal> {
+        let results = opts.results.clone().or(results_default).ok_or_else(|| {
+            Fatal::usage("--results FILE is required when the input is standard input")
+        })?;
+        let endpoint = parse_endpoint(opts.endpoint.as_deref())?;
+        if opts.max_attempts == 0 {
+            return Err(Fatal::usage("--max-attempts must be at least 1"));
+        }
+        if !(opts.timeout.is_finite() && opts.timeout > 0.0 && opts.timeout <= 3600.0) {
+            return Err(Fatal::usage(
+                "--timeout must be a number of seconds between 0 and 3600",
+            ));
+        }
+        if opts.concurrency == Some(0) {
+            return Err(Fatal::usage("--concurrency must be at least 1"));
+        }
+        if opts.limit == Some(0) {
+            return Err(Fatal::usage("--limit must be at least 1"));
+        }
+        let rate = (opts.rate > 0).then_some(opts.rate);
+        let concurrency = opts
+            .concurrency
+            .unwrap_or_else(|| default_concurrency(rate));
+        let ca_cert_pem = match &opts.ca_cert {
+            Some(p) => Some(std::fs::read(p).map_err(|e| {
+                Fatal::usage(format!("cannot read --ca-cert {}: {e}", p.display()))
+            })?),
+            None => None,
+        };
+        let mode = match (opts.resume, opts.force) {
+            (true, _) => StartMode::Resume,
+            (false, true) => StartMode::Force,
+            _ => StartMode::Fresh,
+        };
+        let credentials = Credentials::load(opts.credentials.as_deref())?;
+        Ok(SendSettings {
+            results,
+            endpoint,
+            credentials,
+            rate,
+            concurrency,
+            max_attempts: opts.max_attempts,
+            timeout: Duration::from_secs_f64(opts.timeout),
+            mode,
+            ca_cert_pem,
+            summary_json: opts.summary_json.clone(),
+            limit: opts.limit,
+        })
+    }
+}
+
+/// Enough requests in flight to hold `rate` at [`DESIGN_LATENCY`], with
+/// headroom for latency spikes: Little's law, doubled.
+pub fn default_concurrency(rate: Option<u32>) -> usize {
+    match rate {
+        None => UNLIMITED_CONCURRENCY,
+        Some(r) => {
+            let needed = (f64::from(r) * DESIGN_LATENCY.as_secs_f64() * 2.0).ceil() as usize;
+            needed.clamp(4, 512)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        assert!(parse_endpoint(Some("http://127.0.0.1:9/api/survey_requests/")).is_ok());
+        assert!(parse_endpoint(Some("http://localhost:9/x")).is_ok());
+        assert!(parse_endpoint(Some("http://[::1]:9/x")).is_ok());
+        let e = parse_endpoint(Some("http://example.com/api/")).unwrap_err();
+        assert!(e.message.contains("plain http://"), "{}", e.message);
+        assert!(parse_endpoint(Some("ftp://example.com/")).is_err());
+        assert_eq!(
+            parse_endpoint(None).unwrap().as_str(),
+            crate::spec::DEFAULT_ENDPOINT
+        );
+    }
+
+    #[test]
+    fn results_path_replaces_csv() {
+        let p =
+            |s: &str| default_results_path(&InputSource::File(s.into()), ".results.csv").unwrap();
+        assert_eq!(p("dir/calls.csv"), PathBuf::from("dir/calls.results.csv"));
+        assert_eq!(p("calls.CSV.gz"), PathBuf::from("calls.results.csv"));
+        assert_eq!(p("calls"), PathBuf::from("calls.results.csv"));
+        assert!(default_results_path(&InputSource::Stdin, ".results.csv").is_none());
+    }
+
+    #[test]
+    fn concurrency_holds_rate_at_design_latency() {
+        assert_eq!(default_concurrency(Some(10)), 5);
+        assert_eq!(default_concurrency(Some(200)), 100);
+        assert_eq!(default_concurrency(Some(1)), 4);
+        assert_eq!(default_concurrency(None), UNLIMITED_CONCURRENCY);
+    }
+
+    #[test]
+    fn debug_hides_password() {
+        let c = Credentials::new("u", "s3cret");
+        assert!(!format!("{c:?}").contains("s3cret"));
+        assert!(c.header().is_sensitive());
+    }
+}

@@ -35,11 +35,17 @@ pub struct Fatal {
 impl Fatal {
     /// Bad usage, mapping, input or configuration: nothing was sent (exit 2).
     pub fn usage(message: impl Into<String>) -> Self {
-        Fatal { exit: Exit::Usage, message: message.into() }
+        Fatal {
+            exit: Exit::Usage,
+            message: message.into(),
+        }
     }
 
     /// The run stopped part-way (exit 3).
     pub fn stopped(message: impl Into<String>) -> Self {
-        Fatal { exit: Exit::Stopped, message: message.into() }
+        Fatal {
+            exit: Exit::Stopped,
+            message: message.into(),
+        }
     }
 }

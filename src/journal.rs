@@ -1,1 +1,346 @@
-//! journal
+//! The journal: a write-ahead record, beside the results file, of every row
+//! about to be sent. It is written and synced before the request leaves, so
+//! that after a crash `--resume` knows which rows may have reached DigiDesk.
+//!
+//! Format: a first line of JSON naming the run (a fingerprint of the input,
+//! mapping and selection), then one short line per event:
+//! - `s ROW`: the request for ROW is about to be sent;
+//! - `n ROW`: ROW's request was not created and may be sent again (a 401 that
+//!   stopped the run, an interrupt before sending);
+//! - `d`: the run completed.
+//!
+//! A row with an `s` line, no later `n` line and no line in the results file
+//! was in flight at the crash: `--resume` records it as `unknown` and never
+//! sends it again. A torn last line (power loss mid-write) is ignored: its
+//! row's request had not been sent, because sending waits for the sync.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::exit::Fatal;
+
+/// The journal of a results file: `RESULTS.journal`.
+pub fn path_for(results: &Path) -> PathBuf {
+    let mut name = results
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".journal");
+    results.with_file_name(name)
+}
+
+/// The first line of a journal.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Header {
+    /// Marks the file as ours and its format version.
+    pub digidesk_upload_journal: u32,
+    /// What run this is: see [`crate::pipeline::fingerprint`].
+    pub fingerprint: String,
+    /// The command that started the run, for messages.
+    pub command: String,
+}
+
+/// A set of row numbers, as a bitmap: a million rows cost 125 KB.
+#[derive(Debug, Clone, Default)]
+pub struct RowSet {
+    words: Vec<u64>,
+    len: u64,
+}
+
+impl RowSet {
+    pub fn insert(&mut self, row: u64) -> bool {
+        let (w, b) = ((row / 64) as usize, row % 64);
+        if w >= self.words.len() {
+            self.words.resize(w + 1, 0);
+        }
+        let fresh = self.words[w] & (1 << b) == 0;
+        self.words[w] |= 1 << b;
+        self.len += u64::from(fresh);
+        fresh
+    }
+
+    pub fn remove(&mut self, row: u64) {
+        let (w, b) = ((row / 64) as usize, row % 64);
+        if let Some(word) = self.words.get_mut(w) {
+            if *word & (1 << b) != 0 {
+                *word &= !(1 << b);
+                self.len -= 1;
+            }
+        }
+    }
+
+    pub fn contains(&self, row: u64) -> bool {
+        let (w, b) = ((row / 64) as usize, row % 64);
+        self.words.get(w).is_some_and(|word| word & (1 << b) != 0)
+    }
+
+    /// The rows in `self` and not in `other`.
+    pub fn minus(&self, other: &RowSet) -> RowSet {
+        let words: Vec<u64> = self
+            .words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| w & !other.words.get(i).copied().unwrap_or(0))
+            .collect();
+        let len = words.iter().map(|w| u64::from(w.count_ones())).sum();
+        RowSet { words, len }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// What an existing journal says.
+#[derive(Debug, Clone)]
+pub struct State {
+    pub header: Header,
+    /// Rows with an `s` line and no later `n` line.
+    pub sent: RowSet,
+    /// The run completed.
+    pub done: bool,
+}
+
+/// The journal being written.
+pub struct Journal {
+    out: BufWriter<File>,
+    path: PathBuf,
+    /// Bytes buffered since the last commit.
+    pending: bool,
+    /// Whether to fsync on commit (off only where durability against power
+    /// loss is not wanted, such as the in-memory demo).
+    sync: bool,
+}
+
+impl Journal {
+    /// Starts a new journal, replacing any old one.
+    pub fn create(path: &Path, header: &Header) -> Result<Journal, Fatal> {
+        let file = File::create(path).map_err(|e| io_fatal("create the journal", path, &e))?;
+        let mut j = Journal {
+            out: BufWriter::with_capacity(64 * 1024, file),
+            path: path.to_path_buf(),
+            pending: true,
+            sync: true,
+        };
+        let line = serde_json::to_string(header).expect("serialising a header to memory");
+        j.write_line(&line)?;
+        j.commit()?;
+        Ok(j)
+    }
+
+    /// Reads an existing journal, cuts off a torn last line, and opens it for appending.
+    pub fn resume(path: &Path) -> Result<(Journal, State), Fatal> {
+        let (state, good_len) = read(path)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| io_fatal("open the journal", path, &e))?;
+        file.set_len(good_len)
+            .map_err(|e| io_fatal("repair the journal", path, &e))?;
+        file.seek(std::io::SeekFrom::End(0))
+            .map_err(|e| io_fatal("open the journal", path, &e))?;
+        let j = Journal {
+            out: BufWriter::with_capacity(64 * 1024, file),
+            path: path.to_path_buf(),
+            pending: false,
+            sync: true,
+        };
+        Ok((j, state))
+    }
+
+    /// Turns fsync on commit off or on.
+    pub fn set_sync(&mut self, sync: bool) {
+        self.sync = sync;
+    }
+
+    /// Buffers "about to send ROW"; [`commit`](Self::commit) before sending.
+    pub fn sending(&mut self, row: u64) -> Result<(), Fatal> {
+        self.write_line(&format!("s {row}"))
+    }
+
+    /// Buffers "ROW was not created; it may be sent again".
+    pub fn not_sent(&mut self, row: u64) -> Result<(), Fatal> {
+        self.write_line(&format!("n {row}"))
+    }
+
+    /// Marks the run complete and commits.
+    pub fn done(&mut self) -> Result<(), Fatal> {
+        self.write_line("d")?;
+        self.commit()
+    }
+
+    /// Writes everything buffered to the file and syncs it to disk.
+    pub fn commit(&mut self) -> Result<(), Fatal> {
+        if !self.pending {
+            return Ok(());
+        }
+        self.out
+            .flush()
+            .map_err(|e| io_fatal("write the journal", &self.path, &e))?;
+        if self.sync {
+            self.out
+                .get_ref()
+                .sync_data()
+                .map_err(|e| io_fatal("sync the journal", &self.path, &e))?;
+        }
+        self.pending = false;
+        Ok(())
+    }
+
+    fn write_line(&mut self, line: &str) -> Result<(), Fatal> {
+        self.pending = true;
+        self.out
+            .write_all(line.as_bytes())
+            .and_then(|_| self.out.write_all(b"\n"))
+            .map_err(|e| io_fatal("write the journal", &self.path, &e))
+    }
+}
+
+/// Reads a journal; returns its state and the length of its intact part.
+pub fn read(path: &Path) -> Result<(State, u64), Fatal> {
+    let file = File::open(path).map_err(|e| io_fatal("read the journal", path, &e))?;
+    let mut reader = BufReader::new(file);
+    let mut line = Vec::new();
+    let mut good_len = 0u64;
+    let mut header: Option<Header> = None;
+    let mut sent = RowSet::default();
+    let mut done = false;
+    let mut line_no = 0u64;
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| io_fatal("read the journal", path, &e))?;
+        if n == 0 {
+            break;
+        }
+        if line.last() != Some(&b'\n') {
+            // A torn last line: its write never completed, so its row was never sent.
+            break;
+        }
+        line_no += 1;
+        let text = std::str::from_utf8(&line[..line.len() - 1]).unwrap_or("");
+        if header.is_none() {
+            header = Some(serde_json::from_str(text).map_err(|_| {
+                Fatal::usage(format!(
+                    "{} is not a digidesk-upload journal (its first line is not one); move it away or use --force",
+                    path.display()
+                ))
+            })?);
+        } else if text == "d" {
+            done = true;
+        } else if let Some((kind, row)) = text.split_once(' ') {
+            let row: u64 = row.parse().map_err(|_| corrupt(path, line_no))?;
+            match kind {
+                "s" => {
+                    sent.insert(row);
+                }
+                "n" => sent.remove(row),
+                _ => return Err(corrupt(path, line_no)),
+            }
+        } else {
+            return Err(corrupt(path, line_no));
+        }
+        good_len += n as u64;
+    }
+    let header = header.ok_or_else(|| {
+        Fatal::usage(format!(
+            "the journal {} is empty: the previous run stopped before sending anything; start again with --force",
+            path.display()
+        ))
+    })?;
+    Ok((State { header, sent, done }, good_len))
+}
+
+fn corrupt(path: &Path, line: u64) -> Fatal {
+    Fatal::usage(format!(
+        "the journal {} is damaged at line {line}; it cannot tell which rows were sent. Check DigiDesk, then start again with --force",
+        path.display()
+    ))
+}
+
+fn io_fatal(what: &str, path: &Path, e: &std::io::Error) -> Fatal {
+    Fatal::stopped(format!("cannot {what} {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> Header {
+        Header {
+            digidesk_upload_journal: 1,
+            fingerprint: "f".into(),
+            command: "send".into(),
+        }
+    }
+
+    #[test]
+    fn rowset_counts_and_removes() {
+        let mut s = RowSet::default();
+        assert!(s.insert(1));
+        assert!(!s.insert(1));
+        assert!(s.insert(1_000_000));
+        assert_eq!(s.len(), 2);
+        s.remove(1);
+        assert!(!s.contains(1));
+        assert!(s.contains(1_000_000));
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn sent_rows_survive_and_not_sent_cancels() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.csv.journal");
+        let mut j = Journal::create(&p, &header()).unwrap();
+        for r in [1, 2, 3] {
+            j.sending(r).unwrap();
+        }
+        j.not_sent(2).unwrap();
+        j.commit().unwrap();
+        drop(j);
+        let (state, _) = read(&p).unwrap();
+        assert!(state.sent.contains(1) && !state.sent.contains(2) && state.sent.contains(3));
+        assert!(!state.done);
+        assert_eq!(state.header, header());
+    }
+
+    #[test]
+    fn torn_last_line_is_ignored_and_cut_on_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.csv.journal");
+        let mut j = Journal::create(&p, &header()).unwrap();
+        j.sending(7).unwrap();
+        j.commit().unwrap();
+        drop(j);
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"s 12").unwrap();
+        drop(f);
+        let (mut j, state) = Journal::resume(&p).unwrap();
+        assert!(state.sent.contains(7));
+        assert!(!state.sent.contains(12) && !state.sent.contains(1));
+        j.sending(8).unwrap();
+        j.done().unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.ends_with("s 7\ns 8\nd\n"), "{text}");
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j");
+        std::fs::write(&p, "hello\n").unwrap();
+        assert!(read(&p)
+            .unwrap_err()
+            .message
+            .contains("not a digidesk-upload journal"));
+    }
+}

@@ -31,6 +31,7 @@ pub mod journal;
 pub mod logging;
 pub mod mapping;
 pub mod pipeline;
+pub mod progress;
 pub mod reading;
 pub mod request;
 pub mod results;

@@ -1,28 +1,48 @@
+//! The `digidesk-upload` binary: parses the command line, sets up logging,
+//! runs the command and turns its result into an exit code.
+
+use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use digidesk_upload::cli::{Cli, Command};
-use digidesk_upload::{cmd, Exit, Fatal};
+use digidesk_upload::{cmd, logging, Exit, Fatal};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    logging::init(&cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(Exit::Usage.code());
         }
     };
+    let log = cli.log.clone();
     let result: Result<Exit, Fatal> = runtime.block_on(async move {
         match cli.command {
+            Command::Send(args) => cmd::send::run(args, &log).await,
+            Command::Check(args) => tokio::task::block_in_place(|| cmd::check::run(args)),
+            Command::Retry(args) => cmd::retry::run(args, &log).await,
             Command::Sandbox(args) => cmd::sandbox::run(args).await,
-            Command::Check(args) => cmd::check::run(args),
-            _ => Err(Fatal::usage("not yet available")),
+            Command::Demo(args) => cmd::demo::run(args, &log).await,
+            Command::Completions { shell } => {
+                let mut out = std::io::stdout().lock();
+                clap_complete::generate(shell, &mut Cli::command(), "digidesk-upload", &mut out);
+                let _ = out.flush();
+                Ok(Exit::Success)
+            }
         }
     });
+    // Don't wait for stray tasks (a request abandoned on a hard stop).
+    runtime.shutdown_background();
     match result {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(fatal) => {
+            let _ = std::io::stdout().flush();
             eprintln!("error: {}", fatal.message);
             ExitCode::from(fatal.exit.code())
         }

@@ -41,7 +41,11 @@ pub struct Plan {}
 impl Plan {
     /// Checks the mapping against the header: a column the input lacks stops
     /// here, naming it, listing the headers and suggesting the closest one.
-    pub fn compile(_mapping: &Mapping, _headers: &[String], _input_name: &str) -> Result<Plan, Fatal> {
+    pub fn compile(
+        _mapping: &Mapping,
+        _headers: &[String],
+        _input_name: &str,
+    ) -> Result<Plan, Fatal> {
         todo!("mapping: compile")
     }
 

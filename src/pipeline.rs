@@ -1,1 +1,894 @@
-//! pipeline
+//! The pipeline: a reader thread maps and validates rows, a dispatcher
+//! journals each sendable row and hands it to a worker, workers post with
+//! retries under a shared rate limit, and one writer thread records every
+//! outcome. Bounded channels connect them, so a slow server slows reading
+//! instead of filling memory.
+//!
+//! ```text
+//! reader ──sendable──▶ dispatcher ──spawn──▶ workers ──outcome──▶ writer
+//!    └──────────── invalid / skipped / unknown-on-resume ─────────────▲
+//! ```
+//!
+//! A row is in flight from its journal line (written and synced before its
+//! request leaves) until its outcome is written; its concurrency permit
+//! travels with it and is released by the writer, so at most `--concurrency`
+//! rows are ever in flight.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{StopKind, Verdict};
+use crate::client::{Attempt, Client};
+use crate::config::{SendSettings, StartMode};
+use crate::exit::Fatal;
+use crate::journal::{self, Journal, RowSet};
+use crate::mapping::{Mapped, Plan};
+use crate::reading::Reader;
+use crate::results::{self, Counters, Outcome, Status, Tally};
+
+/// Rows journaled with one sync, at most.
+const MAX_BATCH: usize = 512;
+
+/// The circuit breaker opens after this many consecutive transient failures...
+pub const BREAKER_FAILURES: u64 = 50;
+/// ...spread over at least this long without a single success.
+pub const BREAKER_WINDOW: Duration = Duration::from_secs(30);
+
+/// Backoff between tries: full jitter over `BASE × 2^(try-1)`, capped.
+pub const BACKOFF_BASE: Duration = Duration::from_millis(500);
+pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
+
+/// Pause of the whole pool after a 429 without `Retry-After`.
+pub const DEFAULT_429_PAUSE: Duration = Duration::from_secs(1);
+
+/// Rows come from here: the input reader, the columns kept, and for `retry`
+/// where the row numbers and statuses are.
+pub struct Source {
+    pub reader: Reader,
+    /// Indexes of the input columns kept (all but `digidesk_*`); `None` = all.
+    pub keep: Option<Vec<usize>>,
+    /// The kept columns' names: the mapping's header and the results file's first columns.
+    pub columns: Vec<String>,
+    /// For `retry`: which rows to take and their original numbers.
+    pub select: Option<Selection>,
+    /// What the input is called in messages.
+    pub name: String,
+}
+
+/// `retry`'s choice of rows from a results file.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    pub row_column: usize,
+    pub status_column: usize,
+    pub statuses: Vec<Status>,
+}
+
+impl Source {
+    /// Builds a source over a reader: `digidesk_*` columns are dropped (they
+    /// are never mapped, and the results file writes its own).
+    pub fn new(
+        reader: Reader,
+        name: String,
+        statuses: Option<Vec<Status>>,
+    ) -> Result<Source, Fatal> {
+        let headers = reader.headers().to_vec();
+        let keep: Vec<usize> = (0..headers.len())
+            .filter(|&i| !results::is_result_column(&headers[i]))
+            .collect();
+        let columns: Vec<String> = keep.iter().map(|&i| headers[i].clone()).collect();
+        let select = match statuses {
+            None => None,
+            Some(statuses) => {
+                let find = |name: &str| {
+                    headers.iter().position(|h| h == name).ok_or_else(|| {
+                        Fatal::usage(format!(
+                            "{name} is not a results file of digidesk-upload: it has no {name:?} column (columns: {})",
+                            headers.join(", ")
+                        ))
+                    })
+                };
+                Some(Selection {
+                    row_column: find("digidesk_row")?,
+                    status_column: find("digidesk_status")?,
+                    statuses,
+                })
+            }
+        };
+        let keep = (keep.len() != headers.len()).then_some(keep);
+        Ok(Source {
+            reader,
+            keep,
+            columns,
+            select,
+            name,
+        })
+    }
+}
+
+/// One run of `send` or `retry`.
+pub struct Job {
+    /// `send` or `retry`, for the journal and messages.
+    pub command: String,
+    pub source: Source,
+    pub plan: Plan,
+    pub settings: SendSettings,
+    /// Identifies the run; `--resume` refuses a different one.
+    pub fingerprint: String,
+    /// Sync the journal to disk before each batch of requests (on except in the demo).
+    pub durable: bool,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// Every row was read and decided (or `--limit` was reached).
+    Completed,
+    /// Stopped part-way for a reason the user must fix.
+    Stopped(StopKind, String),
+    /// Reading the input failed part-way.
+    InputError(String),
+    /// Ctrl-C or SIGTERM.
+    Interrupted,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub end: End,
+    /// Rows per status in the whole results file (a resumed run included).
+    pub counts: Vec<(Status, u64)>,
+    /// Rows decided by this invocation.
+    pub rows_this_run: u64,
+    /// Requests made by this invocation, retries included.
+    pub requests: u64,
+    pub elapsed: Duration,
+    pub tally: Tally,
+    pub results: PathBuf,
+    /// Rows read but left unsent because of `--limit`, when it stopped reading.
+    pub limited: bool,
+    /// Rows that were in flight when a previous run died, now `unknown`.
+    pub resumed_unknown: u64,
+    /// The previous run had already completed; nothing was done.
+    pub already_complete: bool,
+}
+
+impl Report {
+    pub fn count(&self, s: Status) -> u64 {
+        self.counts
+            .iter()
+            .find(|(st, _)| *st == s)
+            .map(|(_, n)| *n)
+            .unwrap_or(0)
+    }
+
+    /// Rows that are neither created nor skipped.
+    pub fn problems(&self) -> u64 {
+        self.counts
+            .iter()
+            .filter(|(s, _)| s.is_problem())
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// Stops a run from outside (signals) or inside (a 401): a soft stop ends
+/// reading and new requests; a hard stop abandons requests still waiting
+/// for their answer.
+#[derive(Clone, Default)]
+pub struct Stop {
+    soft: CancellationToken,
+    hard: CancellationToken,
+    reason: Arc<Mutex<Option<End>>>,
+}
+
+impl Stop {
+    /// Ctrl-C / SIGTERM: finish in-flight requests, send nothing new.
+    pub fn interrupt(&self) {
+        self.set(End::Interrupted);
+    }
+
+    /// In-flight requests stop waiting for answers (they become `unknown`).
+    pub fn hard(&self) {
+        self.soft.cancel();
+        self.hard.cancel();
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.soft.is_cancelled()
+    }
+
+    fn set(&self, end: End) {
+        let mut reason = self.reason.lock().unwrap_or_else(|p| p.into_inner());
+        if reason.is_none() {
+            *reason = Some(end);
+        }
+        self.soft.cancel();
+    }
+
+    fn reason(&self) -> Option<End> {
+        self.reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// A fingerprint of what a run sends: the mapping, the input's header and
+/// first 64 KiB, the reading options and `retry`'s selection.
+pub fn fingerprint(parts: &[&[u8]], input_head: Option<&Path>) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    if let Some(path) = input_head {
+        use std::io::Read;
+        if let Ok(f) = std::fs::File::open(path) {
+            let mut head = Vec::with_capacity(64 * 1024);
+            if f.take(64 * 1024).read_to_end(&mut head).is_ok() {
+                h.update(&head);
+            }
+        }
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Paces requests: the rate limit, and a pool-wide pause after a 429.
+struct Pace {
+    limiter: Option<governor::DefaultDirectRateLimiter>,
+    paused_until: Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Pace {
+    /// A limiter whose cells are spaced so that no one-second window, wherever
+    /// it falls, holds more than `rate` requests: a burst of one, and a
+    /// period 0.5% longer than 1/rate so that scheduling jitter cannot fit
+    /// `rate + 1` starts into one second.
+    fn new(rate: Option<u32>) -> Pace {
+        let limiter = rate.map(|r| {
+            let period = Duration::from_secs_f64(1.005 / f64::from(r.max(1)));
+            // A non-zero period always makes a quota.
+            let quota = governor::Quota::with_period(period).expect("non-zero period");
+            governor::RateLimiter::direct(quota)
+        });
+        Pace {
+            limiter,
+            paused_until: Mutex::new(None),
+        }
+    }
+
+    async fn ready(&self) {
+        loop {
+            let until = *self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
+            match until {
+                Some(t) if t > tokio::time::Instant::now() => tokio::time::sleep_until(t).await,
+                _ => break,
+            }
+        }
+        if let Some(l) = &self.limiter {
+            l.until_ready().await;
+        }
+    }
+
+    /// The server said 429: everyone waits.
+    fn pause(&self, d: Duration) {
+        let t = tokio::time::Instant::now() + d;
+        let mut until = self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
+        if until.is_none_or(|u| u < t) {
+            *until = Some(t);
+        }
+    }
+}
+
+/// Consecutive transient failures, for the circuit breaker.
+struct Breaker {
+    failures: AtomicU64,
+    last_success: Mutex<Instant>,
+}
+
+impl Breaker {
+    fn success(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+        *self.last_success.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    /// Records a failure; true when the breaker opens.
+    fn failure(&self) -> bool {
+        let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        n >= BREAKER_FAILURES
+            && self
+                .last_success
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .elapsed()
+                >= BREAKER_WINDOW
+    }
+}
+
+/// What workers share.
+struct Ctx {
+    client: Client,
+    pace: Pace,
+    breaker: Breaker,
+    stop: Stop,
+    journal: Arc<Mutex<Journal>>,
+    writer: mpsc::Sender<Outcome>,
+    counters: Arc<Counters>,
+    max_attempts: u32,
+    /// Set once any request has been made.
+    sent_any: AtomicBool,
+}
+
+/// A row ready to send.
+struct SendItem {
+    row: u64,
+    fields: csv::StringRecord,
+    body: Bytes,
+}
+
+/// Runs a job to its end. `stop` lets the caller interrupt it.
+pub async fn run(job: Job, stop: Stop, counters: Arc<Counters>) -> Result<Report, Fatal> {
+    let started = Instant::now();
+    let Job {
+        command,
+        source,
+        plan,
+        settings,
+        fingerprint,
+        durable,
+    } = job;
+    let results_path = settings.results.clone();
+    let journal_path = journal::path_for(&results_path);
+    let results_header = results::header_for(&source.columns);
+
+    // Decide how to start: fresh, forced, or resumed.
+    let prepared = prepare(
+        &settings,
+        &results_path,
+        &journal_path,
+        &results_header,
+        &fingerprint,
+        &command,
+        counters.clone(),
+    )?;
+    let Prepared {
+        mut journal,
+        writer,
+        resume,
+    } = prepared;
+    journal.set_sync(durable);
+    if let Some(r) = &resume {
+        for (s, n) in &r.counts {
+            counters.add(*s, *n);
+        }
+        if r.done {
+            return Ok(Report {
+                end: End::Completed,
+                counts: Status::ALL.iter().map(|s| (*s, counters.get(*s))).collect(),
+                rows_this_run: 0,
+                requests: 0,
+                elapsed: started.elapsed(),
+                tally: r.tally.clone(),
+                results: results_path,
+                limited: false,
+                resumed_unknown: 0,
+                already_complete: true,
+            });
+        }
+    }
+    let before = counters.total();
+
+    let client = Client::new(&crate::client::ClientConfig {
+        endpoint: settings.endpoint.clone(),
+        credentials: settings.credentials.clone(),
+        timeout: settings.timeout,
+        ca_cert_pem: settings.ca_cert_pem.clone(),
+        pool_size: settings.concurrency,
+    })?;
+
+    let (writer_tx, writer_rx) = mpsc::channel::<Outcome>(settings.concurrency.max(64) * 2);
+    let writer_thread = std::thread::Builder::new()
+        .name("results".into())
+        .spawn(move || writer.run(writer_rx))
+        .map_err(|e| Fatal::stopped(format!("cannot start the results writer: {e}")))?;
+
+    let (send_tx, mut send_rx) = mpsc::channel::<SendItem>(settings.concurrency.max(64));
+    let journal = Arc::new(Mutex::new(journal));
+    let ctx = Arc::new(Ctx {
+        client,
+        pace: Pace::new(settings.rate),
+        breaker: Breaker {
+            failures: AtomicU64::new(0),
+            last_success: Mutex::new(Instant::now()),
+        },
+        stop: stop.clone(),
+        journal: journal.clone(),
+        writer: writer_tx.clone(),
+        counters: counters.clone(),
+        max_attempts: settings.max_attempts,
+        sent_any: AtomicBool::new(false),
+    });
+
+    let resumed_unknown = Arc::new(AtomicU64::new(0));
+    let reader_thread = {
+        let writer_tx = writer_tx.clone();
+        let stop = stop.clone();
+        let limit = settings.limit;
+        let resumed_unknown = resumed_unknown.clone();
+        std::thread::Builder::new()
+            .name("reader".into())
+            .spawn(move || {
+                read_rows(
+                    source,
+                    plan,
+                    resume.map(|r| (r.decided, r.in_flight)),
+                    limit,
+                    send_tx,
+                    writer_tx,
+                    stop,
+                    resumed_unknown,
+                )
+            })
+            .map_err(|e| Fatal::stopped(format!("cannot start the reader: {e}")))?
+    };
+    drop(writer_tx);
+
+    // Dispatch: take a permit, then a row; journal a batch; spawn its workers.
+    let semaphore = Arc::new(Semaphore::new(settings.concurrency));
+    let mut batch: Vec<(SendItem, OwnedSemaphorePermit)> = Vec::with_capacity(MAX_BATCH);
+    let mut dispatch_error: Option<Fatal> = None;
+    'dispatch: loop {
+        let permit = tokio::select! {
+            p = semaphore.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = stop.soft.cancelled() => break,
+        };
+        let item = tokio::select! {
+            i = send_rx.recv() => match i { Some(i) => i, None => break },
+            _ = stop.soft.cancelled() => break,
+        };
+        batch.push((item, permit));
+        while batch.len() < MAX_BATCH {
+            let Ok(permit) = semaphore.clone().try_acquire_owned() else {
+                break;
+            };
+            match send_rx.try_recv() {
+                Ok(item) => batch.push((item, permit)),
+                Err(_) => break,
+            }
+        }
+        let journaled = tokio::task::block_in_place(|| -> Result<(), Fatal> {
+            let mut j = journal.lock().unwrap_or_else(|p| p.into_inner());
+            for (item, _) in &batch {
+                j.sending(item.row)?;
+            }
+            j.commit()
+        });
+        if let Err(e) = journaled {
+            dispatch_error = Some(e);
+            stop.set(End::Interrupted);
+            break 'dispatch;
+        }
+        for (item, permit) in batch.drain(..) {
+            tokio::spawn(worker(ctx.clone(), item, permit));
+        }
+    }
+    // Nothing more is dispatched: the reader sees its channel close.
+    drop(send_rx);
+
+    // Wait for every in-flight row: each permit comes back once its outcome is written.
+    let _all = semaphore.acquire_many(settings.concurrency as u32).await;
+    let read_result = reader_thread
+        .join()
+        .unwrap_or_else(|_| Err(Fatal::stopped("the reader thread failed")));
+    drop(ctx);
+    let tally = writer_thread
+        .join()
+        .unwrap_or_else(|_| Err(Fatal::stopped("the results writer failed")))?;
+    if let Some(e) = dispatch_error {
+        return Err(e);
+    }
+
+    let mut limited = false;
+    let end = match (stop.reason(), read_result) {
+        (Some(reason), _) => reason,
+        (None, Err(e)) => End::InputError(e.message),
+        (None, Ok(read_end)) => {
+            limited = read_end.limited;
+            End::Completed
+        }
+    };
+    if end == End::Completed && !limited {
+        let mut j = journal.lock().unwrap_or_else(|p| p.into_inner());
+        j.done()?;
+    } else {
+        let mut j = journal.lock().unwrap_or_else(|p| p.into_inner());
+        j.commit()?;
+    }
+    Ok(Report {
+        end,
+        counts: Status::ALL.iter().map(|s| (*s, counters.get(*s))).collect(),
+        rows_this_run: counters.total() - before,
+        requests: counters.requests.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+        tally,
+        results: results_path,
+        limited,
+        resumed_unknown: resumed_unknown.load(Ordering::Relaxed),
+        already_complete: false,
+    })
+}
+
+/// The result of looking at what a previous run left.
+struct Prepared {
+    journal: Journal,
+    writer: results::Writer,
+    resume: Option<Resume>,
+}
+
+struct Resume {
+    decided: RowSet,
+    in_flight: RowSet,
+    counts: Vec<(Status, u64)>,
+    tally: Tally,
+    done: bool,
+}
+
+fn prepare(
+    settings: &SendSettings,
+    results_path: &Path,
+    journal_path: &Path,
+    header: &[String],
+    fingerprint: &str,
+    command: &str,
+    counters: Arc<Counters>,
+) -> Result<Prepared, Fatal> {
+    let results_exist = results_path.exists();
+    let journal_exists = journal_path.exists();
+    let new_header = journal::Header {
+        digidesk_upload_journal: 1,
+        fingerprint: fingerprint.to_string(),
+        command: command.to_string(),
+    };
+    let fresh = || -> Result<Prepared, Fatal> {
+        let journal = Journal::create(journal_path, &new_header)?;
+        let writer = results::Writer::create(results_path, header, counters.clone())?;
+        Ok(Prepared {
+            journal,
+            writer,
+            resume: None,
+        })
+    };
+    match settings.mode {
+        StartMode::Force => fresh(),
+        StartMode::Fresh if results_exist || journal_exists => {
+            let which = if results_exist {
+                results_path
+            } else {
+                journal_path
+            };
+            Err(Fatal::usage(format!(
+                "{} already exists: add --resume to continue the run that wrote it, or --force to start again and replace it (rows it lists as created would then be sent again)",
+                which.display()
+            )))
+        }
+        StartMode::Fresh => fresh(),
+        StartMode::Resume if !results_exist => {
+            tracing::info!(results = %results_path.display(), "no results file yet: starting a new run");
+            fresh()
+        }
+        StartMode::Resume => {
+            if !journal_exists {
+                return Err(Fatal::usage(format!(
+                    "cannot resume safely: {} exists but its journal {} does not, so the rows that were in flight cannot be told. Check DigiDesk, then use another --results file or --force",
+                    results_path.display(),
+                    journal_path.display()
+                )));
+            }
+            let (journal, state) = Journal::resume(journal_path)?;
+            if state.header.fingerprint != fingerprint || state.header.command != command {
+                return Err(Fatal::usage(format!(
+                    "--resume refused: {} belongs to a run of `{}` with a different input, mapping or selection. Resume with the same arguments, or choose another --results file (or --force to replace it)",
+                    results_path.display(),
+                    state.header.command
+                )));
+            }
+            let existing = results::read_existing(results_path, header)?;
+            // Rows with a line in the results file are decided, whatever the journal says.
+            let in_flight = state.sent.minus(&existing.decided);
+            let writer = results::Writer::append(
+                results_path,
+                existing.good_len,
+                header.len(),
+                counters.clone(),
+            )?
+            .with_tally(existing.tally.clone());
+            let mut counts: Vec<(Status, u64)> =
+                existing.counts.iter().map(|(s, n)| (*s, *n)).collect();
+            counts.sort();
+            Ok(Prepared {
+                journal,
+                writer,
+                resume: Some(Resume {
+                    decided: existing.decided,
+                    in_flight,
+                    counts,
+                    tally: existing.tally,
+                    done: state.done,
+                }),
+            })
+        }
+    }
+}
+
+/// How reading ended.
+struct ReadEnd {
+    limited: bool,
+}
+
+/// The reader thread: reads, maps and validates every row; sends sendable
+/// ones to the dispatcher and decided ones straight to the writer.
+#[allow(clippy::too_many_arguments)]
+fn read_rows(
+    mut source: Source,
+    plan: Plan,
+    resume: Option<(RowSet, RowSet)>,
+    limit: Option<u64>,
+    to_dispatch: mpsc::Sender<SendItem>,
+    to_writer: mpsc::Sender<Outcome>,
+    stop: Stop,
+    resumed_unknown: Arc<AtomicU64>,
+) -> Result<ReadEnd, Fatal> {
+    let width = source.reader.headers().len();
+    let mut sendable = 0u64;
+    let mut body = Vec::with_capacity(512);
+    while let Some(record) = source.reader.next_record()? {
+        if stop.is_stopping() {
+            return Ok(ReadEnd { limited: false });
+        }
+        let mut row = record.row;
+        if let Some(sel) = &source.select {
+            let status = record.fields.get(sel.status_column).and_then(Status::parse);
+            if !status.is_some_and(|s| sel.statuses.contains(&s)) {
+                continue;
+            }
+            row = record
+                .fields
+                .get(sel.row_column)
+                .and_then(|r| r.trim().parse().ok())
+                .ok_or_else(|| {
+                    Fatal::usage(format!(
+                        "{}, record {}: digidesk_row is not a row number; is this a results file of digidesk-upload?",
+                        source.name, record.row
+                    ))
+                })?;
+        }
+        let raw_width = record.fields.len();
+        let fields = match &source.keep {
+            None => record.fields,
+            Some(keep) => keep
+                .iter()
+                .map(|&i| record.fields.get(i).unwrap_or(""))
+                .collect(),
+        };
+        let outcome = |status: Status, errors: Vec<String>| Outcome {
+            row,
+            fields: fields.clone(),
+            status,
+            id: None,
+            http: None,
+            attempts: 0,
+            errors,
+            permit: None,
+        };
+        let decided = if let Some((done, in_flight)) = &resume {
+            if done.contains(row) {
+                continue;
+            }
+            if in_flight.contains(row) {
+                resumed_unknown.fetch_add(1, Ordering::Relaxed);
+                Some(outcome(
+                    Status::Unknown,
+                    vec!["in flight when an earlier run stopped: it may have been created; check DigiDesk before resending (retry --only unknown)".into()],
+                ))
+            } else {
+                None
+            }
+        } else {
+            None
+        };
+        let decided = match decided {
+            Some(o) => o,
+            None if raw_width != width => outcome(
+                Status::Invalid,
+                vec![format!(
+                    "row has {raw_width} fields, the header has {width}"
+                )],
+            ),
+            None => match plan.apply(&fields) {
+                Mapped::Send(req) => {
+                    if limit.is_some_and(|l| sendable >= l) {
+                        return Ok(ReadEnd { limited: true });
+                    }
+                    sendable += 1;
+                    body.clear();
+                    req.write_json(&mut body);
+                    let item = SendItem {
+                        row,
+                        fields,
+                        body: Bytes::copy_from_slice(&body),
+                    };
+                    if to_dispatch.blocking_send(item).is_err() {
+                        return Ok(ReadEnd { limited: false });
+                    }
+                    continue;
+                }
+                Mapped::Skip(reason) => outcome(Status::Skipped, vec![reason]),
+                Mapped::Invalid(reasons) => outcome(Status::Invalid, reasons),
+            },
+        };
+        if to_writer.blocking_send(decided).is_err() {
+            return Ok(ReadEnd { limited: false });
+        }
+    }
+    Ok(ReadEnd { limited: false })
+}
+
+/// Sends one row with retries, and hands its outcome to the writer.
+async fn worker(ctx: Arc<Ctx>, item: SendItem, permit: OwnedSemaphorePermit) {
+    let SendItem { row, fields, body } = item;
+    let mut errors: Vec<String> = Vec::new();
+    let mut attempts = 0u32;
+    let mut http: Option<u16> = None;
+    let finish =
+        |status: Status, id: Option<u64>, http: Option<u16>, attempts: u32, errors: Vec<String>| {
+            Outcome {
+                row,
+                fields: fields.clone(),
+                status,
+                id,
+                http,
+                attempts,
+                errors,
+                permit: None,
+            }
+        };
+    loop {
+        tokio::select! {
+            _ = ctx.pace.ready() => {}
+            _ = ctx.stop.soft.cancelled() => return abandon(&ctx, row, permit),
+        }
+        attempts += 1;
+        ctx.counters.requests.fetch_add(1, Ordering::Relaxed);
+        ctx.sent_any.store(true, Ordering::Relaxed);
+        let attempt = tokio::select! {
+            a = ctx.client.post(body.clone()) => a,
+            _ = ctx.stop.hard.cancelled() => {
+                errors.push("interrupted while waiting for the answer: it may have been created; check DigiDesk before resending (retry --only unknown)".into());
+                return deliver(&ctx, finish(Status::Unknown, None, http, attempts, errors), permit).await;
+            }
+        };
+        let (reason, retry_after) = match attempt {
+            Attempt::Answered {
+                http: h,
+                verdict,
+                retry_after,
+            } => {
+                http = Some(h);
+                match verdict {
+                    Verdict::Created(id) => {
+                        ctx.breaker.success();
+                        return deliver(
+                            &ctx,
+                            finish(Status::Created, Some(id), http, attempts, errors),
+                            permit,
+                        )
+                        .await;
+                    }
+                    Verdict::Rejected(messages) => {
+                        ctx.breaker.success();
+                        errors.extend(messages);
+                        return deliver(
+                            &ctx,
+                            finish(Status::Rejected, None, http, attempts, errors),
+                            permit,
+                        )
+                        .await;
+                    }
+                    Verdict::Unknown(msg) => {
+                        errors.push(msg);
+                        return deliver(
+                            &ctx,
+                            finish(Status::Unknown, None, http, attempts, errors),
+                            permit,
+                        )
+                        .await;
+                    }
+                    Verdict::Stop(kind, msg) => {
+                        ctx.stop.set(End::Stopped(kind, msg));
+                        return abandon(&ctx, row, permit);
+                    }
+                    Verdict::Transient(msg) => {
+                        if h == 429 {
+                            ctx.pace.pause(retry_after.unwrap_or(DEFAULT_429_PAUSE));
+                        }
+                        (msg, retry_after)
+                    }
+                }
+            }
+            Attempt::NotSent(msg) => (msg, None),
+            Attempt::Lost(msg) => {
+                errors.push(msg);
+                return deliver(
+                    &ctx,
+                    finish(Status::Unknown, None, http, attempts, errors),
+                    permit,
+                )
+                .await;
+            }
+            Attempt::Tls(msg) => {
+                ctx.stop.set(End::Stopped(StopKind::Tls, msg));
+                return abandon(&ctx, row, permit);
+            }
+        };
+        errors.push(format!("try {attempts}: {reason}"));
+        if ctx.breaker.failure() {
+            ctx.stop.set(End::Stopped(
+                StopKind::ServiceDown,
+                format!(
+                    "the service kept failing: {BREAKER_FAILURES} tries in a row failed with transient errors over {}s without a success (last: {reason})",
+                    BREAKER_WINDOW.as_secs()
+                ),
+            ));
+            return abandon(&ctx, row, permit);
+        }
+        if attempts >= ctx.max_attempts {
+            return deliver(
+                &ctx,
+                finish(Status::Failed, None, http, attempts, errors),
+                permit,
+            )
+            .await;
+        }
+        let delay = backoff(attempts, retry_after);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = ctx.stop.soft.cancelled() => return abandon(&ctx, row, permit),
+        }
+    }
+}
+
+/// Full jitter: a random delay up to `BASE × 2^(try-1)` (capped), but never
+/// less than the server's `Retry-After`.
+pub fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
+    use rand::Rng;
+    let ceiling = BACKOFF_BASE
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(BACKOFF_CAP);
+    let jitter = Duration::from_secs_f64(rand::rng().random_range(0.0..=ceiling.as_secs_f64()));
+    match retry_after {
+        Some(ra) => ra.max(jitter.min(ra + Duration::from_millis(250))),
+        None => jitter,
+    }
+}
+
+async fn deliver(ctx: &Ctx, mut outcome: Outcome, permit: OwnedSemaphorePermit) {
+    outcome.permit = Some(permit);
+    // The writer only goes away once every sender is dropped; if it failed,
+    // the run is ending with its error anyway.
+    let _ = ctx.writer.send(outcome).await;
+}
+
+/// The row was not created and is left for `--resume`: say so in the journal.
+fn abandon(ctx: &Ctx, row: u64, permit: OwnedSemaphorePermit) {
+    let mut j = ctx.journal.lock().unwrap_or_else(|p| p.into_inner());
+    // If this line is lost, the row is merely reported `unknown` on resume.
+    let _ = j.not_sent(row);
+    drop(permit);
+}

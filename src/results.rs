@@ -1,1 +1,493 @@
-//! results
+//! The results file: every input column, then the `digidesk_*` columns of
+//! PRODUCT.md. One thread owns the file and the counters; the rest of the
+//! pipeline sends it one [`Outcome`] per row over a bounded channel.
+//!
+//! A row's outcome is written to the operating system before its concurrency
+//! permit is released, so a crash (even `kill -9`) loses at most the rows that
+//! were still in flight, which the journal then marks `unknown`.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Seek};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::exit::Fatal;
+use crate::journal::RowSet;
+
+/// The columns added after the input's own, in order.
+pub const COLUMNS: [&str; 6] = [
+    "digidesk_row",
+    "digidesk_status",
+    "digidesk_id",
+    "digidesk_http_status",
+    "digidesk_attempts",
+    "digidesk_errors",
+];
+
+/// True for a column the tool writes (and so never maps or copies from input).
+pub fn is_result_column(name: &str) -> bool {
+    name.trim().to_ascii_lowercase().starts_with("digidesk_")
+}
+
+/// A row's status, as PRODUCT.md defines them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Created,
+    Rejected,
+    Invalid,
+    Skipped,
+    Failed,
+    Unknown,
+}
+
+impl Status {
+    pub const ALL: [Status; 6] = [
+        Status::Created,
+        Status::Rejected,
+        Status::Invalid,
+        Status::Skipped,
+        Status::Failed,
+        Status::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Rejected => "rejected",
+            Status::Invalid => "invalid",
+            Status::Skipped => "skipped",
+            Status::Failed => "failed",
+            Status::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL
+            .into_iter()
+            .find(|st| st.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+
+    /// Whether a row with this status counts against exit code 0.
+    pub fn is_problem(self) -> bool {
+        !matches!(self, Status::Created | Status::Skipped)
+    }
+}
+
+/// The decided fate of one row, on its way to the results file.
+#[derive(Debug)]
+pub struct Outcome {
+    pub row: u64,
+    /// The row's input columns, lined up with the input header (a short row
+    /// is padded with empty cells, a long one cut to the header).
+    pub fields: csv::StringRecord,
+    pub status: Status,
+    pub id: Option<u64>,
+    pub http: Option<u16>,
+    pub attempts: u32,
+    pub errors: Vec<String>,
+    /// The concurrency slot the row held; released once the outcome is written.
+    pub permit: Option<OwnedSemaphorePermit>,
+}
+
+/// Counts of a run, kept by the writer and read by progress reports.
+#[derive(Debug, Default)]
+pub struct Counters {
+    by_status: [AtomicU64; 6],
+    /// Requests made, retries included.
+    pub requests: AtomicU64,
+}
+
+impl Counters {
+    pub fn get(&self, s: Status) -> u64 {
+        self.by_status[s as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn add(&self, s: Status, n: u64) {
+        self.by_status[s as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn total(&self) -> u64 {
+        Status::ALL.iter().map(|s| self.get(*s)).sum()
+    }
+}
+
+/// What the writer hands back when its channel closes.
+#[derive(Debug, Default, Clone)]
+pub struct Tally {
+    /// Error messages and how often each came; capped in size.
+    pub errors: HashMap<String, u64>,
+}
+
+/// Most distinct error messages remembered for the summary.
+const MAX_DISTINCT_ERRORS: usize = 1000;
+const OTHER_ERRORS: &str = "(other messages)";
+
+impl Tally {
+    pub fn count_error(&mut self, message: &str) {
+        if let Some(n) = self.errors.get_mut(message) {
+            *n += 1;
+        } else if self.errors.len() < MAX_DISTINCT_ERRORS {
+            self.errors.insert(message.to_string(), 1);
+        } else {
+            *self.errors.entry(OTHER_ERRORS.to_string()).or_default() += 1;
+        }
+    }
+
+    /// The most frequent messages, most frequent first.
+    pub fn top_errors(&self, n: usize) -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = self.errors.iter().map(|(k, c)| (k.clone(), *c)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v.truncate(n);
+        v
+    }
+}
+
+/// The header of a results file for an input with these (kept) columns.
+pub fn header_for(input_columns: &[String]) -> Vec<String> {
+    input_columns
+        .iter()
+        .cloned()
+        .chain(COLUMNS.iter().map(|c| c.to_string()))
+        .collect()
+}
+
+/// Joins a row's reasons for the `digidesk_errors` cell: on one line, so the
+/// last column of a torn record can always be told from a whole one.
+pub fn errors_cell(errors: &[String]) -> String {
+    let joined = errors.join(" | ");
+    if joined.contains(['\n', '\r']) {
+        joined.replace("\r\n", " ").replace(['\n', '\r'], " ")
+    } else {
+        joined
+    }
+}
+
+/// The one owner of the results file.
+pub struct Writer {
+    csv: csv::Writer<BufWriter<File>>,
+    path: PathBuf,
+    width: usize,
+    counters: Arc<Counters>,
+    tally: Tally,
+    last_sync: Instant,
+}
+
+impl Writer {
+    /// Creates a new results file and writes its header.
+    pub fn create(
+        path: &Path,
+        header: &[String],
+        counters: Arc<Counters>,
+    ) -> Result<Writer, Fatal> {
+        let file = File::create(path).map_err(|e| io_fatal("create the results file", path, &e))?;
+        let mut w = Writer::over(file, path, header.len(), counters);
+        w.csv
+            .write_record(header)
+            .map_err(|e| csv_fatal(path, &e))?;
+        w.flush()?;
+        Ok(w)
+    }
+
+    /// Appends to a results file whose intact length is `good_len`.
+    pub fn append(
+        path: &Path,
+        good_len: u64,
+        width: usize,
+        counters: Arc<Counters>,
+    ) -> Result<Writer, Fatal> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| io_fatal("open the results file", path, &e))?;
+        file.set_len(good_len)
+            .map_err(|e| io_fatal("repair the results file", path, &e))?;
+        file.seek(std::io::SeekFrom::End(0))
+            .map_err(|e| io_fatal("open the results file", path, &e))?;
+        Ok(Writer::over(file, path, width, counters))
+    }
+
+    fn over(file: File, path: &Path, width: usize, counters: Arc<Counters>) -> Writer {
+        let csv = csv::WriterBuilder::new()
+            .flexible(false)
+            .from_writer(BufWriter::with_capacity(256 * 1024, file));
+        Writer {
+            csv,
+            path: path.to_path_buf(),
+            width,
+            counters,
+            tally: Tally::default(),
+            last_sync: Instant::now(),
+        }
+    }
+
+    /// Starts the error tally from an earlier run's (for `--resume`).
+    pub fn with_tally(mut self, tally: Tally) -> Writer {
+        self.tally = tally;
+        self
+    }
+
+    /// Writes one outcome (buffered; see [`flush`](Self::flush)).
+    pub fn write(&mut self, o: &Outcome) -> Result<(), Fatal> {
+        let input_width = self.width - COLUMNS.len();
+        let err = |e: csv::Error| csv_fatal(&self.path, &e);
+        for i in 0..input_width {
+            self.csv
+                .write_field(o.fields.get(i).unwrap_or(""))
+                .map_err(err)?;
+        }
+        let mut num = itoa::Buffer::new();
+        self.csv.write_field(num.format(o.row)).map_err(err)?;
+        self.csv.write_field(o.status.as_str()).map_err(err)?;
+        self.csv
+            .write_field(o.id.map(|i| num.format(i).to_string()).unwrap_or_default())
+            .map_err(err)?;
+        self.csv
+            .write_field(
+                o.http
+                    .map(|h| num.format(h).to_string())
+                    .unwrap_or_default(),
+            )
+            .map_err(err)?;
+        self.csv.write_field(num.format(o.attempts)).map_err(err)?;
+        self.csv.write_field(errors_cell(&o.errors)).map_err(err)?;
+        self.csv.write_record(None::<&[u8]>).map_err(err)?;
+        self.counters.add(o.status, 1);
+        if o.status != Status::Skipped {
+            for e in &o.errors {
+                self.tally.count_error(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands everything written to the operating system (it survives a
+    /// killed process), and syncs to disk at most once a second.
+    pub fn flush(&mut self) -> Result<(), Fatal> {
+        self.csv
+            .flush()
+            .map_err(|e| io_fatal("write the results file", &self.path, &e))?;
+        if self.last_sync.elapsed() >= Duration::from_secs(1) {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Flushes and syncs to disk.
+    pub fn sync(&mut self) -> Result<(), Fatal> {
+        self.csv
+            .flush()
+            .map_err(|e| io_fatal("write the results file", &self.path, &e))?;
+        self.csv
+            .get_ref()
+            .get_ref()
+            .sync_data()
+            .map_err(|e| io_fatal("sync the results file", &self.path, &e))?;
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+
+    /// Runs the writer loop until every sender is dropped; returns the tally.
+    /// Outcomes are written in batches: whatever is queued, then one flush,
+    /// then the batch's permits are released.
+    pub fn run(mut self, mut rx: tokio::sync::mpsc::Receiver<Outcome>) -> Result<Tally, Fatal> {
+        let mut batch: Vec<Outcome> = Vec::with_capacity(256);
+        while let Some(first) = rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < 4096 {
+                match rx.try_recv() {
+                    Ok(o) => batch.push(o),
+                    Err(_) => break,
+                }
+            }
+            for o in &batch {
+                self.write(o)?;
+            }
+            self.flush()?;
+            // Dropping the outcomes releases their permits: only now are
+            // those rows out of flight.
+            batch.clear();
+        }
+        self.sync()?;
+        Ok(self.tally)
+    }
+}
+
+/// What an existing results file holds, for `--resume`.
+#[derive(Debug, Default)]
+pub struct Existing {
+    /// Rows that have a line.
+    pub decided: RowSet,
+    /// How many rows of each status.
+    pub counts: HashMap<Status, u64>,
+    pub tally: Tally,
+    /// Length of the intact part; anything after it is a torn record.
+    pub good_len: u64,
+}
+
+/// Reads an existing results file: checks its header, collects its rows and
+/// finds where its last whole record ends.
+pub fn read_existing(path: &Path, expected_header: &[String]) -> Result<Existing, Fatal> {
+    let file = File::open(path).map_err(|e| io_fatal("read the results file", path, &e))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(std::io::BufReader::new(file));
+    let mut rec = csv::ByteRecord::new();
+    let mut existing = Existing::default();
+    let width = expected_header.len();
+    let mut first = true;
+    loop {
+        match rdr.read_byte_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(_) => break,
+        }
+        let end = rdr.position().byte();
+        // A whole record ends with a newline, which the reader has consumed.
+        let terminated = end <= size && end > 0 && ends_with_newline(path, end);
+        if first {
+            first = false;
+            let header: Vec<String> = rec
+                .iter()
+                .map(|f| String::from_utf8_lossy(f).into_owned())
+                .collect();
+            if !terminated || header != expected_header {
+                return Err(Fatal::usage(format!(
+                    "{} does not have the columns this run writes (it was written for another input or mapping); use another --results file, or --force to replace it",
+                    path.display()
+                )));
+            }
+            existing.good_len = end;
+            continue;
+        }
+        if rec.len() != width || !terminated {
+            break;
+        }
+        let cell = |i: usize| std::str::from_utf8(&rec[i]).unwrap_or("");
+        let (Ok(row), Some(status)) = (
+            cell(width - 6).parse::<u64>(),
+            Status::parse(cell(width - 5)),
+        ) else {
+            break;
+        };
+        existing.decided.insert(row);
+        *existing.counts.entry(status).or_default() += 1;
+        if status != Status::Skipped {
+            for e in cell(width - 1).split(" | ").filter(|e| !e.is_empty()) {
+                existing.tally.count_error(e);
+            }
+        }
+        existing.good_len = end;
+    }
+    if first {
+        return Err(Fatal::usage(format!(
+            "{} is empty; start again with --force",
+            path.display()
+        )));
+    }
+    Ok(existing)
+}
+
+fn ends_with_newline(path: &Path, end: u64) -> bool {
+    use std::io::Read;
+    let Ok(mut f) = File::open(path) else {
+        return false;
+    };
+    if f.seek(std::io::SeekFrom::Start(end - 1)).is_err() {
+        return false;
+    }
+    let mut b = [0u8; 1];
+    f.read_exact(&mut b).is_ok() && b[0] == b'\n'
+}
+
+fn io_fatal(what: &str, path: &Path, e: &std::io::Error) -> Fatal {
+    Fatal::stopped(format!("cannot {what} {}: {e}", path.display()))
+}
+
+fn csv_fatal(path: &Path, e: &csv::Error) -> Fatal {
+    Fatal::stopped(format!(
+        "cannot write the results file {}: {e}",
+        path.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(row: u64, status: Status) -> Outcome {
+        Outcome {
+            row,
+            fields: csv::StringRecord::from(vec!["a,b", "line1\nline2"]),
+            status,
+            id: (status == Status::Created).then_some(row * 10),
+            http: Some(201),
+            attempts: 1,
+            errors: if status == Status::Created {
+                vec![]
+            } else {
+                vec!["bad\nthing".into(), "other".into()]
+            },
+            permit: None,
+        }
+    }
+
+    #[test]
+    fn writes_then_reads_back_and_cuts_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.csv");
+        let header = header_for(&["A".into(), "B".into()]);
+        let counters = Arc::new(Counters::default());
+        let mut w = Writer::create(&p, &header, counters.clone()).unwrap();
+        w.write(&outcome(1, Status::Created)).unwrap();
+        w.write(&outcome(2, Status::Rejected)).unwrap();
+        w.sync().unwrap();
+        drop(w);
+        let whole = std::fs::read(&p).unwrap();
+        // A torn third record: cut inside its quoted newline.
+        let mut torn = whole.clone();
+        torn.extend_from_slice(b"x,\"line1\n");
+        std::fs::write(&p, &torn).unwrap();
+        let ex = read_existing(&p, &header).unwrap();
+        assert_eq!(ex.good_len, whole.len() as u64);
+        assert!(ex.decided.contains(1) && ex.decided.contains(2) && !ex.decided.contains(3));
+        assert_eq!(ex.counts[&Status::Rejected], 1);
+        assert_eq!(ex.tally.errors["bad thing"], 1);
+        let mut w = Writer::append(&p, ex.good_len, header.len(), counters).unwrap();
+        w.write(&outcome(3, Status::Failed)).unwrap();
+        w.sync().unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(text.matches("\n3,failed").count(), 1, "{text}");
+        assert!(!text.contains("x,\"line1\n"));
+    }
+
+    #[test]
+    fn record_without_final_newline_is_torn() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.csv");
+        let header = header_for(&["A".into()]);
+        std::fs::write(&p, "A,digidesk_row,digidesk_status,digidesk_id,digidesk_http_status,digidesk_attempts,digidesk_errors\nx,1,created,5,201,1,\nx,2,created,6,201,1,").unwrap();
+        let ex = read_existing(&p, &header).unwrap();
+        assert!(ex.decided.contains(1) && !ex.decided.contains(2));
+    }
+
+    #[test]
+    fn other_header_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.csv");
+        std::fs::write(&p, "x,y\n1,2\n").unwrap();
+        assert!(read_existing(&p, &header_for(&["A".into()]))
+            .unwrap_err()
+            .message
+            .contains("--force"));
+    }
+}

@@ -1,1 +1,207 @@
-//! summary
+//! The end of a run in words: a table of counts per status, elapsed time,
+//! achieved rate, the most frequent errors, where the results are and what
+//! to run next; and the same as JSON for monitoring (`--summary-json`).
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::exit::Exit;
+use crate::pipeline::{End, Report};
+use crate::results::Status;
+
+/// How many error messages the summary lists.
+pub const TOP_ERRORS: usize = 5;
+
+/// The exit code a report calls for (PRODUCT.md's table).
+pub fn exit_code(report: &Report) -> Exit {
+    match &report.end {
+        End::Interrupted => Exit::Interrupted,
+        End::Stopped(..) => Exit::Stopped,
+        End::InputError(_) if report.requests == 0 => Exit::Usage,
+        End::InputError(_) => Exit::Stopped,
+        End::Completed if report.problems() > 0 => Exit::SomeRowsNotCreated,
+        End::Completed => Exit::Success,
+    }
+}
+
+/// The summary for people. `resend` is the command that resends failures.
+pub fn render(command: &str, report: &Report, resend: &str, resume: &str) -> String {
+    let mut out = String::new();
+    let secs = report.elapsed.as_secs_f64();
+    let headline = match &report.end {
+        End::Completed if report.already_complete => {
+            "was already complete; nothing to send".to_string()
+        }
+        End::Completed if report.limited => "stopped at --limit".to_string(),
+        End::Completed => "completed".to_string(),
+        End::Stopped(..) => "STOPPED part-way".to_string(),
+        End::InputError(_) => "STOPPED: the input could not be read".to_string(),
+        End::Interrupted => "INTERRUPTED".to_string(),
+    };
+    let _ = writeln!(
+        out,
+        "digidesk-upload {command}: {headline} in {}",
+        fmt_secs(secs)
+    );
+    let total: u64 = report.counts.iter().map(|(_, n)| n).sum();
+    let _ = writeln!(out, "  {:<10} {:>10}", "rows", thousands(total));
+    for status in Status::ALL {
+        let _ = writeln!(
+            out,
+            "  {:<10} {:>10}",
+            status.as_str(),
+            thousands(report.count(status))
+        );
+    }
+    let rate = if secs > 0.0 {
+        report.requests as f64 / secs
+    } else {
+        0.0
+    };
+    let _ = writeln!(
+        out,
+        "  {:<10} {:>10}   ({rate:.1}/s)",
+        "requests",
+        thousands(report.requests)
+    );
+    if report.resumed_unknown > 0 {
+        let _ = writeln!(
+            out,
+            "  {} rows were in flight when the earlier run stopped: marked unknown, not resent",
+            thousands(report.resumed_unknown)
+        );
+    }
+    let _ = writeln!(out, "  {:<10} {}", "results", report.results.display());
+    let top = report.tally.top_errors(TOP_ERRORS);
+    if !top.is_empty() {
+        let _ = writeln!(out, "Most frequent errors:");
+        for (msg, n) in top {
+            let _ = writeln!(out, "  {:>8}  {msg}", thousands(n));
+        }
+    }
+    match &report.end {
+        End::Stopped(_, msg) | End::InputError(msg) => {
+            let _ = writeln!(out, "Why it stopped: {msg}");
+            let _ = writeln!(out, "Rows not yet sent are not in the results file. Once fixed, continue with:\n  {resume}");
+        }
+        End::Interrupted => {
+            let _ = writeln!(
+                out,
+                "Rows not yet sent are not in the results file. Continue with:\n  {resume}"
+            );
+        }
+        End::Completed if report.limited => {
+            let _ = writeln!(
+                out,
+                "Rows after --limit were not sent. Send the rest with:\n  {resume}"
+            );
+        }
+        End::Completed => {}
+    }
+    if report.count(Status::Failed) > 0 {
+        let _ = writeln!(out, "Resend the failed rows with:\n  {resend}");
+    }
+    if report.count(Status::Unknown) > 0 {
+        let _ = writeln!(
+            out,
+            "{} rows are unknown: they may exist in DigiDesk. Check there before resending them with --only unknown.",
+            thousands(report.count(Status::Unknown))
+        );
+    }
+    out
+}
+
+/// The summary for monitoring.
+#[derive(Debug, Serialize)]
+pub struct JsonSummary<'a> {
+    pub command: &'a str,
+    pub end: &'static str,
+    pub stop_reason: Option<&'a str>,
+    pub exit_code: u8,
+    pub elapsed_seconds: f64,
+    pub requests: u64,
+    pub requests_per_second: f64,
+    pub rows: u64,
+    pub rows_this_run: u64,
+    pub counts: std::collections::BTreeMap<&'static str, u64>,
+    pub top_errors: Vec<ErrorCount>,
+    pub results: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ErrorCount {
+    pub message: String,
+    pub count: u64,
+}
+
+pub fn to_json(command: &str, report: &Report) -> String {
+    let secs = report.elapsed.as_secs_f64();
+    let (end, reason) = match &report.end {
+        End::Completed => ("completed", None),
+        End::Stopped(_, m) => ("stopped", Some(m.as_str())),
+        End::InputError(m) => ("input_error", Some(m.as_str())),
+        End::Interrupted => ("interrupted", None),
+    };
+    let summary = JsonSummary {
+        command,
+        end,
+        stop_reason: reason,
+        exit_code: exit_code(report).code(),
+        elapsed_seconds: secs,
+        requests: report.requests,
+        requests_per_second: if secs > 0.0 {
+            report.requests as f64 / secs
+        } else {
+            0.0
+        },
+        rows: report.counts.iter().map(|(_, n)| n).sum(),
+        rows_this_run: report.rows_this_run,
+        counts: report
+            .counts
+            .iter()
+            .map(|(s, n)| (s.as_str(), *n))
+            .collect(),
+        top_errors: report
+            .tally
+            .top_errors(TOP_ERRORS)
+            .into_iter()
+            .map(|(message, count)| ErrorCount { message, count })
+            .collect(),
+        results: report.results.display().to_string(),
+    };
+    serde_json::to_string_pretty(&summary).expect("serialising a summary to memory")
+}
+
+fn fmt_secs(s: f64) -> String {
+    if s < 60.0 {
+        format!("{s:.1}s")
+    } else {
+        let total = s.round() as u64;
+        format!("{}h{:02}m{:02}s", total / 3600, total / 60 % 60, total % 60)
+    }
+}
+
+/// 1234567 → "1,234,567".
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn thousands_groups_digits() {
+        assert_eq!(super::thousands(0), "0");
+        assert_eq!(super::thousands(999), "999");
+        assert_eq!(super::thousands(1000), "1,000");
+        assert_eq!(super::thousands(1234567), "1,234,567");
+    }
+}

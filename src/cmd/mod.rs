@@ -1,4 +1,7 @@
 //! One module per command; each takes its parsed arguments and returns an exit code.
 
 pub mod check;
+pub mod demo;
+pub mod retry;
 pub mod sandbox;
+pub mod send;

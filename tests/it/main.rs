@@ -1,4 +1,4 @@
 //! End-to-end tests: the real binary and the real sandbox over loopback.
 
-mod sandbox;
 mod check;
+mod sandbox;

@@ -1,0 +1,82 @@
+//! `digidesk-upload retry RESULTS --mapping FILE`: resends the rows of a
+//! results file whose status is selected (`failed` by default). Its own
+//! results file holds just those rows, keeping their `digidesk_row`.
+
+use crate::cli::{LogArgs, RetryArgs};
+use crate::config::SendSettings;
+use crate::exit::{Exit, Fatal};
+use crate::mapping::{Mapping, Plan};
+use crate::pipeline::{self, Job, Source};
+use crate::reading::{self, InputSource, ReadOptions, Reader};
+use crate::results::Status;
+
+use super::send::{
+    command_line, execute, read_mapping, refuse_same_file, retry_results_path, shell_quote,
+};
+
+pub async fn run(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
+    let mut statuses = Vec::new();
+    for s in args.only.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let status = Status::parse(s).ok_or_else(|| {
+            Fatal::usage(format!("--only {s:?}: not a status; use failed, unknown, rejected or invalid (comma-separated)"))
+        })?;
+        if matches!(status, Status::Created | Status::Skipped) {
+            return Err(Fatal::usage(format!(
+                "--only {s}: {s} rows are never sent again (created rows already exist in DigiDesk; skipped rows matched a [skip] rule)"
+            )));
+        }
+        if !statuses.contains(&status) {
+            statuses.push(status);
+        }
+    }
+    if statuses.is_empty() {
+        return Err(Fatal::usage("--only needs at least one status"));
+    }
+    let input = InputSource::File(args.results_in.clone());
+    let read = ReadOptions {
+        encoding: encoding_rs::UTF_8,
+        delimiter: reading::parse_delimiter(&args.delimiter)?,
+    };
+    let settings =
+        SendSettings::from_options(&args.send, Some(retry_results_path(&args.results_in)))?;
+    refuse_same_file(&args.results_in, &settings.results)?;
+    let mapping_text = read_mapping(&args.mapping)?;
+    let mapping = Mapping::load(&args.mapping)?;
+    let reader = Reader::open(&input, &read)?;
+    let source = Source::new(reader, input.display_name(), Some(statuses.clone()))?;
+    let plan = Plan::compile(&mapping, &source.columns, &input.display_name())?;
+    let selection: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+    let fingerprint = pipeline::fingerprint(
+        &[
+            b"retry",
+            &mapping_text,
+            source.columns.join("\u{1f}").as_bytes(),
+            selection.join(",").as_bytes(),
+        ],
+        Some(&args.results_in),
+    );
+    let resume_cmd = format!(
+        "{} --only {} --resume",
+        command_line(
+            "retry",
+            &args.results_in.display().to_string(),
+            &args.mapping,
+            &settings
+        ),
+        selection.join(",")
+    );
+    let resend = format!(
+        "digidesk-upload retry {} --mapping {}",
+        shell_quote(&settings.results.display().to_string()),
+        shell_quote(&args.mapping.display().to_string())
+    );
+    let job = Job {
+        command: "retry".into(),
+        source,
+        plan,
+        settings,
+        fingerprint,
+        durable: true,
+    };
+    execute(job, "retry", log, &resend, &resume_cmd).await
+}
