@@ -466,7 +466,7 @@ mod tests {
         w.write(&outcome(3, Status::Failed)).unwrap();
         w.sync().unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
-        assert_eq!(text.matches("\n3,failed").count(), 1, "{text}");
+        assert_eq!(text.matches(",3,failed,").count(), 1, "{text}");
         assert!(!text.contains("x,\"line1\n"));
     }
 
