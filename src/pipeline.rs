@@ -30,6 +30,7 @@ use crate::config::{SendSettings, StartMode};
 use crate::exit::Fatal;
 use crate::journal::{self, Journal, RowSet};
 use crate::mapping::{Mapped, Plan};
+use crate::pace::Pace;
 use crate::reading::Reader;
 use crate::results::{self, Counters, Outcome, Status, Tally};
 
@@ -238,53 +239,6 @@ pub fn fingerprint(parts: &[&[u8]], input_head: Option<&Path>) -> String {
         }
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Paces requests: the rate limit, and a pool-wide pause after a 429.
-struct Pace {
-    limiter: Option<governor::DefaultDirectRateLimiter>,
-    paused_until: Mutex<Option<tokio::time::Instant>>,
-}
-
-impl Pace {
-    /// A limiter whose cells are spaced so that no one-second window, wherever
-    /// it falls, holds more than `rate` requests: a burst of one, and a
-    /// period 0.5% longer than 1/rate so that scheduling jitter cannot fit
-    /// `rate + 1` starts into one second.
-    fn new(rate: Option<u32>) -> Pace {
-        let limiter = rate.map(|r| {
-            let period = Duration::from_secs_f64(1.005 / f64::from(r.max(1)));
-            // A non-zero period always makes a quota.
-            let quota = governor::Quota::with_period(period).expect("non-zero period");
-            governor::RateLimiter::direct(quota)
-        });
-        Pace {
-            limiter,
-            paused_until: Mutex::new(None),
-        }
-    }
-
-    async fn ready(&self) {
-        loop {
-            let until = *self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
-            match until {
-                Some(t) if t > tokio::time::Instant::now() => tokio::time::sleep_until(t).await,
-                _ => break,
-            }
-        }
-        if let Some(l) = &self.limiter {
-            l.until_ready().await;
-        }
-    }
-
-    /// The server said 429: everyone waits.
-    fn pause(&self, d: Duration) {
-        let t = tokio::time::Instant::now() + d;
-        let mut until = self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
-        if until.is_none_or(|u| u < t) {
-            *until = Some(t);
-        }
-    }
 }
 
 /// Consecutive transient failures, for the circuit breaker.
@@ -784,6 +738,7 @@ async fn worker(ctx: Arc<Ctx>, item: SendItem, permit: OwnedSemaphorePermit) {
                 match verdict {
                     Verdict::Created(id) => {
                         ctx.breaker.success();
+                        ctx.pace.succeeded();
                         return deliver(
                             &ctx,
                             finish(Status::Created, Some(id), http, attempts, errors),
@@ -816,7 +771,7 @@ async fn worker(ctx: Arc<Ctx>, item: SendItem, permit: OwnedSemaphorePermit) {
                     }
                     Verdict::Transient(msg) => {
                         if h == 429 {
-                            ctx.pace.pause(retry_after.unwrap_or(DEFAULT_429_PAUSE));
+                            ctx.pace.too_many(retry_after.unwrap_or(DEFAULT_429_PAUSE));
                         }
                         (msg, retry_after)
                     }

@@ -1,0 +1,236 @@
+//! `send` end to end: the real binary against the real sandbox, over HTTP
+//! and HTTPS, checked against what the sandbox received.
+
+use crate::common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_creates_every_valid_row_with_exact_bodies_and_ids() {
+    let w = Work::new();
+    let n = 120;
+    let input = w.write("calls.csv", export(n));
+    let mapping = w.write("map.toml", MAPPING);
+    let sb = sandbox(SandboxConfig::default()).await;
+    let out = run(bin()
+        .arg("send")
+        .arg(&input)
+        .arg("--mapping")
+        .arg(&mapping)
+        .args(["--endpoint", &sb.endpoint(), "--rate", "0"]));
+    // Rows 10, 20, ... have no phone: invalid, so the exit code is 1.
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let results = read_results(&w.path("calls.results.csv"));
+    assert_consistent(n, &results, &sb);
+    for r in &results {
+        let i: usize = r["digidesk_row"].parse().unwrap();
+        assert_eq!(r["digidesk_status"], expected_status(i), "row {i}: {r:?}");
+        if expected_status(i) == "created" {
+            assert_eq!(r["digidesk_http_status"], "201");
+            assert_eq!(r["digidesk_attempts"], "1");
+        }
+    }
+    let created = results
+        .iter()
+        .filter(|r| r["digidesk_status"] == "created")
+        .count();
+    assert_eq!(
+        sb.accepted().len(),
+        created,
+        "invalid and skipped rows must not be sent"
+    );
+    // Results keep every input column in order, then the digidesk_* columns.
+    let header = std::fs::read_to_string(w.path("calls.results.csv")).unwrap();
+    assert!(header.starts_with(
+        "Ref,First,Last,Phone,Reason,Opt Out,digidesk_row,digidesk_status,digidesk_id,digidesk_http_status,digidesk_attempts,digidesk_errors\n"
+    ));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("created"), "{stdout}");
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_over_https_trusts_the_given_ca_and_refuses_without_it() {
+    let w = Work::new();
+    let input = w.write("calls.csv", export(9));
+    let mapping = w.write("map.toml", MAPPING);
+    let sb = sandbox(SandboxConfig {
+        tls: true,
+        ..SandboxConfig::default()
+    })
+    .await;
+    assert!(sb.endpoint().starts_with("https://"));
+    let ca = w.write(
+        "sandbox.pem",
+        sb.ca_cert_pem().expect("tls sandbox has a cert"),
+    );
+
+    // Without the sandbox's certificate: stop at once (exit 3), nothing created.
+    let out = run(bin()
+        .arg("send")
+        .arg(&input)
+        .arg("--mapping")
+        .arg(&mapping)
+        .args(["--endpoint", &sb.endpoint()]));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("--ca-cert"), "{}", text(&out));
+    assert!(sb.accepted().is_empty());
+
+    let out = run(bin()
+        .arg("send")
+        .arg(&input)
+        .arg("--mapping")
+        .arg(&mapping)
+        .args(["--endpoint", &sb.endpoint(), "--force"])
+        .arg("--ca-cert")
+        .arg(&ca));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let results = read_results(&w.path("calls.results.csv"));
+    assert_consistent(9, &results, &sb);
+    assert_eq!(sb.accepted().len(), 9);
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_stop_the_run_and_leave_unsent_rows_out() {
+    let w = Work::new();
+    let input = w.write("calls.csv", export(30));
+    let mapping = w.write("map.toml", MAPPING);
+    let sb = sandbox(SandboxConfig {
+        password: "other".into(),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let out = run(bin()
+        .arg("send")
+        .arg(&input)
+        .arg("--mapping")
+        .arg(&mapping)
+        .args(["--endpoint", &sb.endpoint()]));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("401") && all.contains("DIGIDESK_USERNAME"),
+        "{all}"
+    );
+    assert!(all.contains("--resume"), "says how to continue: {all}");
+    assert!(
+        !all.contains("Basic "),
+        "never prints the auth header: {all}"
+    );
+    let results = read_results(&w.path("calls.results.csv"));
+    assert!(results
+        .iter()
+        .all(|r| r["digidesk_status"] != "created" && r["digidesk_status"] != "failed"));
+
+    // Fixed credentials: --resume sends exactly the rest.
+    let out = run(bin()
+        .arg("send")
+        .arg(&input)
+        .arg("--mapping")
+        .arg(&mapping)
+        .args(["--endpoint", &sb.endpoint(), "--resume"])
+        .env("DIGIDESK_PASSWORD", "other"));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_consistent(30, &read_results(&w.path("calls.results.csv")), &sb);
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_results_file_is_refused_without_resume_or_force() {
+    let w = Work::new();
+    let input = w.write("calls.csv", export(5));
+    let mapping = w.write("map.toml", MAPPING);
+    w.write("calls.results.csv", "precious\n");
+    let out = run(bin()
+        .arg("send")
+        .arg(&input)
+        .arg("--mapping")
+        .arg(&mapping)
+        .args(["--endpoint", "http://127.0.0.1:9/api/survey_requests/"]));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--resume") && text(&out).contains("--force"));
+    assert_eq!(
+        std::fs::read_to_string(w.path("calls.results.csv")).unwrap(),
+        "precious\n"
+    );
+}
+
+#[test]
+fn plain_http_to_another_host_is_refused_before_anything_is_read() {
+    let w = Work::new();
+    let input = w.write("calls.csv", export(5));
+    let mapping = w.write("map.toml", MAPPING);
+    let out = bin()
+        .arg("send")
+        .arg(&input)
+        .arg("--mapping")
+        .arg(&mapping)
+        .args([
+            "--endpoint",
+            "http://digidesk.example.com/api/survey_requests/",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("https://"));
+    assert!(!w.path("calls.results.csv").exists());
+}
+
+#[test]
+fn missing_credentials_exit_2_and_name_the_variables() {
+    let w = Work::new();
+    let input = w.write("calls.csv", export(5));
+    let mapping = w.write("map.toml", MAPPING);
+    let out = bin()
+        .env_remove("DIGIDESK_PASSWORD")
+        .arg("send")
+        .arg(&input)
+        .arg("--mapping")
+        .arg(&mapping)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("DIGIDESK_PASSWORD"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_file_works_and_stdin_needs_results() {
+    let w = Work::new();
+    let mapping = w.write("map.toml", MAPPING);
+    let creds = w.write("creds", "# DigiDesk\nusername = demo\npassword = demo\n");
+    let sb = sandbox(SandboxConfig::default()).await;
+    let out = run(bin()
+        .env_remove("DIGIDESK_USERNAME")
+        .env_remove("DIGIDESK_PASSWORD")
+        .args(["send", "-", "--mapping"])
+        .arg(&mapping)
+        .args(["--endpoint", &sb.endpoint()])
+        .arg("--credentials")
+        .arg(&creds));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--results"));
+
+    let mut child = bin()
+        .env_remove("DIGIDESK_USERNAME")
+        .env_remove("DIGIDESK_PASSWORD")
+        .args(["send", "-", "--mapping"])
+        .arg(&mapping)
+        .args(["--endpoint", &sb.endpoint()])
+        .arg("--credentials")
+        .arg(&creds)
+        .arg("--results")
+        .arg(w.path("out.csv"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(export(9).as_bytes()).unwrap();
+    }
+    let out = tokio::task::block_in_place(|| child.wait_with_output().unwrap());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_consistent(9, &read_results(&w.path("out.csv")), &sb);
+    sb.shutdown().await;
+}
