@@ -241,16 +241,26 @@ pub fn fingerprint(parts: &[&[u8]], input_head: Option<&Path>) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Consecutive transient failures, for the circuit breaker.
+/// Consecutive transient failures, for the circuit breaker: a service that
+/// fails [`BREAKER_FAILURES`] tries in a row, with no success for
+/// [`BREAKER_WINDOW`], is taken to be down, and the run stops (exit 3)
+/// instead of turning every remaining row into `failed`.
 struct Breaker {
     failures: AtomicU64,
-    last_success: Mutex<Instant>,
+    last_success: Mutex<tokio::time::Instant>,
 }
 
 impl Breaker {
+    fn new() -> Breaker {
+        Breaker {
+            failures: AtomicU64::new(0),
+            last_success: Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
     fn success(&self) {
         self.failures.store(0, Ordering::Relaxed);
-        *self.last_success.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        *self.last_success.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
     }
 
     /// Records a failure; true when the breaker opens.
@@ -358,10 +368,7 @@ pub async fn run(job: Job, stop: Stop, counters: Arc<Counters>) -> Result<Report
     let ctx = Arc::new(Ctx {
         client,
         pace: Pace::new(settings.rate),
-        breaker: Breaker {
-            failures: AtomicU64::new(0),
-            last_success: Mutex::new(Instant::now()),
-        },
+        breaker: Breaker::new(),
         stop: stop.clone(),
         journal: journal.clone(),
         writer: writer_tx.clone(),
@@ -846,4 +853,48 @@ fn abandon(ctx: &Ctx, row: u64, permit: OwnedSemaphorePermit) {
     // If this line is lost, the row is merely reported `unknown` on resume.
     let _ = j.not_sent(row);
     drop(permit);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn breaker_opens_only_after_many_failures_over_the_window() {
+        let b = Breaker::new();
+        for _ in 0..BREAKER_FAILURES * 3 {
+            assert!(
+                !b.failure(),
+                "a burst of failures inside the window is a short outage"
+            );
+        }
+        tokio::time::advance(BREAKER_WINDOW).await;
+        assert!(b.failure());
+        b.success();
+        tokio::time::advance(BREAKER_WINDOW).await;
+        for _ in 1..BREAKER_FAILURES {
+            assert!(
+                !b.failure(),
+                "fewer than the threshold since the last success"
+            );
+        }
+        assert!(b.failure());
+    }
+
+    #[test]
+    fn backoff_is_jittered_capped_and_honours_retry_after() {
+        for attempt in 1..20 {
+            let d = backoff(attempt, None);
+            assert!(d <= BACKOFF_CAP);
+            let ceiling = BACKOFF_BASE
+                .saturating_mul(1 << (attempt - 1).min(16))
+                .min(BACKOFF_CAP);
+            assert!(d <= ceiling, "attempt {attempt}: {d:?} > {ceiling:?}");
+        }
+        let ra = Duration::from_secs(7);
+        for attempt in 1..10 {
+            let d = backoff(attempt, Some(ra));
+            assert!(d >= ra && d <= ra + Duration::from_millis(250), "{d:?}");
+        }
+    }
 }

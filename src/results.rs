@@ -328,7 +328,8 @@ pub struct Existing {
     /// How many rows of each status.
     pub counts: HashMap<Status, u64>,
     pub tally: Tally,
-    /// Length of the intact part; anything after it is a torn record.
+    /// Length of the intact part; anything after it is a torn record. Zero
+    /// when even the header was torn (or the file is empty).
     pub good_len: u64,
 }
 
@@ -360,6 +361,10 @@ pub fn read_existing(path: &Path, expected_header: &[String]) -> Result<Existing
                 .iter()
                 .map(|f| String::from_utf8_lossy(f).into_owned())
                 .collect();
+            if !terminated && torn_header(path, expected_header) {
+                // Killed while writing the header: nothing else was written.
+                return Ok(existing);
+            }
             if !terminated || header != expected_header {
                 return Err(Fatal::usage(format!(
                     "{} does not have the columns this run writes (it was written for another input or mapping); use another --results file, or --force to replace it",
@@ -388,13 +393,20 @@ pub fn read_existing(path: &Path, expected_header: &[String]) -> Result<Existing
         }
         existing.good_len = end;
     }
-    if first {
-        return Err(Fatal::usage(format!(
-            "{} is empty; start again with --force",
-            path.display()
-        )));
-    }
     Ok(existing)
+}
+
+/// True when the file holds a beginning of the header this run writes, cut short.
+fn torn_header(path: &Path, expected: &[String]) -> bool {
+    let Ok(content) = std::fs::read(path) else {
+        return false;
+    };
+    let mut w = csv::Writer::from_writer(Vec::new());
+    if w.write_record(expected).is_err() {
+        return false;
+    }
+    let full = w.into_inner().unwrap_or_default();
+    content.len() < full.len() && full.starts_with(&content)
 }
 
 fn ends_with_newline(path: &Path, end: u64) -> bool {
@@ -478,6 +490,21 @@ mod tests {
         std::fs::write(&p, "A,digidesk_row,digidesk_status,digidesk_id,digidesk_http_status,digidesk_attempts,digidesk_errors\nx,1,created,5,201,1,\nx,2,created,6,201,1,").unwrap();
         let ex = read_existing(&p, &header).unwrap();
         assert!(ex.decided.contains(1) && !ex.decided.contains(2));
+    }
+
+    #[test]
+    fn torn_or_empty_header_means_start_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.csv");
+        let header = header_for(&["A".into()]);
+        for content in ["", "A,digidesk_ro"] {
+            std::fs::write(&p, content).unwrap();
+            let ex = read_existing(&p, &header).unwrap();
+            assert_eq!(ex.good_len, 0);
+            assert!(ex.decided.is_empty());
+        }
+        std::fs::write(&p, "B,x").unwrap();
+        assert!(read_existing(&p, &header).is_err());
     }
 
     #[test]

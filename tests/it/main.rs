@@ -2,5 +2,9 @@
 
 mod check;
 mod common;
+mod faults;
+mod interrupt;
+mod resume;
+mod retry;
 mod sandbox;
 mod send;
