@@ -213,7 +213,11 @@ pub struct SendSettings {
     pub credentials: Credentials,
     /// Requests per second; `None` = no limit.
     pub rate: Option<u32>,
+    /// Requests in flight at the start.
     pub concurrency: usize,
+    /// How far the pool may grow when latency calls for it (Little's law);
+    /// equal to `concurrency` when the user set `--concurrency`.
+    pub max_concurrency: usize,
     pub max_attempts: u32,
     pub timeout: Duration,
     pub mode: StartMode,
@@ -250,6 +254,8 @@ impl SendSettings {
         let concurrency = opts
             .concurrency
             .unwrap_or_else(|| default_concurrency(rate));
+        // A concurrency the user chose is kept; the default may grow with latency.
+        let max_concurrency = opts.concurrency.unwrap_or_else(|| max_concurrency(rate));
         let ca_cert_pem = match &opts.ca_cert {
             Some(p) => Some(std::fs::read(p).map_err(|e| {
                 Fatal::usage(format!("cannot read --ca-cert {}: {e}", p.display()))
@@ -268,6 +274,7 @@ impl SendSettings {
             credentials,
             rate,
             concurrency,
+            max_concurrency,
             max_attempts: opts.max_attempts,
             timeout: Duration::from_secs_f64(opts.timeout),
             mode,
@@ -289,6 +296,18 @@ pub fn default_concurrency(rate: Option<u32>) -> usize {
         }
     }
 }
+
+/// How far the default pool may grow: enough for `rate` at 2 s latency, at
+/// most [`CONCURRENCY_CAP`].
+pub fn max_concurrency(rate: Option<u32>) -> usize {
+    match rate {
+        None => UNLIMITED_CONCURRENCY,
+        Some(r) => (r as usize * 2).clamp(default_concurrency(rate), CONCURRENCY_CAP),
+    }
+}
+
+/// The most requests the default pool ever has in flight.
+pub const CONCURRENCY_CAP: usize = 1024;
 
 #[cfg(test)]
 mod tests {

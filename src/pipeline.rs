@@ -288,6 +288,59 @@ struct Ctx {
     max_attempts: u32,
     /// Set once any request has been made.
     sent_any: AtomicBool,
+    /// Answer latency, an exponentially weighted average in microseconds.
+    latency_us: AtomicU64,
+}
+
+/// The size of the worker pool, which grows with observed latency.
+struct Pool {
+    size: AtomicU64,
+    max: usize,
+}
+
+impl Pool {
+    fn new(size: usize, max: usize) -> Pool {
+        Pool {
+            size: AtomicU64::new(size as u64),
+            max: max.max(size),
+        }
+    }
+
+    fn size(&self) -> usize {
+        self.size.load(Ordering::Relaxed) as usize
+    }
+}
+
+/// How many requests must be in flight to hold `rate` at `latency`
+/// (Little's law), with half again as headroom for jitter.
+pub fn needed_concurrency(rate: f64, latency: Duration) -> usize {
+    (rate * latency.as_secs_f64() * 1.5).ceil() as usize
+}
+
+/// Grows the pool when the observed latency needs more requests in flight
+/// than it has, never past its cap. It never shrinks: the rate limit, not
+/// the pool, decides how fast requests go.
+async fn size_pool(ctx: Arc<Ctx>, semaphore: Arc<Semaphore>, pool: Arc<Pool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        let Some(rate) = ctx.pace.current_rate() else {
+            return;
+        };
+        let latency = Duration::from_micros(ctx.latency_us.load(Ordering::Relaxed));
+        let want = needed_concurrency(rate, latency).min(pool.max);
+        let have = pool.size();
+        if want > have {
+            semaphore.add_permits(want - have);
+            pool.size.store(want as u64, Ordering::Relaxed);
+            tracing::debug!(
+                from = have,
+                to = want,
+                latency_ms = latency.as_millis() as u64,
+                "more requests in flight"
+            );
+        }
+    }
 }
 
 /// A row ready to send.
@@ -354,7 +407,7 @@ pub async fn run(job: Job, stop: Stop, counters: Arc<Counters>) -> Result<Report
         credentials: settings.credentials.clone(),
         timeout: settings.timeout,
         ca_cert_pem: settings.ca_cert_pem.clone(),
-        pool_size: settings.concurrency,
+        pool_size: settings.max_concurrency,
     })?;
 
     let (writer_tx, writer_rx) = mpsc::channel::<Outcome>(settings.concurrency.max(64) * 2);
@@ -375,6 +428,7 @@ pub async fn run(job: Job, stop: Stop, counters: Arc<Counters>) -> Result<Report
         counters: counters.clone(),
         max_attempts: settings.max_attempts,
         sent_any: AtomicBool::new(false),
+        latency_us: AtomicU64::new(0),
     });
 
     let resumed_unknown = Arc::new(AtomicU64::new(0));
@@ -403,6 +457,8 @@ pub async fn run(job: Job, stop: Stop, counters: Arc<Counters>) -> Result<Report
 
     // Dispatch: take a permit, then a row; journal a batch; spawn its workers.
     let semaphore = Arc::new(Semaphore::new(settings.concurrency));
+    let pool = Arc::new(Pool::new(settings.concurrency, settings.max_concurrency));
+    let sizer = tokio::spawn(size_pool(ctx.clone(), semaphore.clone(), pool.clone()));
     let mut batch: Vec<(SendItem, OwnedSemaphorePermit)> = Vec::with_capacity(MAX_BATCH);
     let mut dispatch_error: Option<Fatal> = None;
     'dispatch: loop {
@@ -444,7 +500,9 @@ pub async fn run(job: Job, stop: Stop, counters: Arc<Counters>) -> Result<Report
     drop(send_rx);
 
     // Wait for every in-flight row: each permit comes back once its outcome is written.
-    let _all = semaphore.acquire_many(settings.concurrency as u32).await;
+    sizer.abort();
+    let _ = sizer.await;
+    let _all = semaphore.acquire_many(pool.size() as u32).await;
     let read_result = reader_thread
         .join()
         .unwrap_or_else(|_| Err(Fatal::stopped("the reader thread failed")));
@@ -728,8 +786,9 @@ async fn worker(ctx: Arc<Ctx>, item: SendItem, permit: OwnedSemaphorePermit) {
         attempts += 1;
         ctx.counters.requests.fetch_add(1, Ordering::Relaxed);
         ctx.sent_any.store(true, Ordering::Relaxed);
+        let sent_at = tokio::time::Instant::now();
         let attempt = tokio::select! {
-            a = ctx.client.post(body.clone()) => a,
+            a = ctx.client.post(body.clone()) => { record_latency(&ctx.latency_us, sent_at.elapsed()); a }
             _ = ctx.stop.hard.cancelled() => {
                 errors.push("interrupted while waiting for the answer: it may have been created; check DigiDesk before resending (retry --only unknown)".into());
                 return deliver(&ctx, finish(Status::Unknown, None, http, attempts, errors), permit).await;
@@ -826,6 +885,18 @@ async fn worker(ctx: Arc<Ctx>, item: SendItem, permit: OwnedSemaphorePermit) {
     }
 }
 
+/// Folds one answer's latency into the running average (weight 1/16).
+fn record_latency(avg_us: &AtomicU64, took: Duration) {
+    let sample = took.as_micros().min(u128::from(u64::MAX)) as u64;
+    let _ = avg_us.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+        Some(if old == 0 {
+            sample
+        } else {
+            old - old / 16 + sample / 16
+        })
+    });
+}
+
 /// Full jitter: a random delay up to `BASE × 2^(try-1)` (capped), but never
 /// less than the server's `Retry-After`.
 pub fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
@@ -879,6 +950,20 @@ mod tests {
             );
         }
         assert!(b.failure());
+    }
+
+    #[test]
+    fn pool_size_follows_littles_law() {
+        assert_eq!(needed_concurrency(200.0, Duration::from_millis(250)), 75);
+        assert_eq!(needed_concurrency(50.0, Duration::from_millis(350)), 27);
+        assert_eq!(needed_concurrency(10.0, Duration::ZERO), 0);
+        let avg = AtomicU64::new(0);
+        record_latency(&avg, Duration::from_millis(100));
+        assert_eq!(avg.load(Ordering::Relaxed), 100_000);
+        for _ in 0..200 {
+            record_latency(&avg, Duration::from_millis(300));
+        }
+        assert!((295_000..=300_000).contains(&avg.load(Ordering::Relaxed)));
     }
 
     #[test]

@@ -68,6 +68,7 @@ pub async fn run(args: DemoArgs, log: &LogArgs) -> Result<Exit, Fatal> {
         credentials: Credentials::new("demo", "demo"),
         rate,
         concurrency: default_concurrency(rate),
+        max_concurrency: crate::config::max_concurrency(rate),
         max_attempts: 5,
         timeout: Duration::from_secs(10),
         mode: StartMode::Force,

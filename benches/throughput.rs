@@ -1,0 +1,307 @@
+//! The throughput benchmark: `cargo bench --bench throughput`.
+//!
+//! Starts the sandbox in this process (in its fast mode: auth, an id, 201),
+//! generates exports, runs the release binary on them, and prints a table of
+//! rows/s, client CPU per row (the child's own user+sys time), peak RSS, and
+//! for the paced scenarios the achieved rate and the worst one-second window
+//! as the server saw it. `BENCH_ROWS` sets the size of the large runs
+//! (default 100000); `BENCH_QUICK=1` runs a small version of everything.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use digidesk_upload::sandbox::{Sandbox, SandboxConfig};
+
+const MAPPING: &str = r#"
+[fields]
+customer_contact = "Phone"
+campaign_name = { value = "Post-call survey" }
+customer_name = { template = "{First} {Last}" }
+account_number = "Ref"
+agent_name = { columns = ["Agent", "Owner"] }
+
+[contact]
+phone_region = "GB"
+
+[misc_data]
+columns = ["Reason", "Queue"]
+rename = { "Reason" = "Contact Reason" }
+
+[skip]
+rules = [{ column = "Opt Out", equals = ["Y"] }]
+"#;
+
+/// One measured run of the binary.
+struct Measured {
+    wall: Duration,
+    cpu: Duration,
+    max_rss_kb: i64,
+    exit: i32,
+}
+
+fn write_export(path: &Path, rows: usize) {
+    let f = std::fs::File::create(path).expect("create export");
+    let mut w = std::io::BufWriter::new(f);
+    writeln!(
+        w,
+        "Ref,First,Last,Phone,Agent,Owner,Reason,Queue,Opt Out,Notes"
+    )
+    .unwrap();
+    for i in 0..rows {
+        writeln!(
+            w,
+            "R{i},Zoë,Smith {i},07911 {:06},Agent {},,\"Billing, enquiry\",Q{},,\"Called back; customer asked about \"\"fees\"\"\"",
+            100000 + i % 900000,
+            i % 40,
+            i % 7
+        )
+        .unwrap();
+    }
+}
+
+/// Runs the binary and measures it with wait4's resource usage.
+fn measure(args: &[&str], envs: &[(&str, &str)]) -> Measured {
+    let started = Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_digidesk-upload"))
+        .args(args)
+        .envs(envs.iter().copied())
+        .env("DIGIDESK_USERNAME", "demo")
+        .env("DIGIDESK_PASSWORD", "demo")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn digidesk-upload");
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills; the pid is our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(rc, pid, "wait4");
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    Measured {
+        wall: started.elapsed(),
+        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+        max_rss_kb: usage.ru_maxrss,
+        exit: if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            -1
+        },
+    }
+}
+
+/// The most requests the server received within any one second.
+fn worst_window(mut times: Vec<Duration>) -> usize {
+    times.sort();
+    let (mut worst, mut lo) = (0, 0);
+    for hi in 0..times.len() {
+        while times[hi] - times[lo] >= Duration::from_secs(1) {
+            lo += 1;
+        }
+        worst = worst.max(hi - lo + 1);
+    }
+    worst
+}
+
+struct Row {
+    name: String,
+    rows: usize,
+    m: Measured,
+    rate: Option<(f64, usize, f64)>,
+}
+
+fn print_table(rows: &[Row]) {
+    println!();
+    println!(
+        "| scenario | rows | exit | wall s | rows/s | CPU µs/row | peak RSS MB | achieved req/s | worst 1-s window | 429 share |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let secs = r.m.wall.as_secs_f64();
+        let (achieved, window, share) = match r.rate {
+            Some((a, w, s)) => (
+                format!("{a:.1}"),
+                w.to_string(),
+                format!("{:.1}%", s * 100.0),
+            ),
+            None => ("".into(), "".into(), "".into()),
+        };
+        println!(
+            "| {} | {} | {} | {:.2} | {:.0} | {:.1} | {:.1} | {} | {} | {} |",
+            r.name,
+            r.rows,
+            r.m.exit,
+            secs,
+            r.rows as f64 / secs,
+            r.m.cpu.as_secs_f64() * 1e6 / r.rows as f64,
+            r.m.max_rss_kb as f64 / 1024.0,
+            achieved,
+            window,
+            share
+        );
+    }
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` would too: only run when benchmarking.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let quick = std::env::var("BENCH_QUICK").is_ok();
+    let big: usize = std::env::var("BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 5_000 } else { 100_000 });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mapping = dir.path().join("map.toml");
+    std::fs::write(&mapping, MAPPING).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut table = Vec::new();
+    let path = |name: &str| -> PathBuf { dir.path().join(name) };
+    let s = |p: &PathBuf| p.display().to_string();
+
+    // check: reading, mapping and validation alone.
+    for rows in [big, big * 10] {
+        let input = path(&format!("check{rows}.csv"));
+        write_export(&input, rows);
+        let m = measure(
+            &[
+                "check",
+                &s(&input),
+                "--mapping",
+                &s(&mapping),
+                "--show",
+                "0",
+            ],
+            &[],
+        );
+        table.push(Row {
+            name: "check".into(),
+            rows,
+            m,
+            rate: None,
+        });
+        let _ = std::fs::remove_file(&input);
+    }
+
+    // send, unlimited, against the fast sandbox.
+    let fast = rt
+        .block_on(Sandbox::start(SandboxConfig {
+            fast: true,
+            ..SandboxConfig::default()
+        }))
+        .unwrap();
+    for rows in [big, if quick { big } else { big * 10 }] {
+        let input = path(&format!("send{rows}.csv"));
+        write_export(&input, rows);
+        let results = path("send.results.csv");
+        let m = measure(
+            &[
+                "send",
+                &s(&input),
+                "--mapping",
+                &s(&mapping),
+                "--results",
+                &s(&results),
+                "--force",
+                "--rate",
+                "0",
+                "-q",
+                "--endpoint",
+                &fast.endpoint(),
+            ],
+            &[],
+        );
+        table.push(Row {
+            name: "send --rate 0".into(),
+            rows,
+            m,
+            rate: None,
+        });
+        let _ = std::fs::remove_file(&input);
+    }
+    rt.block_on(fast.shutdown());
+
+    // Paced runs at 150-350 ms latency, and against a server allowing half the asked rate.
+    let paced: &[(&str, u32, SandboxConfig, usize)] = &[
+        (
+            "send --rate 50, 150-350 ms",
+            50,
+            SandboxConfig {
+                latency_ms: 150,
+                jitter_ms: 200,
+                ..SandboxConfig::default()
+            },
+            if quick { 150 } else { 1000 },
+        ),
+        (
+            "send --rate 200, 150-350 ms",
+            200,
+            SandboxConfig {
+                latency_ms: 150,
+                jitter_ms: 200,
+                ..SandboxConfig::default()
+            },
+            if quick { 600 } else { 4000 },
+        ),
+        (
+            "send --rate 100, server allows 50",
+            100,
+            SandboxConfig {
+                rate_limit: Some(50.0),
+                ..SandboxConfig::default()
+            },
+            if quick { 300 } else { 1500 },
+        ),
+    ];
+    for (name, rate, cfg, rows) in paced {
+        let sb = rt.block_on(Sandbox::start(cfg.clone())).unwrap();
+        let input = path("paced.csv");
+        write_export(&input, *rows);
+        let results = path("paced.results.csv");
+        let m = measure(
+            &[
+                "send",
+                &s(&input),
+                "--mapping",
+                &s(&mapping),
+                "--results",
+                &s(&results),
+                "--force",
+                "--rate",
+                &rate.to_string(),
+                "--max-attempts",
+                "20",
+                "-q",
+                "--endpoint",
+                &sb.endpoint(),
+            ],
+            &[],
+        );
+        let log = sb.requests();
+        let times: Vec<Duration> = log.iter().map(|r| r.at).collect();
+        let too_many = log.iter().filter(|r| r.status == Some(429)).count();
+        let span = match (times.iter().min(), times.iter().max()) {
+            (Some(a), Some(b)) if b > a => (*b - *a).as_secs_f64(),
+            _ => 1.0,
+        };
+        let achieved = (times.len().saturating_sub(1)) as f64 / span;
+        let share = too_many as f64 / times.len().max(1) as f64;
+        table.push(Row {
+            name: name.to_string(),
+            rows: *rows,
+            m,
+            rate: Some((achieved, worst_window(times), share)),
+        });
+        rt.block_on(sb.shutdown());
+    }
+    print_table(&table);
+}
