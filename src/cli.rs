@@ -179,9 +179,13 @@ pub struct SendOptions {
     #[arg(long, value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
 
-    /// Send only the first N sendable rows (a canary run).
+    /// Send only the first N sendable rows (a canary run); `--resume` sends the rest.
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
+
+    /// Seconds between progress log lines when stderr is not a terminal (cron, pipes).
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub progress_every: f64,
 }
 
 #[derive(Debug, Args, Clone)]

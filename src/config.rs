@@ -224,6 +224,8 @@ pub struct SendSettings {
     pub ca_cert_pem: Option<Vec<u8>>,
     pub summary_json: Option<PathBuf>,
     pub limit: Option<u64>,
+    /// Time between progress log lines off a terminal.
+    pub progress_every: Duration,
 }
 
 impl SendSettings {
@@ -246,6 +248,11 @@ impl SendSettings {
         }
         if opts.concurrency == Some(0) {
             return Err(Fatal::usage("--concurrency must be at least 1"));
+        }
+        if !(opts.progress_every.is_finite() && opts.progress_every >= 0.05) {
+            return Err(Fatal::usage(
+                "--progress-every must be at least 0.05 seconds",
+            ));
         }
         if opts.limit == Some(0) {
             return Err(Fatal::usage("--limit must be at least 1"));
@@ -281,6 +288,7 @@ impl SendSettings {
             ca_cert_pem,
             summary_json: opts.summary_json.clone(),
             limit: opts.limit,
+            progress_every: Duration::from_secs_f64(opts.progress_every),
         })
     }
 }

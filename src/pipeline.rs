@@ -785,6 +785,8 @@ async fn worker(ctx: Arc<Ctx>, item: SendItem, permit: OwnedSemaphorePermit) {
         }
         attempts += 1;
         ctx.counters.requests.fetch_add(1, Ordering::Relaxed);
+        // Bodies hold customer data: only at -vv.
+        tracing::trace!(row, attempt = attempts, body = %String::from_utf8_lossy(&body), "sending");
         ctx.sent_any.store(true, Ordering::Relaxed);
         let sent_at = tokio::time::Instant::now();
         let attempt = tokio::select! {
@@ -912,6 +914,15 @@ pub fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
 }
 
 async fn deliver(ctx: &Ctx, mut outcome: Outcome, permit: OwnedSemaphorePermit) {
+    // Row numbers and statuses only: no customer data at -v.
+    tracing::debug!(
+        row = outcome.row,
+        status = outcome.status.as_str(),
+        id = outcome.id,
+        http = outcome.http,
+        attempts = outcome.attempts,
+        "row decided"
+    );
     outcome.permit = Some(permit);
     // The writer only goes away once every sender is dropped; if it failed,
     // the run is ending with its error anyway.

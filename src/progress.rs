@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::results::{Counters, Status};
 use crate::summary::thousands;
 
-/// How often the log line comes when there is no bar.
+/// How often the log line comes when there is no bar, by default.
 pub const LOG_EVERY: Duration = Duration::from_secs(5);
 
 /// What feeds the progress display.
@@ -37,7 +37,7 @@ impl Drop for Guard {
 }
 
 /// Starts the display: a bar if stderr is a terminal and not `quiet`, log lines otherwise.
-pub fn start(src: Sources, quiet: bool) -> Guard {
+pub fn start(src: Sources, quiet: bool, log_every: Duration) -> Guard {
     let started = Instant::now();
     let use_bar = !quiet && std::io::stderr().is_terminal();
     let bar = use_bar.then(|| {
@@ -62,7 +62,7 @@ pub fn start(src: Sources, quiet: bool) -> Guard {
         let every = if task_bar.is_some() {
             Duration::from_millis(200)
         } else {
-            LOG_EVERY
+            log_every
         };
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {

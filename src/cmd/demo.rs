@@ -75,6 +75,7 @@ pub async fn run(args: DemoArgs, log: &LogArgs) -> Result<Exit, Fatal> {
         ca_cert_pem: None,
         summary_json: None,
         limit: None,
+        progress_every: crate::progress::LOG_EVERY,
     };
     let input = InputSource::File(csv_path.clone());
     let reader = Reader::open(

@@ -92,6 +92,7 @@ pub async fn execute(
             total_bytes: job.source.reader.total_bytes(),
         },
         log.quiet > 0,
+        job.settings.progress_every,
     );
     let stop = Stop::default();
     let signals = tokio::spawn(watch_signals(stop.clone()));
