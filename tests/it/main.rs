@@ -4,6 +4,8 @@ mod check;
 mod common;
 mod faults;
 mod interrupt;
+mod logs;
+mod mappings;
 mod resume;
 mod retry;
 mod sandbox;
