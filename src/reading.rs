@@ -2,7 +2,13 @@
 //! or a `.gz` file), decoding the chosen encoding and stripping a UTF-8 BOM.
 //! Memory does not grow with the file; each record carries its 1-based number.
 
+use std::fs::File;
+use std::io::{BufReader, Read};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use encoding_rs::Encoding;
 
 use crate::exit::Fatal;
 
@@ -35,7 +41,7 @@ impl InputSource {
 /// How the bytes of the export are read.
 #[derive(Debug, Clone, Copy)]
 pub struct ReadOptions {
-    pub encoding: &'static encoding_rs::Encoding,
+    pub encoding: &'static Encoding,
     pub delimiter: u8,
 }
 
@@ -50,42 +56,439 @@ pub struct Record {
 }
 
 /// Parses `--encoding` (any WHATWG label: `utf-8`, `windows-1252`, `latin1`, ...).
-pub fn parse_encoding(_name: &str) -> Result<&'static encoding_rs::Encoding, Fatal> {
-    todo!("reading: parse_encoding")
+pub fn parse_encoding(name: &str) -> Result<&'static Encoding, Fatal> {
+    Encoding::for_label(name.trim().as_bytes()).ok_or_else(|| {
+        Fatal::usage(format!(
+            "--encoding {name:?} is not an encoding I know; common ones: utf-8, windows-1252 (Excel on Windows), iso-8859-1, iso-8859-15, utf-16le, shift_jis"
+        ))
+    })
 }
 
-/// Parses `--delimiter`: one ASCII character, or `tab`.
-pub fn parse_delimiter(_s: &str) -> Result<u8, Fatal> {
-    todo!("reading: parse_delimiter")
+/// Parses `--delimiter`: one ASCII character, or `tab` / `\t`.
+pub fn parse_delimiter(s: &str) -> Result<u8, Fatal> {
+    match s {
+        "tab" | "\\t" | "\t" => Ok(b'\t'),
+        _ if s.len() == 1 && s.is_ascii() && s != "\"" && s != "\n" && s != "\r" => {
+            Ok(s.as_bytes()[0])
+        }
+        _ => Err(Fatal::usage(format!(
+            "--delimiter {s:?} must be one ASCII character such as ',' ';' '|' or the word tab"
+        ))),
+    }
+}
+
+/// Counts the bytes read from the underlying file, for progress.
+struct Counting<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Transcodes a stream from a non-ASCII-compatible encoding (UTF-16) to UTF-8.
+struct Transcode<R> {
+    inner: R,
+    decoder: encoding_rs::Decoder,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    out_pos: usize,
+    eof: bool,
+}
+
+impl<R: Read> Read for Transcode<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.out_pos == self.output.len() {
+            if self.eof {
+                return Ok(0);
+            }
+            self.input.resize(16 * 1024, 0);
+            let n = self.inner.read(&mut self.input)?;
+            self.eof = n == 0;
+            let cap = self.decoder.max_utf8_buffer_length(n).unwrap_or(n * 3 + 16);
+            let mut out = vec![0u8; cap];
+            let (result, read, written) = self.decoder.decode_to_utf8_without_replacement(
+                &self.input[..n],
+                &mut out,
+                self.eof,
+            );
+            if let encoding_rs::DecoderResult::Malformed(_, _) = result {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "bytes that are not valid {}",
+                        self.decoder.encoding().name()
+                    ),
+                ));
+            }
+            debug_assert_eq!(read, n);
+            out.truncate(written);
+            self.output = out;
+            self.out_pos = 0;
+        }
+        let n = buf.len().min(self.output.len() - self.out_pos);
+        buf[..n].copy_from_slice(&self.output[self.out_pos..self.out_pos + n]);
+        self.out_pos += n;
+        Ok(n)
+    }
 }
 
 /// A streaming reader of data records.
-pub struct Reader {}
+pub struct Reader {
+    csv: csv::Reader<Box<dyn Read + Send>>,
+    headers: Vec<String>,
+    /// Decoding per field, for ASCII-compatible encodings other than UTF-8.
+    decode: Option<&'static Encoding>,
+    name: String,
+    row: u64,
+    raw: csv::ByteRecord,
+    bytes_read: Arc<AtomicU64>,
+    total_bytes: Option<u64>,
+}
 
 impl Reader {
     /// Opens the input and reads its header.
-    pub fn open(_source: &InputSource, _opts: &ReadOptions) -> Result<Reader, Fatal> {
-        todo!("reading: open")
+    pub fn open(source: &InputSource, opts: &ReadOptions) -> Result<Reader, Fatal> {
+        let name = source.display_name();
+        let bytes_read = Arc::new(AtomicU64::new(0));
+        let (raw, total_bytes, gz_by_name): (Box<dyn Read + Send>, Option<u64>, bool) = match source
+        {
+            InputSource::Stdin => (Box::new(std::io::stdin()), None, false),
+            InputSource::File(path) => {
+                let file = File::open(path).map_err(|e| {
+                    Fatal::usage(format!("cannot open the input {}: {e}", path.display()))
+                })?;
+                let size = file.metadata().ok().map(|m| m.len());
+                let gz = path
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
+                (Box::new(file), size, gz)
+            }
+        };
+        let counted = Counting {
+            inner: raw,
+            count: bytes_read.clone(),
+        };
+        let mut buffered = BufReader::with_capacity(256 * 1024, counted);
+        // Gzip by name or by its magic bytes.
+        let is_gz = gz_by_name || {
+            use std::io::BufRead;
+            buffered
+                .fill_buf()
+                .map(|b| b.starts_with(&[0x1f, 0x8b]))
+                .unwrap_or(false)
+        };
+        let mut stream: Box<dyn Read + Send> = if is_gz {
+            Box::new(BufReader::with_capacity(
+                256 * 1024,
+                flate2::read::MultiGzDecoder::new(buffered),
+            ))
+        } else {
+            Box::new(buffered)
+        };
+        let mut decode = None;
+        if opts.encoding != encoding_rs::UTF_8 {
+            if opts.encoding.is_ascii_compatible() {
+                decode = Some(opts.encoding);
+            } else {
+                // UTF-16: the delimiter is two bytes; transcode the stream first.
+                stream = Box::new(Transcode {
+                    inner: stream,
+                    decoder: opts.encoding.new_decoder_with_bom_removal(),
+                    input: Vec::new(),
+                    output: Vec::new(),
+                    out_pos: 0,
+                    eof: false,
+                });
+            }
+        }
+        let mut csv = csv::ReaderBuilder::new()
+            .delimiter(opts.delimiter)
+            .flexible(true)
+            .has_headers(false)
+            .from_reader(stream);
+        let mut raw_header = csv::ByteRecord::new();
+        let got = csv
+            .read_byte_record(&mut raw_header)
+            .map_err(|e| read_error(&name, 0, &e))?;
+        if !got {
+            return Err(Fatal::usage(format!(
+                "{name} is empty: it has no header line"
+            )));
+        }
+        let mut reader = Reader {
+            csv,
+            headers: Vec::new(),
+            decode,
+            name,
+            row: 0,
+            raw: csv::ByteRecord::new(),
+            bytes_read,
+            total_bytes,
+        };
+        let mut headers = Vec::with_capacity(raw_header.len());
+        for (i, field) in raw_header.iter().enumerate() {
+            let field = if i == 0 {
+                field.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(field)
+            } else {
+                field
+            };
+            let text = reader.decode_field(field, 0, i)?;
+            headers.push(text.trim().to_string());
+        }
+        if headers.iter().all(|h| h.is_empty()) {
+            return Err(Fatal::usage(format!(
+                "{}: the header line is empty",
+                reader.name
+            )));
+        }
+        if headers.len() == 1 && opts.delimiter != b';' && headers[0].contains(';') {
+            tracing::warn!(
+                "{}: the header has one column that contains ';': is the file ';'-delimited? Try --delimiter ';'",
+                reader.name
+            );
+        }
+        reader.headers = headers;
+        Ok(reader)
     }
 
-    /// The header's column names, decoded and trimmed of a BOM.
+    /// The header's column names, decoded and trimmed of a BOM and spaces.
     pub fn headers(&self) -> &[String] {
-        todo!()
+        &self.headers
     }
 
     /// The next data record, or `None` at the end of the input.
     pub fn next_record(&mut self) -> Result<Option<Record>, Fatal> {
-        todo!()
+        let mut raw = std::mem::take(&mut self.raw);
+        let result = self.read_into(&mut raw);
+        self.raw = raw;
+        result
+    }
+
+    fn read_into(&mut self, raw: &mut csv::ByteRecord) -> Result<Option<Record>, Fatal> {
+        let got = self
+            .csv
+            .read_byte_record(raw)
+            .map_err(|e| read_error(&self.name, self.row + 1, &e))?;
+        if !got {
+            return Ok(None);
+        }
+        self.row += 1;
+        let row = self.row;
+        let fields = match self.decode {
+            None => match csv::StringRecord::from_byte_record(raw.clone()) {
+                Ok(r) => r,
+                Err(e) => {
+                    let col = e.utf8_error().field();
+                    let field = raw.get(col).unwrap_or_default();
+                    return Err(self.invalid_text(row, col, field));
+                }
+            },
+            Some(_) => {
+                let mut rec = csv::StringRecord::with_capacity(raw.as_slice().len(), raw.len());
+                for (i, f) in raw.iter().enumerate() {
+                    let text = self.decode_field(f, row, i)?;
+                    rec.push_field(&text);
+                }
+                rec
+            }
+        };
+        Ok(Some(Record { row, fields }))
+    }
+
+    fn decode_field(&self, bytes: &[u8], row: u64, col: usize) -> Result<String, Fatal> {
+        match self.decode {
+            None => std::str::from_utf8(bytes)
+                .map(str::to_string)
+                .map_err(|_| self.invalid_text(row, col, bytes)),
+            Some(enc) => enc
+                .decode_without_bom_handling_and_without_replacement(bytes)
+                .map(|c| c.into_owned())
+                .ok_or_else(|| self.invalid_text(row, col, bytes)),
+        }
+    }
+
+    fn invalid_text(&self, row: u64, col: usize, bytes: &[u8]) -> Fatal {
+        let encoding = self.decode.map(|e| e.name()).unwrap_or("UTF-8");
+        let column = self
+            .headers
+            .get(col)
+            .map(|h| format!("column {:?}", h))
+            .unwrap_or_else(|| format!("column {}", col + 1));
+        let bad = bytes
+            .iter()
+            .find(|b| **b >= 0x80)
+            .map(|b| format!(" (byte 0x{b:02X})"))
+            .unwrap_or_default();
+        let place = if row == 0 {
+            "the header".to_string()
+        } else {
+            format!("row {row}")
+        };
+        let hint = if encoding == "UTF-8" {
+            "; the file is probably in another encoding: try --encoding windows-1252 (Excel on Windows writes it)"
+        } else {
+            "; check --encoding"
+        };
+        Fatal::usage(format!(
+            "{}, {place}, {column}: text that is not valid {encoding}{bad}{hint}",
+            self.name
+        ))
     }
 
     /// A counter of bytes read so far from the underlying file (compressed
     /// bytes for `.gz`), for progress.
-    pub fn bytes_read(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
-        todo!()
+    pub fn bytes_read(&self) -> Arc<AtomicU64> {
+        self.bytes_read.clone()
     }
 
     /// The size of the underlying file, when it is a file.
     pub fn total_bytes(&self) -> Option<u64> {
-        todo!()
+        self.total_bytes
+    }
+}
+
+fn read_error(name: &str, row: u64, e: &csv::Error) -> Fatal {
+    match e.kind() {
+        csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+            Fatal::usage(format!("{name}, around row {row}: {io}; check --encoding"))
+        }
+        csv::ErrorKind::Io(io) => Fatal::usage(format!("cannot read {name} (row {row}): {io}")),
+        _ => Fatal::usage(format!("{name}, row {row}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn open(bytes: &[u8], name: &str, enc: &str, delim: &str) -> Result<Reader, Fatal> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let opts = ReadOptions {
+            encoding: parse_encoding(enc).unwrap(),
+            delimiter: parse_delimiter(delim).unwrap(),
+        };
+        let r = Reader::open(&InputSource::File(path), &opts);
+        drop(dir); // the reader holds the file open
+        r
+    }
+
+    fn all(r: &mut Reader) -> Vec<(u64, Vec<String>)> {
+        let mut out = Vec::new();
+        while let Some(rec) = r.next_record().unwrap() {
+            out.push((rec.row, rec.fields.iter().map(str::to_string).collect()));
+        }
+        out
+    }
+
+    #[test]
+    fn bom_crlf_quotes_and_newlines() {
+        let data = "\u{feff}Name, Phone \r\n\"Smith, \"\"J\"\"\",\"07911\n123456\"\r\nZoë,1\r\n";
+        let mut r = open(data.as_bytes(), "a.csv", "utf-8", ",").unwrap();
+        assert_eq!(r.headers(), ["Name", "Phone"]);
+        let rows = all(&mut r);
+        assert_eq!(
+            rows[0],
+            (
+                1,
+                vec!["Smith, \"J\"".to_string(), "07911\n123456".to_string()]
+            )
+        );
+        assert_eq!(rows[1], (2, vec!["Zoë".to_string(), "1".to_string()]));
+    }
+
+    #[test]
+    fn semicolons_and_windows_1252() {
+        let mut data = b"Name;City\n".to_vec();
+        data.extend_from_slice(b"Ren\xe9e;M\xfcnchen\n");
+        let mut r = open(&data, "a.csv", "windows-1252", ";").unwrap();
+        assert_eq!(
+            all(&mut r),
+            vec![(1, vec!["Renée".to_string(), "München".to_string()])]
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_names_row_and_column_and_suggests_encoding() {
+        let data = b"Name,City\nA,B\nRen\xe9e,X\n";
+        let mut r = open(data, "a.csv", "utf-8", ",").unwrap();
+        assert!(r.next_record().unwrap().is_some());
+        let e = r.next_record().unwrap_err();
+        assert!(e.message.contains("row 2"), "{}", e.message);
+        assert!(e.message.contains("column \"Name\""), "{}", e.message);
+        assert!(
+            e.message.contains("--encoding windows-1252"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn gzip_by_name_and_by_magic() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(b"A,B\n1,2\n").unwrap();
+        let bytes = gz.finish().unwrap();
+        for name in ["a.csv.gz", "a.csv"] {
+            let mut r = open(&bytes, name, "utf-8", ",").unwrap();
+            assert_eq!(r.headers(), ["A", "B"]);
+            assert_eq!(all(&mut r).len(), 1);
+        }
+    }
+
+    #[test]
+    fn wrong_field_counts_are_returned_as_read() {
+        let mut r = open(b"A,B,C\n1,2\n1,2,3,4\n", "a.csv", "utf-8", ",").unwrap();
+        let rows = all(&mut r);
+        assert_eq!(rows[0].1.len(), 2);
+        assert_eq!(rows[1].1.len(), 4);
+    }
+
+    #[test]
+    fn utf16_is_transcoded() {
+        let text = "A,B\n\u{e9},2\n";
+        let mut bytes = vec![0xFF, 0xFE];
+        for u in text.encode_utf16() {
+            bytes.extend_from_slice(&u.to_le_bytes());
+        }
+        let mut r = open(&bytes, "a.csv", "utf-16le", ",").unwrap();
+        assert_eq!(r.headers(), ["A", "B"]);
+        assert_eq!(
+            all(&mut r),
+            vec![(1, vec!["é".to_string(), "2".to_string()])]
+        );
+    }
+
+    #[test]
+    fn bad_options_are_explained() {
+        assert!(parse_encoding("klingon")
+            .unwrap_err()
+            .message
+            .contains("windows-1252"));
+        assert_eq!(parse_delimiter("tab").unwrap(), b'\t');
+        assert!(parse_delimiter(";;").is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let missing = InputSource::File(dir.path().join("nope.csv"));
+        let opts = ReadOptions {
+            encoding: encoding_rs::UTF_8,
+            delimiter: b',',
+        };
+        assert!(Reader::open(&missing, &opts)
+            .err()
+            .unwrap()
+            .message
+            .contains("nope.csv"));
+        assert!(open(b"", "e.csv", "utf-8", ",")
+            .err()
+            .unwrap()
+            .message
+            .contains("empty"));
     }
 }
