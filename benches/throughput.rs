@@ -52,7 +52,7 @@ fn write_export(path: &Path, rows: usize) {
     for i in 0..rows {
         writeln!(
             w,
-            "R{i},Zoë,Smith {i},07911 {:06},Agent {},,\"Billing, enquiry\",Q{},,\"Called back; customer asked about \"\"fees\"\"\"",
+            "R{i},Zoë,Smith {i},07400 {:06},Agent {},,\"Billing, enquiry\",Q{},,\"Called back; customer asked about \"\"fees\"\"\"",
             100000 + i % 900000,
             i % 40,
             i % 7

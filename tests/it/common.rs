@@ -60,12 +60,12 @@ pub fn text(o: &Output) -> String {
 
 /// A valid UK mobile number in national format, unique per `i`.
 pub fn mobile(i: usize) -> String {
-    format!("07911 {:06}", 100000 + i)
+    format!("07400 {:06}", 100000 + i)
 }
 
 /// The same number in E.164, as DigiDesk receives it.
 pub fn mobile_e164(i: usize) -> String {
-    format!("+447911{:06}", 100000 + i)
+    format!("+447400{:06}", 100000 + i)
 }
 
 /// The mapping used by most tests: every row's `Ref` goes to

@@ -100,7 +100,7 @@ async fn json_logs_are_one_object_per_line() {
             .any(|l| l["message"] == "row decided" && l["status"] == "created"),
         "{stderr}"
     );
-    assert!(!stderr.contains("+447911"), "no contact at -v");
+    assert!(!stderr.contains("+447400"), "no contact at -v");
     sb.shutdown().await;
 }
 
