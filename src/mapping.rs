@@ -179,9 +179,11 @@ impl Mapping {
                         misc_rename.insert(col.clone(), to.to_string());
                     }
                 }
-                k => return Err(err(format!(
+                k => {
+                    return Err(err(format!(
                     "[misc_data] {k}: unknown key; [misc_data] has columns, unmapped and rename"
-                ))),
+                )))
+                }
             }
         }
         for col in misc_rename.keys() {

@@ -1,8 +1,80 @@
-//! `digidesk-upload sandbox`: runs the local DigiDesk until Ctrl-C.
+//! `digidesk-upload sandbox`: runs the local DigiDesk until Ctrl-C or SIGTERM,
+//! printing its endpoint and credentials on start.
+
+use std::io::Write;
 
 use crate::cli::SandboxArgs;
 use crate::exit::{Exit, Fatal};
+use crate::sandbox::{Sandbox, SandboxConfig};
 
-pub async fn run(_args: SandboxArgs) -> Result<Exit, Fatal> {
-    todo!("cmd sandbox")
+impl From<SandboxArgs> for SandboxConfig {
+    fn from(a: SandboxArgs) -> SandboxConfig {
+        SandboxConfig {
+            listen: a.listen,
+            username: a.username,
+            password: a.password,
+            tls: a.tls,
+            cert_out: a.cert_out,
+            record: a.record,
+            campaigns: a.campaigns,
+            allowed_params: a.allow_param,
+            latency_ms: a.latency_ms,
+            jitter_ms: a.jitter_ms,
+            rate_limit: a.rate_limit,
+            error_rate: a.error_rate,
+            html_error_rate: a.html_error_rate,
+            drop_before_rate: a.drop_before_rate,
+            drop_after_rate: a.drop_after_rate,
+            seed: a.seed,
+            fast: a.fast,
+        }
+    }
+}
+
+pub async fn run(args: SandboxArgs) -> Result<Exit, Fatal> {
+    let cert_out = args.cert_out.clone();
+    let cfg = SandboxConfig::from(args);
+    cfg.validate().map_err(Fatal::usage)?;
+    let (username, password) = (cfg.username.clone(), cfg.password.clone());
+    let sandbox = Sandbox::start(cfg)
+        .await
+        .map_err(|e| Fatal::usage(format!("sandbox: {e:#}")))?;
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "endpoint: {}", sandbox.endpoint());
+        let _ = writeln!(out, "username: {username}");
+        let _ = writeln!(out, "password: {password}");
+        if let Some(path) = cert_out {
+            let _ = writeln!(out, "ca-cert: {}", path.display());
+        }
+        let _ = out.flush();
+    }
+    tracing::info!("sandbox running; Ctrl-C to stop");
+    wait_for_signal().await;
+    sandbox.shutdown().await;
+    Ok(Exit::Success)
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
 }

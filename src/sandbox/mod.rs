@@ -1,9 +1,38 @@
 //! The sandbox: a local DigiDesk Post API that follows the spec as NOTES.md
 //! reads it, with injectable faults, usable as the `sandbox` command and
 //! in-process from tests and `demo`.
+//!
+//! Each request goes through, in order: route and method, Basic auth, the
+//! rate limit (429), the injected faults (close before acting, 500/503, 502
+//! with an HTML page), the content type, the JSON body and its rules (422),
+//! then creation (an id, the record), the "close after accepting" fault, the
+//! latency, and the answer (JSON, or XML when `format=xml` is in the body or
+//! the query).
+
+mod rules;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use rules::Rules;
+
+/// Largest body the sandbox reads.
+const MAX_BODY: usize = 1024 * 1024;
 
 /// Everything the sandbox can be told.
 #[derive(Debug, Clone)]
@@ -51,6 +80,38 @@ impl Default for SandboxConfig {
     }
 }
 
+impl SandboxConfig {
+    /// Checks the fault shares and the rate.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("--error-rate", self.error_rate),
+            ("--html-error-rate", self.html_error_rate),
+            ("--drop-before-rate", self.drop_before_rate),
+            ("--drop-after-rate", self.drop_after_rate),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(format!(
+                    "{name} is a share of requests between 0 and 1 (got {v})"
+                ));
+            }
+        }
+        if self.error_rate + self.html_error_rate + self.drop_before_rate > 1.0 + 1e-9 {
+            return Err(
+                "--error-rate, --html-error-rate and --drop-before-rate add up to more than 1"
+                    .into(),
+            );
+        }
+        if let Some(r) = self.rate_limit {
+            if !(r.is_finite() && r > 0.0) {
+                return Err(format!(
+                    "--rate-limit must be a positive number of requests per second (got {r})"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A request the sandbox accepted (created a survey request for).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Accepted {
@@ -60,37 +121,537 @@ pub struct Accepted {
     pub body: serde_json::Value,
 }
 
+/// One request as the sandbox saw it, accepted or not.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// When it arrived, since the sandbox started.
+    pub at: Duration,
+    /// The status answered; `None` when the connection was closed instead.
+    pub status: Option<u16>,
+}
+
+/// The token bucket behind `--rate-limit`.
+struct Bucket {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    /// Takes a token, or says how long until one is there.
+    fn take(&mut self) -> Result<(), Duration> {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate)
+            .min(self.rate.max(1.0));
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+        }
+    }
+}
+
+/// What every connection shares.
+struct State {
+    cfg: SandboxConfig,
+    rules: Rules,
+    /// `Basic base64(user:pass)`, compared whole.
+    expected_auth: String,
+    next_id: AtomicU64,
+    accepted: Mutex<Vec<Accepted>>,
+    accepted_count: tokio::sync::watch::Sender<usize>,
+    seen: Mutex<Vec<Seen>>,
+    started: Instant,
+    rng: Mutex<rand::rngs::SmallRng>,
+    bucket: Option<Mutex<Bucket>>,
+    record: Option<Mutex<std::fs::File>>,
+}
+
+/// Closing the connection without an answer: hyper does that when the
+/// service fails.
+#[derive(Debug)]
+struct Drop;
+
+impl std::fmt::Display for Drop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped on purpose")
+    }
+}
+
+impl std::error::Error for Drop {}
+
 /// A running sandbox.
-pub struct Sandbox {}
+pub struct Sandbox {
+    addr: SocketAddr,
+    scheme: &'static str,
+    ca_pem: Option<String>,
+    state: Arc<State>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
 
 impl Sandbox {
     /// Binds and starts serving; returns once the socket is listening.
-    pub async fn start(_cfg: SandboxConfig) -> anyhow::Result<Sandbox> {
-        todo!("sandbox: start")
+    pub async fn start(cfg: SandboxConfig) -> anyhow::Result<Sandbox> {
+        cfg.validate().map_err(anyhow::Error::msg)?;
+        let listener = TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
+        let addr = listener.local_addr()?;
+        let tls = if cfg.tls {
+            Some(tls::generate()?)
+        } else {
+            None
+        };
+        let ca_pem = tls.as_ref().map(|t| t.ca_pem.clone());
+        if let (Some(path), Some(pem)) = (&cfg.cert_out, &ca_pem) {
+            std::fs::write(path, pem)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        }
+        let record = match &cfg.record {
+            Some(p) => Some(Mutex::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|e| anyhow::anyhow!("cannot open --record {}: {e}", p.display()))?,
+            )),
+            None => None,
+        };
+        let token = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", cfg.username, cfg.password));
+        let seed = cfg.seed.unwrap_or_else(rand::random);
+        let state = Arc::new(State {
+            rules: Rules {
+                campaigns: cfg.campaigns.clone(),
+                allowed_params: cfg.allowed_params.clone(),
+            },
+            expected_auth: format!("Basic {token}"),
+            next_id: AtomicU64::new(1),
+            accepted: Mutex::new(Vec::new()),
+            accepted_count: tokio::sync::watch::channel(0).0,
+            seen: Mutex::new(Vec::new()),
+            started: Instant::now(),
+            rng: Mutex::new(rand::rngs::SmallRng::seed_from_u64(seed)),
+            bucket: cfg.rate_limit.map(|rate| {
+                Mutex::new(Bucket {
+                    rate,
+                    tokens: rate.max(1.0),
+                    last: Instant::now(),
+                })
+            }),
+            record,
+            cfg,
+        });
+        let stop = CancellationToken::new();
+        let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.server_config));
+        let task = tokio::spawn(serve(listener, acceptor, state.clone(), stop.clone()));
+        Ok(Sandbox {
+            addr,
+            scheme: if ca_pem.is_some() { "https" } else { "http" },
+            ca_pem,
+            state,
+            stop,
+            task,
+        })
     }
 
     /// The endpoint URL to post to (`http(s)://127.0.0.1:PORT/api/survey_requests/`).
     pub fn endpoint(&self) -> String {
-        todo!()
+        let host = match self.addr {
+            SocketAddr::V4(a) => a.ip().to_string(),
+            SocketAddr::V6(a) => format!("[{}]", a.ip()),
+        };
+        format!(
+            "{}://{host}:{}{}",
+            self.scheme,
+            self.addr.port(),
+            crate::spec::PATHS[0]
+        )
     }
 
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
-        todo!()
+        self.addr
     }
 
-    /// With TLS, the generated certificate as PEM.
+    /// With TLS, the certificate authority's certificate as PEM.
     pub fn ca_cert_pem(&self) -> Option<String> {
-        todo!()
+        self.ca_pem.clone()
     }
 
     /// Every request accepted so far, in id order.
     pub fn accepted(&self) -> Vec<Accepted> {
-        todo!()
+        let mut v = self
+            .state
+            .accepted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        v.sort_by_key(|a| a.id);
+        v
     }
 
-    /// Stops serving and waits for connections to close.
-    pub async fn shutdown(self) {
-        todo!()
+    /// Every request received so far, accepted or not, in arrival order.
+    pub fn requests(&self) -> Vec<Seen> {
+        let mut v = self
+            .state
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        v.sort_by_key(|s| s.at);
+        v
     }
+
+    /// Waits until at least `n` requests have been accepted.
+    pub async fn wait_accepted(&self, n: usize) {
+        let mut rx = self.state.accepted_count.subscribe();
+        let _ = rx.wait_for(|c| *c >= n).await;
+    }
+
+    /// Stops serving and closes every connection.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    state: Arc<State>,
+    stop: CancellationToken,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("sandbox: accept failed: {e}");
+                    continue;
+                }
+            },
+            // Reap finished connections so the set does not grow.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let acceptor = acceptor.clone();
+        connections.spawn(async move {
+            let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
+            let http = hyper::server::conn::http1::Builder::new();
+            match acceptor {
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(tls) => {
+                        let _ = http.serve_connection(TokioIo::new(tls), service).await;
+                    }
+                    Err(e) => tracing::debug!("sandbox: TLS handshake failed: {e}"),
+                },
+                None => {
+                    let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                }
+            }
+        });
+    }
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
+}
+
+type Answer = Response<Full<Bytes>>;
+
+/// Answers one request, or drops its connection.
+async fn handle(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Result<Answer, Drop> {
+    let arrived = state.started.elapsed();
+    let xml_query = req
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv.eq_ignore_ascii_case("format=xml")));
+    let result = respond(&state, req, xml_query).await;
+    let status = result.as_ref().ok().map(|r| r.status().as_u16());
+    state
+        .seen
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(Seen {
+            at: arrived,
+            status,
+        });
+    result
+}
+
+async fn respond(
+    state: &State,
+    req: Request<hyper::body::Incoming>,
+    xml_query: bool,
+) -> Result<Answer, Drop> {
+    let cfg = &state.cfg;
+    let path = req.uri().path().to_string();
+    let mut xml = xml_query;
+    if !crate::spec::PATHS.contains(&path.as_str()) {
+        if crate::spec::PATHS
+            .iter()
+            .any(|p| p.trim_end_matches('/') == path)
+        {
+            // As the service's framework does: the same path with its slash.
+            let mut r = error(
+                StatusCode::MOVED_PERMANENTLY,
+                &[format!("use {path}/")],
+                xml,
+            );
+            if let Ok(v) = HeaderValue::from_str(&format!("{path}/")) {
+                r.headers_mut().insert(LOCATION, v);
+            }
+            return Ok(r);
+        }
+        return Ok(error(
+            StatusCode::NOT_FOUND,
+            &[format!(
+                "no resource at {path}; post survey requests to {}",
+                crate::spec::PATHS[0]
+            )],
+            xml,
+        ));
+    }
+    if req.method() != Method::POST {
+        let mut r = error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &[format!("method {} is not allowed; use POST", req.method())],
+            xml,
+        );
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("POST"));
+        return Ok(r);
+    }
+    let authorized = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == state.expected_auth);
+    if !authorized {
+        let mut r = error(
+            StatusCode::UNAUTHORIZED,
+            &["authentication failed: wrong or missing username and password".into()],
+            xml,
+        );
+        r.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"DigiDesk\""),
+        );
+        return Ok(r);
+    }
+    if let Some(bucket) = &state.bucket {
+        let verdict = bucket.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Err(wait) = verdict {
+            let mut r = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                &["rate limit exceeded; slow down".into()],
+                xml,
+            );
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+            return Ok(r);
+        }
+    }
+    // The fault draws: one for what happens before acting, one for after.
+    let (before, after, which) = {
+        let mut rng = state.rng.lock().unwrap_or_else(|p| p.into_inner());
+        (
+            rng.random::<f64>(),
+            rng.random::<f64>(),
+            rng.random::<bool>(),
+        )
+    };
+    let delay = latency(state);
+    let mut threshold = cfg.drop_before_rate;
+    if before < threshold {
+        tokio::time::sleep(delay).await;
+        return Err(Drop);
+    }
+    threshold += cfg.error_rate;
+    if before < threshold {
+        tokio::time::sleep(delay).await;
+        return Ok(if which {
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &["internal server error".into()],
+                xml,
+            )
+        } else {
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &["service temporarily unavailable".into()],
+                xml,
+            );
+            r.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        });
+    }
+    threshold += cfg.html_error_rate;
+    if before < threshold {
+        tokio::time::sleep(delay).await;
+        return Ok(html_502());
+    }
+
+    let json_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return Ok(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &[format!("the body is over {MAX_BODY} bytes")],
+                xml,
+            ))
+        }
+    };
+    let id = if cfg.fast {
+        state.next_id.fetch_add(1, Ordering::Relaxed)
+    } else {
+        if !json_type {
+            return Ok(error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                &["Content-Type must be application/json".into()],
+                xml,
+            ));
+        }
+        let value: Value = match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                return Ok(error(
+                    StatusCode::BAD_REQUEST,
+                    &[format!("the body is not valid JSON: {e}")],
+                    xml,
+                ))
+            }
+        };
+        let Some(object) = value.as_object() else {
+            return Ok(error(
+                StatusCode::BAD_REQUEST,
+                &["the body must be a JSON object".into()],
+                xml,
+            ));
+        };
+        if let Some(Value::String(f)) = object.get(crate::spec::FORMAT) {
+            xml = xml || f.eq_ignore_ascii_case("xml");
+        }
+        let problems = state.rules.check(object);
+        if !problems.is_empty() {
+            tokio::time::sleep(delay).await;
+            return Ok(error(StatusCode::UNPROCESSABLE_ENTITY, &problems, xml));
+        }
+        create(state, value)
+    };
+    tokio::time::sleep(delay).await;
+    if after < cfg.drop_after_rate {
+        return Err(Drop);
+    }
+    Ok(answer(StatusCode::CREATED, "success", Some(id), &[], xml))
+}
+
+/// Gives the request an id, records it, and returns the id.
+fn create(state: &State, body: Value) -> u64 {
+    // Ids and records are taken under one lock, so ids increase in record order.
+    let mut accepted = state.accepted.lock().unwrap_or_else(|p| p.into_inner());
+    let id = state.next_id.fetch_add(1, Ordering::Relaxed);
+    let entry = Accepted {
+        id,
+        time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        body,
+    };
+    if let Some(file) = &state.record {
+        use std::io::Write;
+        let mut line = serde_json::to_vec(&entry).unwrap_or_default();
+        line.push(b'\n');
+        let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = f.write_all(&line).and_then(|_| f.flush()) {
+            tracing::warn!("sandbox: cannot append to --record: {e}");
+        }
+    }
+    accepted.push(entry);
+    let n = accepted.len();
+    drop(accepted);
+    state.accepted_count.send_replace(n);
+    id
+}
+
+fn latency(state: &State) -> Duration {
+    let cfg = &state.cfg;
+    let jitter = if cfg.jitter_ms > 0 {
+        state
+            .rng
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .random_range(0..=cfg.jitter_ms)
+    } else {
+        0
+    };
+    Duration::from_millis(cfg.latency_ms + jitter)
+}
+
+fn error(status: StatusCode, messages: &[String], xml: bool) -> Answer {
+    answer(status, "error", None, messages, xml)
+}
+
+/// A DigiDesk answer: `{"status","data","message"}` in JSON, or the same in XML.
+fn answer(
+    status: StatusCode,
+    word: &str,
+    id: Option<u64>,
+    messages: &[String],
+    xml: bool,
+) -> Answer {
+    let (body, content_type) = if xml {
+        let esc = |s: &str| quick_xml::escape::escape(s).into_owned();
+        let data = id
+            .map(|i| format!("<data>{i}</data>"))
+            .unwrap_or_else(|| "<data/>".into());
+        let message = if messages.is_empty() {
+            "<message/>".to_string()
+        } else {
+            let items: String = messages
+                .iter()
+                .map(|m| format!("<item>{}</item>", esc(m)))
+                .collect();
+            format!("<message>{items}</message>")
+        };
+        (
+            format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<response><status>{word}</status>{data}{message}</response>\n"),
+            "application/xml",
+        )
+    } else {
+        let message = if messages.is_empty() {
+            Value::Null
+        } else {
+            json!(messages)
+        };
+        (
+            json!({"status": word, "data": id, "message": message}).to_string(),
+            "application/json",
+        )
+    };
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+/// What a proxy in front of the service sends when the service is down.
+fn html_502() -> Answer {
+    let body = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = StatusCode::BAD_GATEWAY;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    r
 }
