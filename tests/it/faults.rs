@@ -12,19 +12,18 @@ async fn send_with(
     let input = w.write("calls.csv", export(n));
     let mapping = w.write("map.toml", MAPPING);
     let sb = sandbox(cfg).await;
+    let rate: &[&str] = if extra.contains(&"--rate") {
+        &[]
+    } else {
+        &["--rate", "0"]
+    };
     let out = run(bin()
         .arg("send")
         .arg(&input)
         .arg("--mapping")
         .arg(&mapping)
-        .args([
-            "--endpoint",
-            &sb.endpoint(),
-            "--rate",
-            "0",
-            "--concurrency",
-            "8",
-        ])
+        .args(["--endpoint", &sb.endpoint(), "--concurrency", "8"])
+        .args(rate)
         .args(extra));
     (w, sb, out)
 }
@@ -147,6 +146,13 @@ async fn rate_limited_server_gets_all_rows_with_few_429s() {
     assert_consistent(100, &results, &sb);
     assert_eq!(statuses(&results, "failed"), 0);
     assert_eq!(statuses(&results, "created"), 100 - 10 - 4 + 2); // 10 invalid, 4 skipped, 2 both
+    let seen = sb.requests();
+    let too_many = seen.iter().filter(|r| r.status == Some(429)).count();
+    assert!(
+        too_many * 10 <= seen.len(),
+        "the tool slows down on 429: {too_many} of {} requests",
+        seen.len()
+    );
     sb.shutdown().await;
 }
 

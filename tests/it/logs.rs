@@ -111,7 +111,7 @@ fn completions_generate_for_each_shell() {
         assert!(out.status.success(), "{shell}: {}", text(&out));
         let script = String::from_utf8_lossy(&out.stdout);
         assert!(
-            script.contains("digidesk-upload") && script.contains("--mapping"),
+            script.contains("digidesk-upload") && script.contains("mapping"),
             "{shell}"
         );
     }
