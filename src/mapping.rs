@@ -410,11 +410,23 @@ fn string_list(v: &toml::Value) -> Option<Vec<String>> {
         .collect()
 }
 
-/// The closest of `options` to `word`, if close enough to be a likely typo.
+/// The closest of `options` to `word`, if close enough to be a likely typo
+/// (or one name contains the other, as "Phone" and "Mobile Phone").
 pub fn suggest<'a>(word: &str, options: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    let w = word.to_lowercase();
+    let norm = |s: &str| {
+        s.to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric())
+            .collect::<String>()
+    };
+    let w = norm(word);
     options
-        .map(|o| (strsim::jaro_winkler(&w, &o.to_lowercase()), o))
+        .map(|o| {
+            let n = norm(o);
+            let contains = w.len() >= 3 && n.len() >= 3 && (n.contains(&w) || w.contains(&n));
+            let score = strsim::jaro_winkler(&w, &n).max(if contains { 0.8 } else { 0.0 });
+            (score, o)
+        })
         .filter(|(score, _)| *score >= 0.75)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, o)| o)

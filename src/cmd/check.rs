@@ -152,6 +152,7 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
     );
     skipped.render("Skipped rows by rule", &mut out);
     print!("{out}");
+    let _ = std::io::Write::flush(&mut std::io::stdout());
     eprintln!(
         "checked {} rows in {secs:.2}s ({:.0} rows/s)",
         thousands(rows),

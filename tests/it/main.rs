@@ -2,6 +2,7 @@
 
 mod check;
 mod common;
+mod demo;
 mod faults;
 mod interrupt;
 mod logs;
