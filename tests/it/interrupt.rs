@@ -15,7 +15,7 @@ async fn sigint_stops_cleanly_and_resume_finishes_the_run() {
         ..SandboxConfig::default()
     })
     .await;
-    let mut child = tokio::process::Command::from(bin())
+    let child = tokio::process::Command::from(bin())
         .arg("send")
         .arg(&input)
         .arg("--mapping")
