@@ -37,6 +37,7 @@ pub mod reading;
 pub mod request;
 pub mod results;
 pub mod sandbox;
+pub mod signals;
 pub mod spec;
 pub mod summary;
 pub mod validate;

@@ -152,8 +152,11 @@ pub struct Report {
     pub elapsed: Duration,
     pub tally: Tally,
     pub results: PathBuf,
-    /// Rows read but left unsent because of `--limit`, when it stopped reading.
+    /// `--limit` was reached.
     pub limited: bool,
+    /// Rows of the input not in the results file because the run stopped
+    /// (or reached `--limit`) before sending them; `--resume` sends them.
+    pub unsent: u64,
     /// Rows that were in flight when a previous run died, now `unknown`.
     pub resumed_unknown: u64,
     /// The previous run had already completed; nothing was done.
@@ -290,6 +293,8 @@ struct Ctx {
     sent_any: AtomicBool,
     /// Answer latency, an exponentially weighted average in microseconds.
     latency_us: AtomicU64,
+    /// Rows dropped by a stop before they were created (left for `--resume`).
+    abandoned: Arc<AtomicU64>,
 }
 
 /// The size of the worker pool, which grows with observed latency.
@@ -395,6 +400,7 @@ pub async fn run(job: Job, stop: Stop, counters: Arc<Counters>) -> Result<Report
                 tally: r.tally.clone(),
                 results: results_path,
                 limited: false,
+                unsent: 0,
                 resumed_unknown: 0,
                 already_complete: true,
             });
@@ -418,6 +424,7 @@ pub async fn run(job: Job, stop: Stop, counters: Arc<Counters>) -> Result<Report
 
     let (send_tx, mut send_rx) = mpsc::channel::<SendItem>(settings.concurrency.max(64));
     let journal = Arc::new(Mutex::new(journal));
+    let abandoned = Arc::new(AtomicU64::new(0));
     let ctx = Arc::new(Ctx {
         client,
         pace: Pace::new(settings.rate),
@@ -429,6 +436,7 @@ pub async fn run(job: Job, stop: Stop, counters: Arc<Counters>) -> Result<Report
         max_attempts: settings.max_attempts,
         sent_any: AtomicBool::new(false),
         latency_us: AtomicU64::new(0),
+        abandoned: abandoned.clone(),
     });
 
     let resumed_unknown = Arc::new(AtomicU64::new(0));
@@ -496,7 +504,13 @@ pub async fn run(job: Job, stop: Stop, counters: Arc<Counters>) -> Result<Report
             tokio::spawn(worker(ctx.clone(), item, permit));
         }
     }
-    // Nothing more is dispatched: the reader sees its channel close.
+    // Nothing more is dispatched: the reader sees its channel close, and
+    // rows it had already handed over are counted as not sent.
+    send_rx.close();
+    let mut undispatched = 0u64;
+    while send_rx.try_recv().is_ok() {
+        undispatched += 1;
+    }
     drop(send_rx);
 
     // Wait for every in-flight row: each permit comes back once its outcome is written.
@@ -515,11 +529,16 @@ pub async fn run(job: Job, stop: Stop, counters: Arc<Counters>) -> Result<Report
     }
 
     let mut limited = false;
+    let mut unsent = undispatched + abandoned.load(Ordering::Relaxed);
     let end = match (stop.reason(), read_result) {
-        (Some(reason), _) => reason,
+        (Some(reason), read) => {
+            unsent += read.map(|r| r.unsent).unwrap_or(0);
+            reason
+        }
         (None, Err(e)) => End::InputError(e.message),
         (None, Ok(read_end)) => {
             limited = read_end.limited;
+            unsent += read_end.unsent;
             End::Completed
         }
     };
@@ -539,6 +558,7 @@ pub async fn run(job: Job, stop: Stop, counters: Arc<Counters>) -> Result<Report
         tally,
         results: results_path,
         limited,
+        unsent,
         resumed_unknown: resumed_unknown.load(Ordering::Relaxed),
         already_complete: false,
     })
@@ -648,7 +668,11 @@ fn prepare(
 
 /// How reading ended.
 struct ReadEnd {
+    /// `--limit` was reached.
     limited: bool,
+    /// Rows read but left unsent because the run stopped or `--limit` was
+    /// reached (counted to the end of the input, so the summary can say how many).
+    unsent: u64,
 }
 
 /// The reader thread: reads, maps and validates every row; sends sendable
@@ -667,26 +691,23 @@ fn read_rows(
     let width = source.reader.headers().len();
     let mut sendable = 0u64;
     let mut body = Vec::with_capacity(512);
+    let mut end = ReadEnd {
+        limited: false,
+        unsent: 0,
+    };
+    // Once the run stops (or reaches --limit), the rest is only counted.
+    let mut only_count = false;
     while let Some(record) = source.reader.next_record()? {
-        if stop.is_stopping() {
-            return Ok(ReadEnd { limited: false });
+        let Some(row) = row_of(&source, &record)? else {
+            continue;
+        };
+        if resume.as_ref().is_some_and(|(done, _)| done.contains(row)) {
+            continue;
         }
-        let mut row = record.row;
-        if let Some(sel) = &source.select {
-            let status = record.fields.get(sel.status_column).and_then(Status::parse);
-            if !status.is_some_and(|s| sel.statuses.contains(&s)) {
-                continue;
-            }
-            row = record
-                .fields
-                .get(sel.row_column)
-                .and_then(|r| r.trim().parse().ok())
-                .ok_or_else(|| {
-                    Fatal::usage(format!(
-                        "{}, record {}: digidesk_row is not a row number; is this a results file of digidesk-upload?",
-                        source.name, record.row
-                    ))
-                })?;
+        if only_count || stop.is_stopping() {
+            only_count = true;
+            end.unsent += 1;
+            continue;
         }
         let raw_width = record.fields.len();
         let fields = match &source.keep {
@@ -706,10 +727,7 @@ fn read_rows(
             errors,
             permit: None,
         };
-        let decided = if let Some((done, in_flight)) = &resume {
-            if done.contains(row) {
-                continue;
-            }
+        let decided = if let Some((_, in_flight)) = &resume {
             if in_flight.contains(row) {
                 resumed_unknown.fetch_add(1, Ordering::Relaxed);
                 Some(outcome(
@@ -733,7 +751,10 @@ fn read_rows(
             None => match plan.apply(&fields) {
                 Mapped::Send(req) => {
                     if limit.is_some_and(|l| sendable >= l) {
-                        return Ok(ReadEnd { limited: true });
+                        end.limited = true;
+                        only_count = true;
+                        end.unsent += 1;
+                        continue;
                     }
                     sendable += 1;
                     body.clear();
@@ -744,7 +765,8 @@ fn read_rows(
                         body: Bytes::copy_from_slice(&body),
                     };
                     if to_dispatch.blocking_send(item).is_err() {
-                        return Ok(ReadEnd { limited: false });
+                        only_count = true;
+                        end.unsent += 1;
                     }
                     continue;
                 }
@@ -753,10 +775,28 @@ fn read_rows(
             },
         };
         if to_writer.blocking_send(decided).is_err() {
-            return Ok(ReadEnd { limited: false });
+            only_count = true;
+            end.unsent += 1;
         }
     }
-    Ok(ReadEnd { limited: false })
+    Ok(end)
+}
+
+/// The row number of a record, or `None` when `retry` does not select it.
+fn row_of(source: &Source, record: &crate::reading::Record) -> Result<Option<u64>, Fatal> {
+    let Some(sel) = &source.select else {
+        return Ok(Some(record.row));
+    };
+    let status = record.fields.get(sel.status_column).and_then(Status::parse);
+    if !status.is_some_and(|s| sel.statuses.contains(&s)) {
+        return Ok(None);
+    }
+    record.fields.get(sel.row_column).and_then(|r| r.trim().parse().ok()).map(Some).ok_or_else(|| {
+        Fatal::usage(format!(
+            "{}, record {}: digidesk_row is not a row number; is this a results file of digidesk-upload?",
+            source.name, record.row
+        ))
+    })
 }
 
 /// Sends one row with retries, and hands its outcome to the writer.
@@ -931,6 +971,7 @@ async fn deliver(ctx: &Ctx, mut outcome: Outcome, permit: OwnedSemaphorePermit) 
 
 /// The row was not created and is left for `--resume`: say so in the journal.
 fn abandon(ctx: &Ctx, row: u64, permit: OwnedSemaphorePermit) {
+    ctx.abandoned.fetch_add(1, Ordering::Relaxed);
     let mut j = ctx.journal.lock().unwrap_or_else(|p| p.into_inner());
     // If this line is lost, the row is merely reported `unknown` on resume.
     let _ = j.not_sent(row);

@@ -80,21 +80,25 @@ pub fn render(command: &str, report: &Report, resend: &str, resume: &str) -> Str
             let _ = writeln!(out, "  {:>8}  {msg}", thousands(n));
         }
     }
+    let unsent = thousands(report.unsent);
     match &report.end {
         End::Stopped(_, msg) | End::InputError(msg) => {
             let _ = writeln!(out, "Why it stopped: {msg}");
-            let _ = writeln!(out, "Rows not yet sent are not in the results file. Once fixed, continue with:\n  {resume}");
+            let _ = writeln!(
+                out,
+                "{unsent} rows were not sent and are not in the results file. Once fixed, continue with:\n  {resume}"
+            );
         }
         End::Interrupted => {
             let _ = writeln!(
                 out,
-                "Rows not yet sent are not in the results file. Continue with:\n  {resume}"
+                "{unsent} rows were not sent and are not in the results file. Continue with:\n  {resume}"
             );
         }
         End::Completed if report.limited => {
             let _ = writeln!(
                 out,
-                "Rows after --limit were not sent. Send the rest with:\n  {resume}"
+                "{unsent} rows after --limit were not sent. Send the rest with:\n  {resume}"
             );
         }
         End::Completed => {}
@@ -124,6 +128,8 @@ pub struct JsonSummary<'a> {
     pub requests_per_second: f64,
     pub rows: u64,
     pub rows_this_run: u64,
+    /// Rows not sent because the run stopped or reached --limit.
+    pub unsent: u64,
     pub counts: std::collections::BTreeMap<&'static str, u64>,
     pub top_errors: Vec<ErrorCount>,
     pub results: String,
@@ -157,6 +163,7 @@ pub fn to_json(command: &str, report: &Report) -> String {
         },
         rows: report.counts.iter().map(|(_, n)| n).sum(),
         rows_this_run: report.rows_this_run,
+        unsent: report.unsent,
         counts: report
             .counts
             .iter()

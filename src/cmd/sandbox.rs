@@ -36,6 +36,8 @@ pub async fn run(args: SandboxArgs) -> Result<Exit, Fatal> {
     let cfg = SandboxConfig::from(args);
     cfg.validate().map_err(Fatal::usage)?;
     let (username, password) = (cfg.username.clone(), cfg.password.clone());
+    let mut signals = crate::signals::Signals::install()
+        .map_err(|e| Fatal::usage(format!("cannot watch for Ctrl-C: {e}")))?;
     let sandbox = Sandbox::start(cfg)
         .await
         .map_err(|e| Fatal::usage(format!("sandbox: {e:#}")))?;
@@ -50,31 +52,7 @@ pub async fn run(args: SandboxArgs) -> Result<Exit, Fatal> {
         let _ = out.flush();
     }
     tracing::info!("sandbox running; Ctrl-C to stop");
-    wait_for_signal().await;
+    signals.next().await;
     sandbox.shutdown().await;
     Ok(Exit::Success)
-}
-
-#[cfg(unix)]
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
-
-#[cfg(not(unix))]
-async fn wait_for_signal() {
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -95,7 +95,9 @@ pub async fn execute(
         job.settings.progress_every,
     );
     let stop = Stop::default();
-    let signals = tokio::spawn(watch_signals(stop.clone()));
+    let signals = crate::signals::Signals::install()
+        .map_err(|e| Fatal::usage(format!("cannot watch for Ctrl-C: {e}")))?;
+    let signals = tokio::spawn(watch_signals(signals, stop.clone()));
     let report = pipeline::run(job, stop, counters).await;
     signals.abort();
     drop(progress);
@@ -119,10 +121,8 @@ pub async fn execute(
 /// First Ctrl-C or SIGTERM: stop cleanly, waiting up to [`INTERRUPT_GRACE`]
 /// for answers in flight. A second one exits at once; the journal still
 /// makes the run resumable.
-async fn watch_signals(stop: Stop) {
-    if next_signal().await.is_err() {
-        return;
-    }
+async fn watch_signals(mut signals: crate::signals::Signals, stop: Stop) {
+    signals.next().await;
     tracing::warn!(
         "interrupted: sending nothing new, waiting up to {}s for requests in flight (press Ctrl-C again to exit at once)",
         INTERRUPT_GRACE.as_secs()
@@ -133,28 +133,11 @@ async fn watch_signals(stop: Stop) {
             tracing::warn!("requests still in flight after {}s are recorded as unknown", INTERRUPT_GRACE.as_secs());
             stop.hard();
         }
-        _ = next_signal() => {
+        _ = signals.next() => {
             eprintln!("interrupted again: exiting now; --resume continues (rows in flight become unknown)");
             std::process::exit(Exit::Interrupted.code().into());
         }
     }
-}
-
-#[cfg(unix)]
-async fn next_signal() -> std::io::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-async fn next_signal() -> std::io::Result<()> {
-    tokio::signal::ctrl_c().await
 }
 
 pub fn read_mapping(path: &Path) -> Result<Vec<u8>, Fatal> {

@@ -158,7 +158,7 @@ struct State {
     cfg: SandboxConfig,
     rules: Rules,
     /// `Basic base64(user:pass)`, compared whole.
-    expected_auth: String,
+    expected_auth: Mutex<String>,
     next_id: AtomicU64,
     accepted: Mutex<Vec<Accepted>>,
     accepted_count: tokio::sync::watch::Sender<usize>,
@@ -220,15 +220,13 @@ impl Sandbox {
             )),
             None => None,
         };
-        let token = base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", cfg.username, cfg.password));
         let seed = cfg.seed.unwrap_or_else(rand::random);
         let state = Arc::new(State {
             rules: Rules {
                 campaigns: cfg.campaigns.clone(),
                 allowed_params: cfg.allowed_params.clone(),
             },
-            expected_auth: format!("Basic {token}"),
+            expected_auth: Mutex::new(basic(&cfg.username, &cfg.password)),
             next_id: AtomicU64::new(1),
             accepted: Mutex::new(Vec::new()),
             accepted_count: tokio::sync::watch::channel(0).0,
@@ -306,6 +304,15 @@ impl Sandbox {
         v
     }
 
+    /// Accepts other credentials from now on (a password changed mid-run).
+    pub fn set_credentials(&self, username: &str, password: &str) {
+        *self
+            .state
+            .expected_auth
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = basic(username, password);
+    }
+
     /// Waits until at least `n` requests have been accepted.
     pub async fn wait_accepted(&self, n: usize) {
         let mut rx = self.state.accepted_count.subscribe();
@@ -317,6 +324,14 @@ impl Sandbox {
         self.stop.cancel();
         let _ = self.task.await;
     }
+}
+
+/// The `Authorization` value for a username and password.
+fn basic(username: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+    )
 }
 
 async fn serve(
@@ -431,7 +446,12 @@ async fn respond(
         .headers()
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == state.expected_auth);
+        .is_some_and(|v| {
+            *v == *state
+                .expected_auth
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+        });
     if !authorized {
         let mut r = error(
             StatusCode::UNAUTHORIZED,

@@ -7,6 +7,8 @@ mod faults;
 mod interrupt;
 mod logs;
 mod mappings;
+mod memory;
+mod readme;
 mod resume;
 mod retry;
 mod sandbox;

@@ -234,3 +234,64 @@ async fn credentials_file_works_and_stdin_needs_results() {
     assert_consistent(9, &read_results(&w.path("out.csv")), &sb);
     sb.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_mid_run_stops_at_once_says_how_many_rows_are_left_and_resume_finishes() {
+    let w = Work::new();
+    let n = 300;
+    let input = w.write("calls.csv", export(n));
+    let mapping = w.write("map.toml", MAPPING);
+    let sb = sandbox(SandboxConfig {
+        latency_ms: 20,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let child = tokio::process::Command::from(bin())
+        .arg("send")
+        .arg(&input)
+        .arg("--mapping")
+        .arg(&mapping)
+        .args([
+            "--endpoint",
+            &sb.endpoint(),
+            "--rate",
+            "0",
+            "--concurrency",
+            "4",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    sb.wait_accepted(20).await;
+    sb.set_credentials("demo", "rotated");
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let results = read_results(&w.path("calls.results.csv"));
+    let sendable = (1..=n).filter(|i| expected_status(*i) == "created").count();
+    let created = results
+        .iter()
+        .filter(|r| r["digidesk_status"] == "created")
+        .count();
+    assert!(created < sendable, "stopped part-way");
+    assert!(
+        results.iter().all(|r| r["digidesk_status"] != "failed"),
+        "no row was failed by the 401"
+    );
+    let unsent = n - results.len();
+    assert!(
+        stdout.contains(&format!("{unsent} rows were not sent")),
+        "the summary says how many rows are left ({unsent}): {stdout}"
+    );
+    let out = run(bin()
+        .arg("send")
+        .arg(&input)
+        .arg("--mapping")
+        .arg(&mapping)
+        .args(["--endpoint", &sb.endpoint(), "--rate", "0", "--resume"])
+        .env("DIGIDESK_PASSWORD", "rotated"));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_consistent(n, &read_results(&w.path("calls.results.csv")), &sb);
+    sb.shutdown().await;
+}
