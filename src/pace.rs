@@ -14,7 +14,7 @@ use tokio::time::Instant;
 /// Requests leave a little after their slot, by varying amounts (timer
 /// granularity is 1 ms); the margin keeps `rate + 1` of them from arriving
 /// within one second at the server. It costs 0.4% of the rate.
-pub const WINDOW: Duration = Duration::from_millis(1004);
+pub const WINDOW: Duration = Duration::from_millis(1008);
 
 /// After a 429 the rate is multiplied by this (at most once a second)...
 pub const DECREASE: f64 = 0.7;

@@ -63,3 +63,78 @@ async fn sigint_stops_cleanly_and_resume_finishes_the_run() {
     assert_consistent(n, &read_results(&w.path("calls.results.csv")), &sb);
     sb.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigint_exits_at_once_and_the_run_still_resumes() {
+    use std::io::BufRead;
+    let w = Work::new();
+    let n = 40;
+    let input = w.write("calls.csv", export(n));
+    let mapping = w.write("map.toml", MAPPING);
+    // Answers take 3 s: the first SIGINT alone would wait for them.
+    let sb = sandbox(SandboxConfig {
+        latency_ms: 3000,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let mut child = bin()
+        .arg("send")
+        .arg(&input)
+        .arg("--mapping")
+        .arg(&mapping)
+        .args([
+            "--endpoint",
+            &sb.endpoint(),
+            "--rate",
+            "0",
+            "--concurrency",
+            "4",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    sb.wait_accepted(4).await;
+    let pid = child.id() as libc::pid_t;
+    let started = std::time::Instant::now();
+    // SAFETY: signals to our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    // Wait until it says it is stopping cleanly, then interrupt again.
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let said = tokio::task::block_in_place(|| {
+        lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find(|l| l.contains("interrupted"))
+    });
+    assert!(
+        said.is_some_and(|l| l.contains("Ctrl-C again")),
+        "the first SIGINT is acknowledged"
+    );
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let status = tokio::task::block_in_place(|| child.wait().unwrap());
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(2500),
+        "it did not wait for the 3 s answers"
+    );
+    let out = run(bin()
+        .arg("send")
+        .arg(&input)
+        .arg("--mapping")
+        .arg(&mapping)
+        .args(["--endpoint", &sb.endpoint(), "--rate", "0", "--resume"]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let results = read_results(&w.path("calls.results.csv"));
+    assert_consistent(n, &results, &sb);
+    let unknown = results
+        .iter()
+        .filter(|r| r["digidesk_status"] == "unknown")
+        .count();
+    assert!(
+        (1..=4).contains(&unknown),
+        "the rows in flight are unknown, never resent: {unknown}"
+    );
+    sb.shutdown().await;
+}

@@ -99,6 +99,8 @@ async fn kill_9_at_random_moments_then_resume_creates_every_row_once() {
         kills_total += kills;
         sb.shutdown().await;
     }
+    // Visible with --nocapture: the figure the closing note reports.
+    eprintln!("kill -9 trials: {TRIALS} seeded runs, {kills_total} kills; duplicates 0, lost 0 (asserted)");
     assert!(
         kills_total >= TRIALS as usize,
         "the trials must actually kill the binary ({kills_total} kills)"

@@ -295,3 +295,42 @@ async fn a_401_mid_run_stops_at_once_says_how_many_rows_are_left_and_resume_fini
     assert_consistent(n, &read_results(&w.path("calls.results.csv")), &sb);
     sb.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_holds_in_every_one_second_window_at_the_server() {
+    let w = Work::new();
+    let n = 80;
+    let input = w.write("calls.csv", export(n));
+    let mapping = w.write("map.toml", MAPPING);
+    let sb = sandbox(SandboxConfig {
+        latency_ms: 20,
+        jitter_ms: 60,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let out = run(bin()
+        .arg("send")
+        .arg(&input)
+        .arg("--mapping")
+        .arg(&mapping)
+        .args(["--endpoint", &sb.endpoint(), "--rate", "25"]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let mut times: Vec<std::time::Duration> = sb.requests().iter().map(|r| r.at).collect();
+    times.sort();
+    let (mut worst, mut lo) = (0, 0);
+    for hi in 0..times.len() {
+        while times[hi] - times[lo] >= std::time::Duration::from_secs(1) {
+            lo += 1;
+        }
+        worst = worst.max(hi - lo + 1);
+    }
+    assert!(
+        worst <= 25,
+        "{worst} requests reached the server within one second at --rate 25"
+    );
+    assert_eq!(
+        times.len(),
+        (1..=n).filter(|i| expected_status(*i) == "created").count()
+    );
+    sb.shutdown().await;
+}
