@@ -17,6 +17,9 @@ pub const LOG_EVERY: Duration = Duration::from_secs(5);
 pub struct Sources {
     pub counters: Arc<Counters>,
     pub bytes_read: Arc<AtomicU64>,
+    /// Records read: the reader runs ahead of the rows decided, so the bar
+    /// shows the bytes read scaled by the share of read rows decided.
+    pub rows_read: Arc<AtomicU64>,
     pub total_bytes: Option<u64>,
 }
 
@@ -70,14 +73,14 @@ pub fn start(src: Sources, quiet: bool, log_every: Duration) -> Guard {
             let line = status_line(&src.counters, started.elapsed());
             match &task_bar {
                 Some(bar) => {
-                    bar.set_position(src.bytes_read.load(Ordering::Relaxed));
+                    bar.set_position(position(&src));
                     bar.set_message(line);
                 }
                 None => {
-                    let percent = src.total_bytes.filter(|t| *t > 0).map(|t| {
-                        (src.bytes_read.load(Ordering::Relaxed) as f64 * 100.0 / t as f64)
-                            .min(100.0)
-                    });
+                    let percent = src
+                        .total_bytes
+                        .filter(|t| *t > 0)
+                        .map(|t| (position(&src) as f64 * 100.0 / t as f64).min(100.0));
                     match percent {
                         Some(p) => tracing::info!("progress: {line}, {p:.0}% of input read"),
                         None => tracing::info!("progress: {line}"),
@@ -87,6 +90,14 @@ pub fn start(src: Sources, quiet: bool, log_every: Duration) -> Guard {
         }
     });
     Guard { task, bar }
+}
+
+/// How far through the input the decided rows are, in bytes.
+fn position(src: &Sources) -> u64 {
+    let bytes = src.bytes_read.load(Ordering::Relaxed) as f64;
+    let read = src.rows_read.load(Ordering::Relaxed).max(1) as f64;
+    let decided = (src.counters.total() as f64).min(read);
+    (bytes * decided / read) as u64
 }
 
 /// "1,234 rows, 57.3/s: created 1,200, failed 2, invalid 30, skipped 2, unknown 0".

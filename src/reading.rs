@@ -148,6 +148,7 @@ pub struct Reader {
     row: u64,
     raw: csv::ByteRecord,
     bytes_read: Arc<AtomicU64>,
+    rows_read: Arc<AtomicU64>,
     total_bytes: Option<u64>,
 }
 
@@ -229,6 +230,7 @@ impl Reader {
             row: 0,
             raw: csv::ByteRecord::new(),
             bytes_read,
+            rows_read: Arc::new(AtomicU64::new(0)),
             total_bytes,
         };
         let mut headers = Vec::with_capacity(raw_header.len());
@@ -279,6 +281,7 @@ impl Reader {
             return Ok(None);
         }
         self.row += 1;
+        self.rows_read.store(self.row, Ordering::Relaxed);
         let row = self.row;
         let fields = match self.decode {
             None => match csv::StringRecord::from_byte_record(raw.clone()) {
@@ -345,6 +348,11 @@ impl Reader {
     /// bytes for `.gz`), for progress.
     pub fn bytes_read(&self) -> Arc<AtomicU64> {
         self.bytes_read.clone()
+    }
+
+    /// A counter of data records read so far.
+    pub fn rows_read(&self) -> Arc<AtomicU64> {
+        self.rows_read.clone()
     }
 
     /// The size of the underlying file, when it is a file.

@@ -130,7 +130,10 @@ const MAX_DISTINCT_ERRORS: usize = 1000;
 const OTHER_ERRORS: &str = "(other messages)";
 
 impl Tally {
+    /// Counts a message; a "try N: " prefix is dropped so that the same
+    /// failure on different tries counts as one message.
     pub fn count_error(&mut self, message: &str) {
+        let message = strip_try(message);
         if let Some(n) = self.errors.get_mut(message) {
             *n += 1;
         } else if self.errors.len() < MAX_DISTINCT_ERRORS {
@@ -146,6 +149,14 @@ impl Tally {
         v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         v.truncate(n);
         v
+    }
+}
+
+/// "try 3: HTTP 503: ..." -> "HTTP 503: ...".
+fn strip_try(message: &str) -> &str {
+    match message.strip_prefix("try ").and_then(|rest| rest.split_once(": ")) {
+        Some((n, rest)) if n.chars().all(|c| c.is_ascii_digit()) => rest,
+        _ => message,
     }
 }
 
@@ -260,7 +271,7 @@ impl Writer {
         self.csv.write_field(errors_cell(&o.errors)).map_err(err)?;
         self.csv.write_record(None::<&[u8]>).map_err(err)?;
         self.counters.add(o.status, 1);
-        if o.status != Status::Skipped {
+        if o.status.is_problem() {
             for e in &o.errors {
                 self.tally.count_error(e);
             }
@@ -386,7 +397,7 @@ pub fn read_existing(path: &Path, expected_header: &[String]) -> Result<Existing
         };
         existing.decided.insert(row);
         *existing.counts.entry(status).or_default() += 1;
-        if status != Status::Skipped {
+        if status.is_problem() {
             for e in cell(width - 1).split(" | ").filter(|e| !e.is_empty()) {
                 existing.tally.count_error(e);
             }
@@ -474,6 +485,11 @@ mod tests {
         assert!(ex.decided.contains(1) && ex.decided.contains(2) && !ex.decided.contains(3));
         assert_eq!(ex.counts[&Status::Rejected], 1);
         assert_eq!(ex.tally.errors["bad thing"], 1);
+        let mut t = Tally::default();
+        t.count_error("try 1: HTTP 503: busy");
+        t.count_error("try 2: HTTP 503: busy");
+        t.count_error("try x: odd");
+        assert_eq!(t.top_errors(5), vec![("HTTP 503: busy".to_string(), 2), ("try x: odd".to_string(), 1)]);
         let mut w = Writer::append(&p, ex.good_len, header.len(), counters).unwrap();
         w.write(&outcome(3, Status::Failed)).unwrap();
         w.sync().unwrap();

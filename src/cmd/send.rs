@@ -89,6 +89,7 @@ pub async fn execute(
         crate::progress::Sources {
             counters: counters.clone(),
             bytes_read: job.source.reader.bytes_read(),
+            rows_read: job.source.reader.rows_read(),
             total_bytes: job.source.reader.total_bytes(),
         },
         log.quiet > 0,
