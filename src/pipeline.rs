@@ -15,7 +15,7 @@
 //! rows are ever in flight.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -61,6 +61,16 @@ pub struct Source {
     pub select: Option<Selection>,
     /// What the input is called in messages.
     pub name: String,
+}
+
+impl Source {
+    /// The kept columns of a record (all of them when none is dropped).
+    pub fn project(&self, fields: csv::StringRecord) -> csv::StringRecord {
+        match &self.keep {
+            None => fields,
+            Some(keep) => keep.iter().map(|&i| fields.get(i).unwrap_or("")).collect(),
+        }
+    }
 }
 
 /// `retry`'s choice of rows from a results file.
@@ -289,8 +299,6 @@ struct Ctx {
     writer: mpsc::Sender<Outcome>,
     counters: Arc<Counters>,
     max_attempts: u32,
-    /// Set once any request has been made.
-    sent_any: AtomicBool,
     /// Answer latency, an exponentially weighted average in microseconds.
     latency_us: AtomicU64,
     /// Rows dropped by a stop before they were created (left for `--resume`).
@@ -434,7 +442,6 @@ pub async fn run(job: Job, stop: Stop, counters: Arc<Counters>) -> Result<Report
         writer: writer_tx.clone(),
         counters: counters.clone(),
         max_attempts: settings.max_attempts,
-        sent_any: AtomicBool::new(false),
         latency_us: AtomicU64::new(0),
         abandoned: abandoned.clone(),
     });
@@ -710,13 +717,7 @@ fn read_rows(
             continue;
         }
         let raw_width = record.fields.len();
-        let fields = match &source.keep {
-            None => record.fields,
-            Some(keep) => keep
-                .iter()
-                .map(|&i| record.fields.get(i).unwrap_or(""))
-                .collect(),
-        };
+        let fields = source.project(record.fields);
         let outcome = |status: Status, errors: Vec<String>| Outcome {
             row,
             fields: fields.clone(),
@@ -799,41 +800,63 @@ fn row_of(source: &Source, record: &crate::reading::Record) -> Result<Option<u64
     })
 }
 
+/// How a row's tries ended.
+enum Fate {
+    /// Decided: its outcome goes to the results file.
+    Decided(Status, Option<u64>),
+    /// Not created, and left for `--resume` (the run is stopping).
+    Abandoned,
+}
+
 /// Sends one row with retries, and hands its outcome to the writer.
 async fn worker(ctx: Arc<Ctx>, item: SendItem, permit: OwnedSemaphorePermit) {
     let SendItem { row, fields, body } = item;
     let mut errors: Vec<String> = Vec::new();
     let mut attempts = 0u32;
     let mut http: Option<u16> = None;
-    let finish =
-        |status: Status, id: Option<u64>, http: Option<u16>, attempts: u32, errors: Vec<String>| {
-            Outcome {
+    let fate = tries(&ctx, row, &body, &mut errors, &mut attempts, &mut http).await;
+    match fate {
+        Fate::Decided(status, id) => {
+            let outcome = Outcome {
                 row,
-                fields: fields.clone(),
+                fields,
                 status,
                 id,
                 http,
                 attempts,
                 errors,
                 permit: None,
-            }
-        };
+            };
+            deliver(&ctx, outcome, permit).await;
+        }
+        Fate::Abandoned => abandon(&ctx, row, permit),
+    }
+}
+
+/// Tries one row until it is decided or the run stops.
+async fn tries(
+    ctx: &Ctx,
+    row: u64,
+    body: &Bytes,
+    errors: &mut Vec<String>,
+    attempts: &mut u32,
+    http: &mut Option<u16>,
+) -> Fate {
     loop {
         tokio::select! {
             _ = ctx.pace.ready() => {}
-            _ = ctx.stop.soft.cancelled() => return abandon(&ctx, row, permit),
+            _ = ctx.stop.soft.cancelled() => return Fate::Abandoned,
         }
-        attempts += 1;
+        *attempts += 1;
         ctx.counters.requests.fetch_add(1, Ordering::Relaxed);
         // Bodies hold customer data: only at -vv.
-        tracing::trace!(row, attempt = attempts, body = %String::from_utf8_lossy(&body), "sending");
-        ctx.sent_any.store(true, Ordering::Relaxed);
+        tracing::trace!(row, attempt = *attempts, body = %String::from_utf8_lossy(body), "sending");
         let sent_at = tokio::time::Instant::now();
         let attempt = tokio::select! {
             a = ctx.client.post(body.clone()) => { record_latency(&ctx.latency_us, sent_at.elapsed()); a }
             _ = ctx.stop.hard.cancelled() => {
                 errors.push("interrupted while waiting for the answer: it may have been created; check DigiDesk before resending (retry --only unknown)".into());
-                return deliver(&ctx, finish(Status::Unknown, None, http, attempts, errors), permit).await;
+                return Fate::Decided(Status::Unknown, None);
             }
         };
         let (reason, retry_after) = match attempt {
@@ -842,40 +865,25 @@ async fn worker(ctx: Arc<Ctx>, item: SendItem, permit: OwnedSemaphorePermit) {
                 verdict,
                 retry_after,
             } => {
-                http = Some(h);
+                *http = Some(h);
                 match verdict {
                     Verdict::Created(id) => {
                         ctx.breaker.success();
                         ctx.pace.succeeded();
-                        return deliver(
-                            &ctx,
-                            finish(Status::Created, Some(id), http, attempts, errors),
-                            permit,
-                        )
-                        .await;
+                        return Fate::Decided(Status::Created, Some(id));
                     }
                     Verdict::Rejected(messages) => {
                         ctx.breaker.success();
                         errors.extend(messages);
-                        return deliver(
-                            &ctx,
-                            finish(Status::Rejected, None, http, attempts, errors),
-                            permit,
-                        )
-                        .await;
+                        return Fate::Decided(Status::Rejected, None);
                     }
                     Verdict::Unknown(msg) => {
                         errors.push(msg);
-                        return deliver(
-                            &ctx,
-                            finish(Status::Unknown, None, http, attempts, errors),
-                            permit,
-                        )
-                        .await;
+                        return Fate::Decided(Status::Unknown, None);
                     }
                     Verdict::Stop(kind, msg) => {
                         ctx.stop.set(End::Stopped(kind, msg));
-                        return abandon(&ctx, row, permit);
+                        return Fate::Abandoned;
                     }
                     Verdict::Transient(msg) => {
                         if h == 429 {
@@ -888,16 +896,11 @@ async fn worker(ctx: Arc<Ctx>, item: SendItem, permit: OwnedSemaphorePermit) {
             Attempt::NotSent(msg) => (msg, None),
             Attempt::Lost(msg) => {
                 errors.push(msg);
-                return deliver(
-                    &ctx,
-                    finish(Status::Unknown, None, http, attempts, errors),
-                    permit,
-                )
-                .await;
+                return Fate::Decided(Status::Unknown, None);
             }
             Attempt::Tls(msg) => {
                 ctx.stop.set(End::Stopped(StopKind::Tls, msg));
-                return abandon(&ctx, row, permit);
+                return Fate::Abandoned;
             }
         };
         errors.push(format!("try {attempts}: {reason}"));
@@ -909,20 +912,14 @@ async fn worker(ctx: Arc<Ctx>, item: SendItem, permit: OwnedSemaphorePermit) {
                     BREAKER_WINDOW.as_secs()
                 ),
             ));
-            return abandon(&ctx, row, permit);
+            return Fate::Abandoned;
         }
-        if attempts >= ctx.max_attempts {
-            return deliver(
-                &ctx,
-                finish(Status::Failed, None, http, attempts, errors),
-                permit,
-            )
-            .await;
+        if *attempts >= ctx.max_attempts {
+            return Fate::Decided(Status::Failed, None);
         }
-        let delay = backoff(attempts, retry_after);
         tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = ctx.stop.soft.cancelled() => return abandon(&ctx, row, permit),
+            _ = tokio::time::sleep(backoff(*attempts, retry_after)) => {}
+            _ = ctx.stop.soft.cancelled() => return Fate::Abandoned,
         }
     }
 }

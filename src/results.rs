@@ -154,7 +154,10 @@ impl Tally {
 
 /// "try 3: HTTP 503: ..." -> "HTTP 503: ...".
 fn strip_try(message: &str) -> &str {
-    match message.strip_prefix("try ").and_then(|rest| rest.split_once(": ")) {
+    match message
+        .strip_prefix("try ")
+        .and_then(|rest| rest.split_once(": "))
+    {
         Some((n, rest)) if n.chars().all(|c| c.is_ascii_digit()) => rest,
         _ => message,
     }
@@ -489,7 +492,13 @@ mod tests {
         t.count_error("try 1: HTTP 503: busy");
         t.count_error("try 2: HTTP 503: busy");
         t.count_error("try x: odd");
-        assert_eq!(t.top_errors(5), vec![("HTTP 503: busy".to_string(), 2), ("try x: odd".to_string(), 1)]);
+        assert_eq!(
+            t.top_errors(5),
+            vec![
+                ("HTTP 503: busy".to_string(), 2),
+                ("try x: odd".to_string(), 1)
+            ]
+        );
         let mut w = Writer::append(&p, ex.good_len, header.len(), counters).unwrap();
         w.write(&outcome(3, Status::Failed)).unwrap();
         w.sync().unwrap();

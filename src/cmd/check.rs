@@ -102,13 +102,7 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
             );
             continue;
         }
-        let fields = match &source.keep {
-            None => record.fields,
-            Some(keep) => keep
-                .iter()
-                .map(|&i| record.fields.get(i).unwrap_or(""))
-                .collect(),
-        };
+        let fields = source.project(record.fields);
         match plan.apply(&fields) {
             Mapped::Send(req) => {
                 sendable += 1;

@@ -213,3 +213,14 @@ pub fn assert_consistent(n: usize, results: &[HashMap<String, String>], sandbox:
     }
     assert_eq!(seen.len(), n, "results hold rows that are not in the input");
 }
+
+/// `digidesk-upload send INPUT --mapping MAPPING --endpoint ENDPOINT`.
+pub fn send_cmd(input: &Path, mapping: &Path, endpoint: &str) -> Command {
+    let mut c = bin();
+    c.arg("send")
+        .arg(input)
+        .arg("--mapping")
+        .arg(mapping)
+        .args(["--endpoint", endpoint]);
+    c
+}

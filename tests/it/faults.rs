@@ -17,12 +17,8 @@ async fn send_with(
     } else {
         &["--rate", "0"]
     };
-    let out = run(bin()
-        .arg("send")
-        .arg(&input)
-        .arg("--mapping")
-        .arg(&mapping)
-        .args(["--endpoint", &sb.endpoint(), "--concurrency", "8"])
+    let out = run(send_cmd(&input, &mapping, &sb.endpoint())
+        .args(["--concurrency", "8"])
         .args(rate)
         .args(extra));
     (w, sb, out)

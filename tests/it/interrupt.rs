@@ -15,19 +15,8 @@ async fn sigint_stops_cleanly_and_resume_finishes_the_run() {
         ..SandboxConfig::default()
     })
     .await;
-    let child = tokio::process::Command::from(bin())
-        .arg("send")
-        .arg(&input)
-        .arg("--mapping")
-        .arg(&mapping)
-        .args([
-            "--endpoint",
-            &sb.endpoint(),
-            "--rate",
-            "0",
-            "--concurrency",
-            "4",
-        ])
+    let child = tokio::process::Command::from(send_cmd(&input, &mapping, &sb.endpoint()))
+        .args(["--rate", "0", "--concurrency", "4"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -53,12 +42,7 @@ async fn sigint_stops_cleanly_and_resume_finishes_the_run() {
         "in-flight requests were allowed to finish"
     );
 
-    let out = run(bin()
-        .arg("send")
-        .arg(&input)
-        .arg("--mapping")
-        .arg(&mapping)
-        .args(["--endpoint", &sb.endpoint(), "--rate", "0", "--resume"]));
+    let out = run(send_cmd(&input, &mapping, &sb.endpoint()).args(["--rate", "0", "--resume"]));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert_consistent(n, &read_results(&w.path("calls.results.csv")), &sb);
     sb.shutdown().await;
@@ -77,19 +61,8 @@ async fn a_second_sigint_exits_at_once_and_the_run_still_resumes() {
         ..SandboxConfig::default()
     })
     .await;
-    let mut child = bin()
-        .arg("send")
-        .arg(&input)
-        .arg("--mapping")
-        .arg(&mapping)
-        .args([
-            "--endpoint",
-            &sb.endpoint(),
-            "--rate",
-            "0",
-            "--concurrency",
-            "4",
-        ])
+    let mut child = send_cmd(&input, &mapping, &sb.endpoint())
+        .args(["--rate", "0", "--concurrency", "4"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -119,12 +92,7 @@ async fn a_second_sigint_exits_at_once_and_the_run_still_resumes() {
         started.elapsed() < std::time::Duration::from_millis(2500),
         "it did not wait for the 3 s answers"
     );
-    let out = run(bin()
-        .arg("send")
-        .arg(&input)
-        .arg("--mapping")
-        .arg(&mapping)
-        .args(["--endpoint", &sb.endpoint(), "--rate", "0", "--resume"]));
+    let out = run(send_cmd(&input, &mapping, &sb.endpoint()).args(["--rate", "0", "--resume"]));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let results = read_results(&w.path("calls.results.csv"));
     assert_consistent(n, &results, &sb);

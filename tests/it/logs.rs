@@ -15,19 +15,8 @@ async fn off_a_terminal_progress_is_a_log_line_and_logs_hold_no_customer_data() 
     })
     .await;
     let summary = w.path("summary.json");
-    let out = run(bin()
-        .arg("send")
-        .arg(&input)
-        .arg("--mapping")
-        .arg(&mapping)
-        .args([
-            "--endpoint",
-            &sb.endpoint(),
-            "--rate",
-            "100",
-            "--progress-every",
-            "0.1",
-        ])
+    let out = run(send_cmd(&input, &mapping, &sb.endpoint())
+        .args(["--rate", "100", "--progress-every", "0.1"])
         .arg("--summary-json")
         .arg(&summary)
         .env("DIGIDESK_PASSWORD", "demo")
@@ -76,12 +65,7 @@ async fn json_logs_are_one_object_per_line() {
     let input = w.write("calls.csv", export(20));
     let mapping = w.write("map.toml", MAPPING);
     let sb = sandbox(SandboxConfig::default()).await;
-    let out = run(bin()
-        .arg("send")
-        .arg(&input)
-        .arg("--mapping")
-        .arg(&mapping)
-        .args(["--endpoint", &sb.endpoint(), "--log-format", "json", "-v"]));
+    let out = run(send_cmd(&input, &mapping, &sb.endpoint()).args(["--log-format", "json", "-v"]));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<serde_json::Value> = stderr

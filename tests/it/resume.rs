@@ -11,7 +11,10 @@ use crate::common::*;
 /// How many seeded trials run; each kills the binary several times.
 /// `KILL_TRIALS=200 cargo test kill_9 -- --nocapture` runs a longer soak.
 fn trials() -> u64 {
-    std::env::var("KILL_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(8)
+    std::env::var("KILL_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,7 +106,10 @@ async fn kill_9_at_random_moments_then_resume_creates_every_row_once() {
         sb.shutdown().await;
     }
     // Visible with --nocapture: the figure the closing note reports.
-    eprintln!("kill -9 trials: {} seeded runs, {kills_total} kills; duplicates 0, lost 0 (asserted)", trials());
+    eprintln!(
+        "kill -9 trials: {} seeded runs, {kills_total} kills; duplicates 0, lost 0 (asserted)",
+        trials()
+    );
     assert!(
         kills_total >= trials() as usize,
         "the trials must actually kill the binary ({kills_total} kills)"

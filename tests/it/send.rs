@@ -10,12 +10,7 @@ async fn send_creates_every_valid_row_with_exact_bodies_and_ids() {
     let input = w.write("calls.csv", export(n));
     let mapping = w.write("map.toml", MAPPING);
     let sb = sandbox(SandboxConfig::default()).await;
-    let out = run(bin()
-        .arg("send")
-        .arg(&input)
-        .arg("--mapping")
-        .arg(&mapping)
-        .args(["--endpoint", &sb.endpoint(), "--rate", "0"]));
+    let out = run(send_cmd(&input, &mapping, &sb.endpoint()).args(["--rate", "0"]));
     // Rows 10, 20, ... have no phone: invalid, so the exit code is 1.
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let results = read_results(&w.path("calls.results.csv"));
@@ -74,12 +69,8 @@ async fn send_over_https_trusts_the_given_ca_and_refuses_without_it() {
     assert!(text(&out).contains("--ca-cert"), "{}", text(&out));
     assert!(sb.accepted().is_empty());
 
-    let out = run(bin()
-        .arg("send")
-        .arg(&input)
-        .arg("--mapping")
-        .arg(&mapping)
-        .args(["--endpoint", &sb.endpoint(), "--force"])
+    let out = run(send_cmd(&input, &mapping, &sb.endpoint())
+        .args(["--force"])
         .arg("--ca-cert")
         .arg(&ca));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -122,12 +113,8 @@ async fn wrong_credentials_stop_the_run_and_leave_unsent_rows_out() {
         .all(|r| r["digidesk_status"] != "created" && r["digidesk_status"] != "failed"));
 
     // Fixed credentials: --resume sends exactly the rest.
-    let out = run(bin()
-        .arg("send")
-        .arg(&input)
-        .arg("--mapping")
-        .arg(&mapping)
-        .args(["--endpoint", &sb.endpoint(), "--resume"])
+    let out = run(send_cmd(&input, &mapping, &sb.endpoint())
+        .args(["--resume"])
         .env("DIGIDESK_PASSWORD", "other"));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert_consistent(30, &read_results(&w.path("calls.results.csv")), &sb);
@@ -246,19 +233,8 @@ async fn a_401_mid_run_stops_at_once_says_how_many_rows_are_left_and_resume_fini
         ..SandboxConfig::default()
     })
     .await;
-    let child = tokio::process::Command::from(bin())
-        .arg("send")
-        .arg(&input)
-        .arg("--mapping")
-        .arg(&mapping)
-        .args([
-            "--endpoint",
-            &sb.endpoint(),
-            "--rate",
-            "0",
-            "--concurrency",
-            "4",
-        ])
+    let child = tokio::process::Command::from(send_cmd(&input, &mapping, &sb.endpoint()))
+        .args(["--rate", "0", "--concurrency", "4"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -284,12 +260,8 @@ async fn a_401_mid_run_stops_at_once_says_how_many_rows_are_left_and_resume_fini
         stdout.contains(&format!("{unsent} rows were not sent")),
         "the summary says how many rows are left ({unsent}): {stdout}"
     );
-    let out = run(bin()
-        .arg("send")
-        .arg(&input)
-        .arg("--mapping")
-        .arg(&mapping)
-        .args(["--endpoint", &sb.endpoint(), "--rate", "0", "--resume"])
+    let out = run(send_cmd(&input, &mapping, &sb.endpoint())
+        .args(["--rate", "0", "--resume"])
         .env("DIGIDESK_PASSWORD", "rotated"));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert_consistent(n, &read_results(&w.path("calls.results.csv")), &sb);
@@ -308,12 +280,7 @@ async fn the_rate_holds_in_every_one_second_window_at_the_server() {
         ..SandboxConfig::default()
     })
     .await;
-    let out = run(bin()
-        .arg("send")
-        .arg(&input)
-        .arg("--mapping")
-        .arg(&mapping)
-        .args(["--endpoint", &sb.endpoint(), "--rate", "25"]));
+    let out = run(send_cmd(&input, &mapping, &sb.endpoint()).args(["--rate", "25"]));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let mut times: Vec<std::time::Duration> = sb.requests().iter().map(|r| r.at).collect();
     times.sort();
