@@ -82,7 +82,7 @@ pub fn start(src: Sources, quiet: bool, log_every: Duration) -> Guard {
                         .filter(|t| *t > 0)
                         .map(|t| (position(&src) as f64 * 100.0 / t as f64).min(100.0));
                     match percent {
-                        Some(p) => tracing::info!("progress: {line}, {p:.0}% of input read"),
+                        Some(p) => tracing::info!("progress: {line}, {p:.0}% of the input"),
                         None => tracing::info!("progress: {line}"),
                     }
                 }

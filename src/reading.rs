@@ -150,6 +150,8 @@ pub struct Reader {
     bytes_read: Arc<AtomicU64>,
     rows_read: Arc<AtomicU64>,
     total_bytes: Option<u64>,
+    /// Compressed bytes read, when the file is compressed.
+    raw_read: Option<Arc<AtomicU64>>,
 }
 
 impl Reader {
@@ -171,9 +173,12 @@ impl Reader {
                 (Box::new(file), size, gz)
             }
         };
+        // Raw bytes read: for `.gz` the only measure of how far through the
+        // file reading is (for plain files, the end of the last parsed record is).
+        let raw_read = Arc::new(AtomicU64::new(0));
         let counted = Counting {
             inner: raw,
-            count: bytes_read.clone(),
+            count: raw_read.clone(),
         };
         let mut buffered = BufReader::with_capacity(256 * 1024, counted);
         // Gzip by name or by its magic bytes.
@@ -232,6 +237,7 @@ impl Reader {
             bytes_read,
             rows_read: Arc::new(AtomicU64::new(0)),
             total_bytes,
+            raw_read: is_gz.then_some(raw_read),
         };
         let mut headers = Vec::with_capacity(raw_header.len());
         for (i, field) in raw_header.iter().enumerate() {
@@ -282,6 +288,12 @@ impl Reader {
         }
         self.row += 1;
         self.rows_read.store(self.row, Ordering::Relaxed);
+        // Where the parsed records end, not where read-ahead got to.
+        let position = match &self.raw_read {
+            Some(raw) => raw.load(Ordering::Relaxed),
+            None => self.csv.position().byte(),
+        };
+        self.bytes_read.store(position, Ordering::Relaxed);
         let row = self.row;
         let fields = match self.decode {
             None => match csv::StringRecord::from_byte_record(raw.clone()) {
@@ -344,8 +356,8 @@ impl Reader {
         ))
     }
 
-    /// A counter of bytes read so far from the underlying file (compressed
-    /// bytes for `.gz`), for progress.
+    /// How far through the file reading is, in bytes: the end of the last
+    /// record parsed, or for `.gz` the compressed bytes read. For progress.
     pub fn bytes_read(&self) -> Arc<AtomicU64> {
         self.bytes_read.clone()
     }
