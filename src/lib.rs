@@ -30,6 +30,7 @@ pub mod exit;
 pub mod journal;
 pub mod logging;
 pub mod mapping;
+pub mod output;
 pub mod pace;
 pub mod pipeline;
 pub mod progress;

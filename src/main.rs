@@ -30,9 +30,9 @@ fn main() -> ExitCode {
             Command::Sandbox(args) => cmd::sandbox::run(args).await,
             Command::Demo(args) => cmd::demo::run(args, &log).await,
             Command::Completions { shell } => {
-                let mut out = std::io::stdout().lock();
-                clap_complete::generate(shell, &mut Cli::command(), "digidesk-upload", &mut out);
-                let _ = out.flush();
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut Cli::command(), "digidesk-upload", &mut script);
+                digidesk_upload::output::print(&String::from_utf8_lossy(&script));
                 Ok(Exit::Success)
             }
         }

@@ -145,8 +145,7 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
         &mut out,
     );
     skipped.render("Skipped rows by rule", &mut out);
-    print!("{out}");
-    let _ = std::io::Write::flush(&mut std::io::stdout());
+    crate::output::print(&out);
     eprintln!(
         "checked {} rows in {secs:.2}s ({:.0} rows/s)",
         thousands(rows),

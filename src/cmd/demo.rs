@@ -20,6 +20,13 @@ pub const DEMO_MAPPING: &str = include_str!("../../mappings/calls.toml");
 /// Custom parameters the demo mapping's `[extra]` uses, allowed by the demo sandbox.
 pub const DEMO_EXTRA_PARAMS: &[&str] = &["source"];
 
+/// Prints one line through [`crate::output::print`].
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        crate::output::print(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 pub async fn run(args: DemoArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     let dir = match args.dir {
         Some(d) => {
@@ -55,7 +62,7 @@ pub async fn run(args: DemoArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     })
     .await
     .map_err(|e| Fatal::usage(format!("cannot start the demo sandbox: {e:#}")))?;
-    println!(
+    outln!(
         "Demo: sandbox at {} (username demo, password demo)",
         sandbox.endpoint()
     );
@@ -105,14 +112,14 @@ pub async fn run(args: DemoArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     let exit = super::send::execute(job, "demo", log, &resend, "digidesk-upload demo").await;
     sandbox.shutdown().await;
     let exit = exit?;
-    println!();
-    println!("The demo's files are in {}:", dir.display());
-    println!("  calls.csv                the export (a CRM call log)");
-    println!("  calls.toml               the mapping that turns a row into a survey request");
-    println!("  calls.results.csv        every row with its status, DigiDesk id and errors");
-    println!("  sandbox-accepted.jsonl   what the sandbox received, one JSON line per request");
-    println!("Some rows are invalid or skipped on purpose: see their digidesk_errors column.");
-    println!(
+    outln!("");
+    outln!("The demo's files are in {}:", dir.display());
+    outln!("  calls.csv                the export (a CRM call log)");
+    outln!("  calls.toml               the mapping that turns a row into a survey request");
+    outln!("  calls.results.csv        every row with its status, DigiDesk id and errors");
+    outln!("  sandbox-accepted.jsonl   what the sandbox received, one JSON line per request");
+    outln!("Some rows are invalid or skipped on purpose: see their digidesk_errors column.");
+    outln!(
         "Try: digidesk-upload check {} --mapping {}",
         show(&csv_path),
         show(&mapping_path)

@@ -104,7 +104,7 @@ pub async fn execute(
     drop(progress);
     let report = report?;
     let text = summary::render(command, &report, resend, resume);
-    print!("{text}");
+    crate::output::print(&text);
     if let Some(path) = summary_json {
         std::fs::write(&path, summary::to_json(command, &report) + "\n").map_err(|e| {
             Fatal::stopped(format!(

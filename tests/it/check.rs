@@ -222,3 +222,29 @@ fn the_demo_export_and_mapping_check_as_documented() {
         assert!(s.contains(line), "{line}: {s}");
     }
 }
+
+#[test]
+fn output_into_a_closed_pipe_is_not_a_crash() {
+    let w = Work::new();
+    let input = w.write("calls.csv", export(200));
+    let mapping = w.write("map.toml", MAPPING);
+    let mut child = bin()
+        .arg("check")
+        .arg(&input)
+        .arg("--mapping")
+        .arg(&mapping)
+        .args(["--show", "100"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // as `| head -1` does once it has its line
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the exit code of the check, not a panic's 101: {}",
+        text(&out)
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}

@@ -1,0 +1,12 @@
+//! Writing to standard output for people and scripts. A closed pipe (the
+//! output piped into `head`) is not an error: the work is done, and the
+//! exit code still tells how it went.
+
+use std::io::Write;
+
+/// Writes `text` to stdout and flushes it; a broken pipe is ignored, like
+/// the best command-line tools do, instead of panicking as `print!` would.
+pub fn print(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+}
