@@ -387,7 +387,9 @@ pub async fn run(job: Job, stop: Stop, counters: Arc<Counters>) -> Result<Report
         &fingerprint,
         &command,
         counters.clone(),
-    )?;
+    )
+    // Nothing has been sent yet: a results file that cannot be made is bad usage.
+    .map_err(|e| Fatal::usage(e.message))?;
     let Prepared {
         mut journal,
         writer,

@@ -305,3 +305,17 @@ async fn the_rate_holds_in_every_one_second_window_at_the_server() {
     );
     sb.shutdown().await;
 }
+
+#[test]
+fn a_results_file_that_cannot_be_created_exits_2_naming_it() {
+    let w = Work::new();
+    let input = w.write("calls.csv", export(3));
+    let mapping = w.write("map.toml", MAPPING);
+    let out = send_cmd(&input, &mapping, "http://127.0.0.1:9/api/survey_requests/")
+        .arg("--results")
+        .arg(w.path("no-such-dir/out.csv"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("no-such-dir"), "{}", text(&out));
+}
