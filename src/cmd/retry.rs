@@ -10,9 +10,7 @@ use crate::pipeline::{self, Job, Source};
 use crate::reading::{self, InputSource, ReadOptions, Reader};
 use crate::results::Status;
 
-use super::send::{
-    command_line, execute, read_mapping, refuse_same_file, retry_results_path, shell_quote,
-};
+use super::send::{command_line, execute, read_mapping, refuse_same_file, retry_results_path};
 
 pub async fn run(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     let mut statuses = Vec::new();
@@ -61,14 +59,19 @@ pub async fn run(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
             "retry",
             &args.results_in.display().to_string(),
             &args.mapping,
-            &settings
+            &settings,
+            true,
+            &super::send::reading_args(&read),
         ),
         selection.join(",")
     );
-    let resend = format!(
-        "digidesk-upload retry {} --mapping {}",
-        shell_quote(&settings.results.display().to_string()),
-        shell_quote(&args.mapping.display().to_string())
+    let resend = command_line(
+        "retry",
+        &settings.results.display().to_string(),
+        &args.mapping,
+        &settings,
+        false,
+        &[],
     );
     let job = Job {
         command: "retry".into(),

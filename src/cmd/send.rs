@@ -49,12 +49,22 @@ pub async fn run(args: SendArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     );
     let resume_cmd = format!(
         "{} --resume",
-        command_line("send", &args.input.input, &args.input.mapping, &settings)
+        command_line(
+            "send",
+            &args.input.input,
+            &args.input.mapping,
+            &settings,
+            true,
+            &reading_args(&read)
+        )
     );
-    let resend = format!(
-        "digidesk-upload retry {} --mapping {}",
-        shell_quote(&settings.results.display().to_string()),
-        shell_quote(&args.input.mapping.display().to_string())
+    let resend = command_line(
+        "retry",
+        &settings.results.display().to_string(),
+        &args.input.mapping,
+        &settings,
+        false,
+        &[],
     );
     let job = Job {
         command: "send".into(),
@@ -166,21 +176,51 @@ pub fn refuse_same_file(input: &Path, results: &Path) -> Result<(), Fatal> {
 }
 
 /// The command that repeats this run (without credentials, which never go on argv).
-pub fn command_line(command: &str, input: &str, mapping: &Path, s: &SendSettings) -> String {
+pub fn command_line(
+    command: &str,
+    input: &str,
+    mapping: &Path,
+    s: &SendSettings,
+    results: bool,
+    extra: &[String],
+) -> String {
     let mut parts = vec![
         format!("digidesk-upload {command}"),
         shell_quote(input),
         format!("--mapping {}", shell_quote(&mapping.display().to_string())),
-        format!(
+    ];
+    if results {
+        parts.push(format!(
             "--results {}",
             shell_quote(&s.results.display().to_string())
-        ),
-    ];
+        ));
+    }
+    parts.extend(extra.iter().cloned());
     if s.endpoint.as_str() != crate::spec::DEFAULT_ENDPOINT {
         parts.push(format!("--endpoint {}", shell_quote(s.endpoint.as_str())));
     }
     parts.push(format!("--rate {}", s.rate.unwrap_or(0)));
     parts.join(" ")
+}
+
+/// The reading options a resumed run must repeat (they are part of its fingerprint).
+pub fn reading_args(read: &ReadOptions) -> Vec<String> {
+    let mut args = Vec::new();
+    if read.encoding != encoding_rs::UTF_8 {
+        args.push(format!(
+            "--encoding {}",
+            read.encoding.name().to_ascii_lowercase()
+        ));
+    }
+    match read.delimiter {
+        b',' => {}
+        b'\t' => args.push("--delimiter tab".into()),
+        d => args.push(format!(
+            "--delimiter {}",
+            shell_quote(&(d as char).to_string())
+        )),
+    }
+    args
 }
 
 /// Quotes a word for a POSIX shell when it needs it.

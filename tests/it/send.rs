@@ -319,3 +319,102 @@ fn a_results_file_that_cannot_be_created_exits_2_naming_it() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("no-such-dir"), "{}", text(&out));
 }
+
+/// The line after `marker` in the summary, split as a shell would.
+fn printed_command(stdout: &str, marker: &str) -> Vec<String> {
+    let line = stdout
+        .lines()
+        .skip_while(|l| !l.contains(marker))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {marker:?} in: {stdout}"));
+    let mut words = shell_words::split(line.trim()).unwrap();
+    assert_eq!(words.remove(0), "digidesk-upload");
+    words
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_printed_resume_and_retry_commands_work_as_printed() {
+    let w = Work::new();
+    let mut csv = String::from("Ref;First;Last;Phone;Reason;Opt Out\r\n");
+    for i in 1..=30 {
+        csv.push_str(&format!(
+            "R{i};Ren\u{e9}e;Smith {i};{};Billing;\r\n",
+            mobile(i)
+        ));
+    }
+    let (bytes, _, _) = encoding_rs::WINDOWS_1252.encode(&csv);
+    let input = w.write("export.csv", bytes);
+    let mapping = w.write("map.toml", MAPPING);
+    let sb = sandbox(SandboxConfig {
+        password: "other".into(),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let out = run(send_cmd(&input, &mapping, &sb.endpoint()).args([
+        "--delimiter",
+        ";",
+        "--encoding",
+        "windows-1252",
+        "--rate",
+        "0",
+    ]));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let resume = printed_command(&String::from_utf8_lossy(&out.stdout), "continue with:");
+    sb.set_credentials("demo", "demo");
+    let out = run(bin().current_dir(w.dir.path()).args(&resume));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the printed resume command: {resume:?}\n{}",
+        text(&out)
+    );
+    assert_eq!(sb.accepted().len(), 30);
+    assert!(
+        sb.accepted()
+            .iter()
+            .any(|a| a.body["customer_name"] == "Renée Smith 1"),
+        "decoded as windows-1252"
+    );
+
+    // A run with failures prints the command that resends them.
+    let down = sandbox(SandboxConfig {
+        error_rate: 1.0,
+        seed: Some(1),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let out = run(send_cmd(&w.path("export.csv"), &mapping, &down.endpoint())
+        .args([
+            "--delimiter",
+            ";",
+            "--encoding",
+            "windows-1252",
+            "--rate",
+            "0",
+            "--max-attempts",
+            "1",
+        ])
+        .arg("--results")
+        .arg(w.path("second.csv")));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let mut retry = printed_command(
+        &String::from_utf8_lossy(&out.stdout),
+        "Resend the failed rows with:",
+    );
+    let endpoint = retry
+        .iter()
+        .position(|a| a == "--endpoint")
+        .expect("the endpoint is part of it")
+        + 1;
+    retry[endpoint] = sb.endpoint(); // the service is back, elsewhere
+    let out = run(bin().current_dir(w.dir.path()).args(&retry));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the printed retry command: {retry:?}\n{}",
+        text(&out)
+    );
+    assert_eq!(read_results(&w.path("second.retry.csv")).len(), 30);
+    sb.shutdown().await;
+    down.shutdown().await;
+}
