@@ -172,3 +172,29 @@ async fn every_fault_at_once_loses_and_duplicates_nothing() {
     assert_eq!(statuses(&results, "failed"), 0);
     sb.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_is_retried_and_then_failed_safe_to_resend() {
+    let w = Work::new();
+    let input = w.write("calls.csv", export(3));
+    let mapping = w.write("map.toml", MAPPING);
+    // A port nothing listens on: bound, then let go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}/api/survey_requests/");
+    let out =
+        run(send_cmd(&input, &mapping, &endpoint).args(["--rate", "0", "--max-attempts", "2"]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    for r in read_results(&w.path("calls.results.csv")) {
+        assert_eq!(r["digidesk_status"], "failed", "{r:?}");
+        assert_eq!(r["digidesk_attempts"], "2");
+        assert!(
+            r["digidesk_errors"].contains("try 2: could not connect"),
+            "{r:?}"
+        );
+        assert_eq!(r["digidesk_http_status"], "");
+    }
+}
