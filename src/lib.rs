@@ -10,15 +10,19 @@
 //! - [`validate`]: the spec's field rules, applied before anything is sent.
 //! - [`request`]: the survey request and its JSON body.
 //! - [`api`]: what a DigiDesk answer means (JSON or XML, `message` or `messages`).
-//! - [`client`]: one HTTP request with retries, backoff and `Retry-After`.
+//! - [`client`]: one HTTP POST, sorted into answered / never sent / maybe arrived / TLS.
+//! - [`pace`]: how fast requests start: the rate, and slowing down on 429.
 //! - [`journal`]: the write-ahead record of rows in flight, for crash-safe `--resume`.
 //! - [`results`]: the results file, its only writer, and the counters.
 //! - [`pipeline`]: wires reader, workers and writer with bounded channels.
 //! - [`summary`]: the end-of-run table and its JSON twin.
+//! - [`progress`]: a bar on a terminal, a log line every few seconds elsewhere.
 //!
 //! Around it: [`cli`] (the command line), [`config`] (checked, typed settings),
 //! [`cmd`] (one module per command), [`sandbox`] (a local DigiDesk), [`spec`]
-//! (the API's names and limits) and [`exit`] (exit codes).
+//! (the API's names and limits), [`exit`] (exit codes), [`logging`],
+//! [`signals`] (Ctrl-C and SIGTERM) and [`output`] (stdout that survives a
+//! closed pipe).
 
 pub mod api;
 pub mod cli;
