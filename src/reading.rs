@@ -110,23 +110,41 @@ impl<R: Read> Read for Transcode<R> {
             self.input.resize(16 * 1024, 0);
             let n = self.inner.read(&mut self.input)?;
             self.eof = n == 0;
-            let cap = self.decoder.max_utf8_buffer_length(n).unwrap_or(n * 3 + 16);
-            let mut out = vec![0u8; cap];
-            let (result, read, written) = self.decoder.decode_to_utf8_without_replacement(
-                &self.input[..n],
-                &mut out,
-                self.eof,
-            );
-            if let encoding_rs::DecoderResult::Malformed(_, _) = result {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!(
-                        "bytes that are not valid {}",
-                        self.decoder.encoding().name()
-                    ),
-                ));
+            let mut out =
+                Vec::with_capacity(self.decoder.max_utf8_buffer_length(n).unwrap_or(n * 3 + 16));
+            let mut consumed = 0;
+            loop {
+                // Room for whatever is left; decoding continues until every
+                // input byte is consumed, so nothing is ever dropped.
+                let start = out.len();
+                let room = self
+                    .decoder
+                    .max_utf8_buffer_length(n - consumed)
+                    .unwrap_or((n - consumed) * 3 + 16)
+                    .max(4);
+                out.resize(start + room, 0);
+                let (result, read, written) = self.decoder.decode_to_utf8_without_replacement(
+                    &self.input[consumed..n],
+                    &mut out[start..],
+                    self.eof,
+                );
+                consumed += read;
+                out.truncate(start + written);
+                match result {
+                    encoding_rs::DecoderResult::InputEmpty => break,
+                    encoding_rs::DecoderResult::OutputFull => continue,
+                    encoding_rs::DecoderResult::Malformed(_, _) => {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            format!(
+                                "bytes that are not valid {}",
+                                self.decoder.encoding().name()
+                            ),
+                        ))
+                    }
+                }
             }
-            debug_assert_eq!(read, n);
+            let written = out.len();
             out.truncate(written);
             self.output = out;
             self.out_pos = 0;
@@ -374,12 +392,17 @@ impl Reader {
 }
 
 fn read_error(name: &str, row: u64, e: &csv::Error) -> Fatal {
+    let place = if row == 0 {
+        "the header".to_string()
+    } else {
+        format!("around row {row}")
+    };
     match e.kind() {
         csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
-            Fatal::usage(format!("{name}, around row {row}: {io}; check --encoding"))
+            Fatal::usage(format!("{name}, {place}: {io}; check --encoding"))
         }
-        csv::ErrorKind::Io(io) => Fatal::usage(format!("cannot read {name} (row {row}): {io}")),
-        _ => Fatal::usage(format!("{name}, row {row}: {e}")),
+        csv::ErrorKind::Io(io) => Fatal::usage(format!("cannot read {name} ({place}): {io}")),
+        _ => Fatal::usage(format!("{name}, {place}: {e}")),
     }
 }
 
@@ -483,6 +506,38 @@ mod tests {
         assert_eq!(
             all(&mut r),
             vec![(1, vec!["é".to_string(), "2".to_string()])]
+        );
+    }
+
+    #[test]
+    fn utf16_across_many_reads_keeps_every_character() {
+        let mut text = String::from("A,B\n");
+        for i in 0..5000 {
+            text.push_str(&format!("{i},Zoë 🙂 {i}\n"));
+        }
+        let mut bytes = vec![0xFF, 0xFE];
+        for u in text.encode_utf16() {
+            bytes.extend_from_slice(&u.to_le_bytes());
+        }
+        let mut r = open(&bytes, "a.csv", "utf-16le", ",").unwrap();
+        let rows = all(&mut r);
+        assert_eq!(rows.len(), 5000);
+        assert_eq!(rows[4999].1[1], "Zoë 🙂 4999");
+        // An unpaired surrogate is an error, not a silent replacement.
+        let mut bad = vec![0xFF, 0xFE];
+        for u in "A,B\n1,".encode_utf16() {
+            bad.extend_from_slice(&u.to_le_bytes());
+        }
+        bad.extend_from_slice(&0xD800u16.to_le_bytes());
+        bad.extend_from_slice(&(b'x' as u16).to_le_bytes());
+        let e = match open(&bad, "a.csv", "utf-16le", ",") {
+            Err(e) => e,
+            Ok(mut r) => r.next_record().unwrap_err(),
+        };
+        assert!(
+            e.message.contains("not valid UTF-16LE") && e.message.contains("--encoding"),
+            "{}",
+            e.message
         );
     }
 
