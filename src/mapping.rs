@@ -517,6 +517,18 @@ impl Plan {
     pub fn compile(mapping: &Mapping, headers: &[String], input_name: &str) -> Result<Plan, Fatal> {
         let origin = &mapping.origin;
         let index_of = |name: &str| headers.iter().position(|h| h == name);
+        if let [only] = headers {
+            if let Some(d) = [';', '\t', '|'].into_iter().find(|d| only.contains(*d)) {
+                let flag = if d == '\t' {
+                    "tab".to_string()
+                } else {
+                    format!("'{d}'")
+                };
+                return Err(Fatal::usage(format!(
+                    "{input_name} reads as a single column whose name contains {flag}: it is probably {flag}-delimited; try --delimiter {flag}"
+                )));
+            }
+        }
         let mut problems = Vec::new();
         for (col, place) in mapping.columns_used() {
             if is_result_column(&col) {
@@ -899,6 +911,13 @@ source = { value = "crm-nightly" }
             assert!(e.message.contains(want), "{toml:?}: {}", e.message);
             assert!(e.message.starts_with("m.toml: "), "{}", e.message);
         }
+    }
+
+    #[test]
+    fn a_header_read_with_the_wrong_delimiter_says_which_one_to_use() {
+        let m = Mapping::parse(FULL, "m.toml").unwrap();
+        let e = Plan::compile(&m, &["Phone;First;Last".to_string()], "in.csv").unwrap_err();
+        assert!(e.message.contains("try --delimiter ';'"), "{}", e.message);
     }
 
     #[test]

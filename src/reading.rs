@@ -273,12 +273,6 @@ impl Reader {
                 reader.name
             )));
         }
-        if headers.len() == 1 && opts.delimiter != b';' && headers[0].contains(';') {
-            tracing::warn!(
-                "{}: the header has one column that contains ';': is the file ';'-delimited? Try --delimiter ';'",
-                reader.name
-            );
-        }
         reader.headers = headers;
         Ok(reader)
     }

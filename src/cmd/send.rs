@@ -24,16 +24,22 @@ pub async fn run(args: SendArgs, log: &LogArgs) -> Result<Exit, Fatal> {
         encoding: reading::parse_encoding(&args.input.encoding)?,
         delimiter: reading::parse_delimiter(&args.input.delimiter)?,
     };
-    let settings =
-        SendSettings::from_options(&args.send, default_results_path(&input, ".results.csv"))?;
-    if let InputSource::File(p) = &input {
-        refuse_same_file(p, &settings.results)?;
+    if input == InputSource::Stdin && args.send.results.is_none() {
+        return Err(Fatal::usage(
+            "--results FILE is required when the input is standard input",
+        ));
     }
+    // The mapping and the input first: their mistakes are the likeliest.
     let mapping_text = read_mapping(&args.input.mapping)?;
     let mapping = Mapping::load(&args.input.mapping)?;
     let reader = Reader::open(&input, &read)?;
     let source = Source::new(reader, input.display_name(), None)?;
     let plan = Plan::compile(&mapping, &source.columns, &input.display_name())?;
+    let settings =
+        SendSettings::from_options(&args.send, default_results_path(&input, ".results.csv"))?;
+    if let InputSource::File(p) = &input {
+        refuse_same_file(p, &settings.results)?;
+    }
     let fingerprint = pipeline::fingerprint(
         &[
             b"send",
