@@ -27,6 +27,7 @@ impl From<SandboxArgs> for SandboxConfig {
             drop_after_rate: a.drop_after_rate,
             seed: a.seed,
             fast: a.fast,
+            remember: false,
         }
     }
 }

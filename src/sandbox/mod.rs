@@ -54,6 +54,10 @@ pub struct SandboxConfig {
     pub drop_after_rate: f64,
     pub seed: Option<u64>,
     pub fast: bool,
+    /// Keep every request in memory for [`Sandbox::accepted`] and
+    /// [`Sandbox::requests`] (tests); the `sandbox` command, which may run
+    /// for days, keeps only counts and writes `--record`.
+    pub remember: bool,
 }
 
 impl Default for SandboxConfig {
@@ -76,6 +80,7 @@ impl Default for SandboxConfig {
             drop_after_rate: 0.0,
             seed: None,
             fast: false,
+            remember: true,
         }
     }
 }
@@ -388,14 +393,17 @@ async fn handle(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Resul
         .is_some_and(|q| q.split('&').any(|kv| kv.eq_ignore_ascii_case("format=xml")));
     let result = respond(&state, req, xml_query).await;
     let status = result.as_ref().ok().map(|r| r.status().as_u16());
-    state
-        .seen
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(Seen {
+    if state.cfg.remember {
+        let seen = Seen {
             at: arrived,
             status,
-        });
+        };
+        state
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(seen);
+    }
     result
 }
 
@@ -597,10 +605,11 @@ fn create(state: &State, body: Value) -> u64 {
             tracing::warn!("sandbox: cannot append to --record: {e}");
         }
     }
-    accepted.push(entry);
-    let n = accepted.len();
+    if state.cfg.remember {
+        accepted.push(entry);
+    }
     drop(accepted);
-    state.accepted_count.send_replace(n);
+    state.accepted_count.send_modify(|n| *n += 1);
     id
 }
 
