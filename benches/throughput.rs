@@ -96,19 +96,6 @@ fn measure(args: &[&str], envs: &[(&str, &str)]) -> Measured {
     }
 }
 
-/// The most requests the server received within any one second.
-fn worst_window(mut times: Vec<Duration>) -> usize {
-    times.sort();
-    let (mut worst, mut lo) = (0, 0);
-    for hi in 0..times.len() {
-        while times[hi] - times[lo] >= Duration::from_secs(1) {
-            lo += 1;
-        }
-        worst = worst.max(hi - lo + 1);
-    }
-    worst
-}
-
 struct Row {
     name: String,
     rows: usize,
@@ -289,7 +276,7 @@ fn main() {
             &[],
         );
         let log = sb.requests();
-        let times: Vec<Duration> = log.iter().map(|r| r.at).collect();
+        let mut times: Vec<Duration> = log.iter().map(|r| r.at).collect();
         let too_many = log.iter().filter(|r| r.status == Some(429)).count();
         let span = match (times.iter().min(), times.iter().max()) {
             (Some(a), Some(b)) if b > a => (*b - *a).as_secs_f64(),
@@ -301,7 +288,11 @@ fn main() {
             name: name.to_string(),
             rows: *rows,
             m,
-            rate: Some((achieved, worst_window(times), share)),
+            rate: Some((
+                achieved,
+                digidesk_upload::pace::worst_window(&mut times),
+                share,
+            )),
         });
         rt.block_on(sb.shutdown());
     }

@@ -283,14 +283,7 @@ async fn the_rate_holds_in_every_one_second_window_at_the_server() {
     let out = run(send_cmd(&input, &mapping, &sb.endpoint()).args(["--rate", "25"]));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let mut times: Vec<std::time::Duration> = sb.requests().iter().map(|r| r.at).collect();
-    times.sort();
-    let (mut worst, mut lo) = (0, 0);
-    for hi in 0..times.len() {
-        while times[hi] - times[lo] >= std::time::Duration::from_secs(1) {
-            lo += 1;
-        }
-        worst = worst.max(hi - lo + 1);
-    }
+    let worst = digidesk_upload::pace::worst_window(&mut times);
     // The pacer's own guarantee is exact (see pace.rs's paused-time test, and
     // the benchmark on an idle machine); here, with other tests loading both
     // cores, the server's clock may see one request early. A burst would show
