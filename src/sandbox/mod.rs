@@ -135,26 +135,33 @@ pub struct Seen {
     pub status: Option<u16>,
 }
 
-/// The token bucket behind `--rate-limit`.
+/// The token bucket behind `--rate-limit`: `governor`'s GCRA with a burst of
+/// one second's worth of requests, refilled at the rate.
 struct Bucket {
-    rate: f64,
-    tokens: f64,
-    last: Instant,
+    limiter: governor::DefaultDirectRateLimiter,
+    clock: governor::clock::DefaultClock,
 }
 
 impl Bucket {
-    /// Takes a token, or says how long until one is there.
-    fn take(&mut self) -> Result<(), Duration> {
-        let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate)
-            .min(self.rate.max(1.0));
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+    fn new(rate: f64) -> Bucket {
+        use std::num::NonZeroU32;
+        let period = Duration::from_secs_f64(1.0 / rate);
+        let burst = NonZeroU32::new(rate.floor().max(1.0) as u32).unwrap_or(NonZeroU32::MIN);
+        // A positive rate (checked by `validate`) always gives a non-zero period.
+        let quota = governor::Quota::with_period(period)
+            .unwrap_or(governor::Quota::per_second(NonZeroU32::MIN));
+        Bucket {
+            limiter: governor::RateLimiter::direct(quota.allow_burst(burst)),
+            clock: Default::default(),
         }
+    }
+
+    /// Takes a token, or says how long until one is there.
+    fn take(&self) -> Result<(), Duration> {
+        use governor::clock::Clock;
+        self.limiter
+            .check()
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 }
 
@@ -170,7 +177,7 @@ struct State {
     seen: Mutex<Vec<Seen>>,
     started: Instant,
     rng: Mutex<rand::rngs::SmallRng>,
-    bucket: Option<Mutex<Bucket>>,
+    bucket: Option<Bucket>,
     record: Option<Mutex<std::fs::File>>,
 }
 
@@ -238,13 +245,7 @@ impl Sandbox {
             seen: Mutex::new(Vec::new()),
             started: Instant::now(),
             rng: Mutex::new(rand::rngs::SmallRng::seed_from_u64(seed)),
-            bucket: cfg.rate_limit.map(|rate| {
-                Mutex::new(Bucket {
-                    rate,
-                    tokens: rate.max(1.0),
-                    last: Instant::now(),
-                })
-            }),
+            bucket: cfg.rate_limit.map(Bucket::new),
             record,
             cfg,
         });
@@ -473,8 +474,7 @@ async fn respond(
         return Ok(r);
     }
     if let Some(bucket) = &state.bucket {
-        let verdict = bucket.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Err(wait) = verdict {
+        if let Err(wait) = bucket.take() {
             let mut r = error(
                 StatusCode::TOO_MANY_REQUESTS,
                 &["rate limit exceeded; slow down".into()],
