@@ -2,13 +2,19 @@
 //! mapping's region, emails are trimmed and lower-cased, anything else is
 //! not a contact DigiDesk can survey.
 
+use std::sync::Arc;
+
 use phonenumber::country::Id;
 
+use crate::phone::FastPhone;
+
 /// How `customer_contact` is normalised.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ContactRules {
     /// The region national numbers belong to (`[contact] phone_region`).
     pub region: Option<Id>,
+    /// The region's fast path for the common shapes of number.
+    fast: Option<Arc<FastPhone>>,
 }
 
 /// Parses an ISO 3166 alpha-2 region code such as `GB`.
@@ -17,6 +23,15 @@ pub fn parse_region(code: &str) -> Option<Id> {
 }
 
 impl ContactRules {
+    /// Rules for national numbers of `region` (international ones only
+    /// without it).
+    pub fn new(region: Option<Id>) -> ContactRules {
+        ContactRules {
+            region,
+            fast: region.and_then(|r| FastPhone::new(r.as_ref()).map(Arc::new)),
+        }
+    }
+
     /// The contact as DigiDesk should receive it, or why it is not one.
     /// The reason never repeats the value: reasons are counted and logged.
     pub fn normalize(&self, raw: &str) -> Result<String, String> {
@@ -28,6 +43,9 @@ impl ContactRules {
             } else {
                 Err("customer_contact looks like an email address but is not a valid one".into())
             };
+        }
+        if let Some(e164) = self.fast.as_ref().and_then(|f| f.e164(value)) {
+            return Ok(e164);
         }
         let parsed = phonenumber::parse(self.region, value)
             .ok()
@@ -68,9 +86,7 @@ mod tests {
     use super::*;
 
     fn gb() -> ContactRules {
-        ContactRules {
-            region: parse_region("gb"),
-        }
+        ContactRules::new(parse_region("gb"))
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub mod logging;
 pub mod mapping;
 pub mod output;
 pub mod pace;
+pub mod phone;
 pub mod pipeline;
 pub mod progress;
 pub mod reading;

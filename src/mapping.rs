@@ -623,9 +623,7 @@ impl Plan {
             name: field(spec::CUSTOMER_NAME),
             account: field(spec::ACCOUNT_NUMBER),
             agent: field(spec::AGENT_NAME),
-            rules: ContactRules {
-                region: mapping.region,
-            },
+            rules: ContactRules::new(mapping.region),
             misc,
             skip: mapping
                 .skip
