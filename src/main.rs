@@ -22,7 +22,9 @@ fn main() -> ExitCode {
         }
     };
     let log = cli.log.clone();
-    let result: Result<Exit, Fatal> = runtime.block_on(async move {
+    // The command runs as a task on the runtime's workers, not on this
+    // thread: the wake-ups between its parts then stay among the workers.
+    let job = runtime.spawn(async move {
         match cli.command {
             Command::Send(args) => cmd::send::run(args, &log).await,
             Command::Check(args) => tokio::task::block_in_place(|| cmd::check::run(args)),
@@ -37,6 +39,9 @@ fn main() -> ExitCode {
             }
         }
     });
+    let result: Result<Exit, Fatal> = runtime
+        .block_on(job)
+        .unwrap_or_else(|e| Err(Fatal::stopped(format!("the command failed: {e}"))));
     // Don't wait for stray tasks (a request abandoned on a hard stop).
     runtime.shutdown_background();
     match result {

@@ -1,18 +1,19 @@
 //! The pipeline: a reader thread maps and validates rows, a dispatcher
-//! journals each sendable row and hands it to a worker, workers post with
-//! retries under a shared rate limit, and one writer thread records every
-//! outcome. Bounded channels connect them, so a slow server slows reading
-//! instead of filling memory.
+//! journals sendable rows (one sync per group) and hands each to a worker
+//! task, workers post with retries under a shared rate limit, and whoever
+//! decides a row (a worker, or the reader for invalid and skipped rows)
+//! writes its results line. A bounded channel and the concurrency permits
+//! connect them, so a slow server slows reading instead of filling memory.
 //!
 //! ```text
-//! reader ──sendable──▶ dispatcher ──spawn──▶ workers ──outcome──▶ writer
-//!    └──────────── invalid / skipped / unknown-on-resume ─────────────▲
+//! reader ──sendable──▶ dispatcher ──spawn──▶ workers ──outcome──▶ results file
+//!    └──────────── invalid / skipped / unknown-on-resume ──────────────▲
 //! ```
 //!
 //! A row is in flight from its journal line (written and synced before its
 //! request leaves) until its outcome is written; its concurrency permit
-//! travels with it and is released by the writer, so at most `--concurrency`
-//! rows are ever in flight.
+//! travels with it and is released once its results line is written, so at
+//! most `--concurrency` rows are ever in flight.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +37,16 @@ use crate::results::{self, Counters, Outcome, Status, Tally};
 
 /// Rows journaled with one sync, at most.
 const MAX_BATCH: usize = 512;
+
+/// The reader hands sendable rows to the dispatcher in groups of at most
+/// this many (at once when the dispatcher has nothing queued).
+const HANDOFF_BATCH: usize = 16;
+
+/// Group commit: the dispatcher waits up to `GROUP_WAIT` to journal at least
+/// a `1/GROUP_FRACTION` share of the pool with one sync, as long as the
+/// rest of the pool is in flight.
+const GROUP_FRACTION: usize = 8;
+const GROUP_WAIT: Duration = Duration::from_millis(1);
 
 /// The circuit breaker opens after this many consecutive transient failures...
 pub const BREAKER_FAILURES: u64 = 50;
@@ -66,10 +77,15 @@ pub struct Source {
 impl Source {
     /// The kept columns of a record (all of them when none is dropped).
     pub fn project(&self, fields: csv::StringRecord) -> csv::StringRecord {
-        match &self.keep {
-            None => fields,
-            Some(keep) => keep.iter().map(|&i| fields.get(i).unwrap_or("")).collect(),
-        }
+        project(self.keep.as_deref(), fields)
+    }
+}
+
+/// Keeps the `keep` columns of a record (all of them for `None`).
+pub fn project(keep: Option<&[usize]>, fields: csv::StringRecord) -> csv::StringRecord {
+    match keep {
+        None => fields,
+        Some(keep) => keep.iter().map(|&i| fields.get(i).unwrap_or("")).collect(),
     }
 }
 
@@ -296,7 +312,7 @@ struct Ctx {
     breaker: Breaker,
     stop: Stop,
     journal: Arc<Mutex<Journal>>,
-    writer: mpsc::Sender<Outcome>,
+    writer: Arc<results::Shared>,
     counters: Arc<Counters>,
     max_attempts: u32,
     /// Answer latency, an exponentially weighted average in microseconds.
@@ -353,6 +369,45 @@ async fn size_pool(ctx: Arc<Ctx>, semaphore: Arc<Semaphore>, pool: Arc<Pool>) {
                 "more requests in flight"
             );
         }
+    }
+}
+
+/// The dispatcher's end of the reader's channel: groups of rows, taken one
+/// row at a time.
+struct Inbox {
+    rx: mpsc::Receiver<Vec<SendItem>>,
+    pending: std::collections::VecDeque<SendItem>,
+}
+
+impl Inbox {
+    /// The next row, waiting for one. Cancel-safe.
+    async fn recv(&mut self) -> Option<SendItem> {
+        if let Some(item) = self.pending.pop_front() {
+            return Some(item);
+        }
+        let group = self.rx.recv().await?;
+        self.pending.extend(group);
+        self.pending.pop_front()
+    }
+
+    /// The next row if one is already here.
+    fn try_recv(&mut self) -> Option<SendItem> {
+        if self.pending.is_empty() {
+            let group = self.rx.try_recv().ok()?;
+            self.pending.extend(group);
+        }
+        self.pending.pop_front()
+    }
+
+    /// Takes no more rows; returns how many were handed over but not taken.
+    fn close(&mut self) -> u64 {
+        self.rx.close();
+        let mut left = self.pending.len() as u64;
+        self.pending.clear();
+        while let Ok(group) = self.rx.try_recv() {
+            left += group.len() as u64;
+        }
+        left
     }
 }
 
@@ -426,13 +481,14 @@ pub async fn run(job: Job, stop: Stop, counters: Arc<Counters>) -> Result<Report
         pool_size: settings.max_concurrency,
     })?;
 
-    let (writer_tx, writer_rx) = mpsc::channel::<Outcome>(settings.concurrency.max(64) * 2);
-    let writer_thread = std::thread::Builder::new()
-        .name("results".into())
-        .spawn(move || writer.run(writer_rx))
-        .map_err(|e| Fatal::stopped(format!("cannot start the results writer: {e}")))?;
+    let writer = Arc::new(results::Shared::new(writer));
 
-    let (send_tx, mut send_rx) = mpsc::channel::<SendItem>(settings.concurrency.max(64));
+    let (send_tx, send_rx) =
+        mpsc::channel::<Vec<SendItem>>((settings.concurrency.max(64) / HANDOFF_BATCH).max(2));
+    let mut send_rx = Inbox {
+        rx: send_rx,
+        pending: std::collections::VecDeque::new(),
+    };
     let journal = Arc::new(Mutex::new(journal));
     let abandoned = Arc::new(AtomicU64::new(0));
     let ctx = Arc::new(Ctx {
@@ -441,7 +497,7 @@ pub async fn run(job: Job, stop: Stop, counters: Arc<Counters>) -> Result<Report
         breaker: Breaker::new(),
         stop: stop.clone(),
         journal: journal.clone(),
-        writer: writer_tx.clone(),
+        writer: writer.clone(),
         counters: counters.clone(),
         max_attempts: settings.max_attempts,
         latency_us: AtomicU64::new(0),
@@ -450,7 +506,7 @@ pub async fn run(job: Job, stop: Stop, counters: Arc<Counters>) -> Result<Report
 
     let resumed_unknown = Arc::new(AtomicU64::new(0));
     let reader_thread = {
-        let writer_tx = writer_tx.clone();
+        let writer = writer.clone();
         let stop = stop.clone();
         let limit = settings.limit;
         let resumed_unknown = resumed_unknown.clone();
@@ -463,14 +519,13 @@ pub async fn run(job: Job, stop: Stop, counters: Arc<Counters>) -> Result<Report
                     resume.map(|r| (r.decided, r.in_flight)),
                     limit,
                     send_tx,
-                    writer_tx,
+                    &writer,
                     stop,
                     resumed_unknown,
                 )
             })
             .map_err(|e| Fatal::stopped(format!("cannot start the reader: {e}")))?
     };
-    drop(writer_tx);
 
     // Dispatch: take a permit, then a row; journal a batch; spawn its workers.
     let semaphore = Arc::new(Semaphore::new(settings.concurrency));
@@ -493,8 +548,27 @@ pub async fn run(job: Job, stop: Stop, counters: Arc<Counters>) -> Result<Report
                 break;
             };
             match send_rx.try_recv() {
-                Ok(item) => batch.push((item, permit)),
-                Err(_) => break,
+                Some(item) => batch.push((item, permit)),
+                None => break,
+            }
+        }
+        // Group commit: while enough rows are still in flight to keep the
+        // server busy, gather a few more before paying for a sync.
+        let group = (pool.size() / GROUP_FRACTION).clamp(1, MAX_BATCH);
+        if batch.len() < group && semaphore.available_permits() + batch.len() < pool.size() {
+            let deadline = tokio::time::Instant::now() + GROUP_WAIT;
+            while batch.len() < group {
+                let permit = tokio::select! {
+                    p = semaphore.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = stop.soft.cancelled() => break,
+                };
+                let item = tokio::select! {
+                    i = send_rx.recv() => match i { Some(i) => i, None => break },
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = stop.soft.cancelled() => break,
+                };
+                batch.push((item, permit));
             }
         }
         let journaled = tokio::task::block_in_place(|| -> Result<(), Fatal> {
@@ -515,11 +589,7 @@ pub async fn run(job: Job, stop: Stop, counters: Arc<Counters>) -> Result<Report
     }
     // Nothing more is dispatched: the reader sees its channel close, and
     // rows it had already handed over are counted as not sent.
-    send_rx.close();
-    let mut undispatched = 0u64;
-    while send_rx.try_recv().is_ok() {
-        undispatched += 1;
-    }
+    let undispatched = send_rx.close();
     drop(send_rx);
 
     // Wait for every in-flight row: each permit comes back once its outcome is written.
@@ -530,9 +600,7 @@ pub async fn run(job: Job, stop: Stop, counters: Arc<Counters>) -> Result<Report
         .join()
         .unwrap_or_else(|_| Err(Fatal::stopped("the reader thread failed")));
     drop(ctx);
-    let tally = writer_thread
-        .join()
-        .unwrap_or_else(|_| Err(Fatal::stopped("the results writer failed")))?;
+    let tally = writer.finish()?;
     if let Some(e) = dispatch_error {
         return Err(e);
     }
@@ -684,17 +752,54 @@ struct ReadEnd {
     unsent: u64,
 }
 
-/// The reader thread: reads, maps and validates every row; sends sendable
-/// ones to the dispatcher and decided ones straight to the writer.
+/// The reader thread: reads, maps and validates every row; hands sendable
+/// ones to the dispatcher in small groups and writes decided ones itself.
 #[allow(clippy::too_many_arguments)]
 fn read_rows(
+    source: Source,
+    plan: Plan,
+    resume: Option<(RowSet, RowSet)>,
+    limit: Option<u64>,
+    to_dispatch: mpsc::Sender<Vec<SendItem>>,
+    to_writer: &results::Shared,
+    stop: Stop,
+    resumed_unknown: Arc<AtomicU64>,
+) -> Result<ReadEnd, Fatal> {
+    let mut handoff: Vec<SendItem> = Vec::with_capacity(HANDOFF_BATCH);
+    let mut read = read_all(
+        source,
+        plan,
+        resume,
+        limit,
+        &to_dispatch,
+        &mut handoff,
+        to_writer,
+        &stop,
+        resumed_unknown,
+    );
+    // The last group, also after an input error (rows before it are sent,
+    // as they would have been one by one); after a stop it is only counted.
+    if !handoff.is_empty() {
+        let n = handoff.len() as u64;
+        if stop.is_stopping() || to_dispatch.blocking_send(handoff).is_err() {
+            if let Ok(end) = &mut read {
+                end.unsent += n;
+            }
+        }
+    }
+    read
+}
+
+#[allow(clippy::too_many_arguments)]
+fn read_all(
     mut source: Source,
     plan: Plan,
     resume: Option<(RowSet, RowSet)>,
     limit: Option<u64>,
-    to_dispatch: mpsc::Sender<SendItem>,
-    to_writer: mpsc::Sender<Outcome>,
-    stop: Stop,
+    to_dispatch: &mpsc::Sender<Vec<SendItem>>,
+    handoff: &mut Vec<SendItem>,
+    to_writer: &results::Shared,
+    stop: &Stop,
     resumed_unknown: Arc<AtomicU64>,
 ) -> Result<ReadEnd, Fatal> {
     let width = source.reader.headers().len();
@@ -762,14 +867,21 @@ fn read_rows(
                     sendable += 1;
                     body.clear();
                     req.write_json(&mut body);
-                    let item = SendItem {
+                    handoff.push(SendItem {
                         row,
                         fields,
                         body: Bytes::copy_from_slice(&body),
-                    };
-                    if to_dispatch.blocking_send(item).is_err() {
-                        only_count = true;
-                        end.unsent += 1;
+                    });
+                    // Hand over a group, or at once if the dispatcher has
+                    // nothing queued.
+                    if handoff.len() >= HANDOFF_BATCH
+                        || to_dispatch.capacity() == to_dispatch.max_capacity()
+                    {
+                        let n = handoff.len() as u64;
+                        if to_dispatch.blocking_send(std::mem::take(handoff)).is_err() {
+                            only_count = true;
+                            end.unsent += n;
+                        }
                     }
                     continue;
                 }
@@ -777,7 +889,9 @@ fn read_rows(
                 Mapped::Invalid(reasons) => outcome(Status::Invalid, reasons),
             },
         };
-        if to_writer.blocking_send(decided).is_err() {
+        if !to_writer.record(decided) {
+            // The results file failed: the run ends with that error.
+            stop.set(End::Interrupted);
             only_count = true;
             end.unsent += 1;
         }
@@ -963,9 +1077,10 @@ async fn deliver(ctx: &Ctx, mut outcome: Outcome, permit: OwnedSemaphorePermit) 
         "row decided"
     );
     outcome.permit = Some(permit);
-    // The writer only goes away once every sender is dropped; if it failed,
-    // the run is ending with its error anyway.
-    let _ = ctx.writer.send(outcome).await;
+    if !ctx.writer.record(outcome) {
+        // The results file failed: the run ends with that error.
+        ctx.stop.set(End::Interrupted);
+    }
 }
 
 /// The row was not created and is left for `--resume`: say so in the journal.

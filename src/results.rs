@@ -11,7 +11,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -118,7 +118,7 @@ impl Counters {
     }
 }
 
-/// What the writer hands back when its channel closes.
+/// What the writer hands back at the end of a run.
 #[derive(Debug, Default, Clone)]
 pub struct Tally {
     /// Error messages and how often each came; capped in size.
@@ -307,30 +307,66 @@ impl Writer {
         self.last_sync = Instant::now();
         Ok(())
     }
+}
 
-    /// Runs the writer loop until every sender is dropped; returns the tally.
-    /// Outcomes are written in batches: whatever is queued, then one flush,
-    /// then the batch's permits are released.
-    pub fn run(mut self, mut rx: tokio::sync::mpsc::Receiver<Outcome>) -> Result<Tally, Fatal> {
-        let mut batch: Vec<Outcome> = Vec::with_capacity(256);
-        while let Some(first) = rx.blocking_recv() {
-            batch.push(first);
-            while batch.len() < 4096 {
-                match rx.try_recv() {
-                    Ok(o) => batch.push(o),
-                    Err(_) => break,
-                }
-            }
-            for o in &batch {
-                self.write(o)?;
-            }
-            self.flush()?;
-            // Dropping the outcomes releases their permits: only now are
-            // those rows out of flight.
-            batch.clear();
+/// The results file, shared by every thread that decides rows: whoever
+/// decides a row writes its line and hands it to the operating system under
+/// a lock, and only then releases the row's permit (dropping the outcome).
+/// No thread hand-off per row.
+pub struct Shared {
+    state: Mutex<SharedState>,
+}
+
+struct SharedState {
+    writer: Writer,
+    /// The first write error; nothing more is written after it.
+    failed: Option<Fatal>,
+}
+
+impl Shared {
+    pub fn new(writer: Writer) -> Shared {
+        Shared {
+            state: Mutex::new(SharedState {
+                writer,
+                failed: None,
+            }),
         }
-        self.sync()?;
-        Ok(self.tally)
+    }
+
+    /// Writes one outcome. `false` when the results file has failed: the
+    /// row stays in flight in the journal (`unknown` on resume) and the run
+    /// must stop.
+    pub fn record(&self, outcome: Outcome) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.failed.is_some() {
+            return false;
+        }
+        let written = state
+            .writer
+            .write(&outcome)
+            .and_then(|_| state.writer.flush());
+        let ok = match written {
+            Ok(()) => true,
+            Err(e) => {
+                state.failed = Some(e);
+                false
+            }
+        };
+        drop(state);
+        // Dropping the outcome releases its permit: only now is the row out
+        // of flight.
+        drop(outcome);
+        ok
+    }
+
+    /// Syncs the file and returns the tally, or the first write error.
+    pub fn finish(&self) -> Result<Tally, Fatal> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = state.failed.take() {
+            return Err(e);
+        }
+        state.writer.sync()?;
+        Ok(std::mem::take(&mut state.writer.tally))
     }
 }
 
