@@ -2,16 +2,22 @@
 //! `send`, with no network. Prints counts per outcome, the first request
 //! bodies exactly as they would be sent, and the errors grouped by reason
 //! with example rows, so a broken export is diagnosed in one look.
+//!
+//! One thread reads records in batches; one mapper per core maps and
+//! validates them; the results are merged in input order, so the examples
+//! and bodies shown are always the first ones. Bounded channels keep memory
+//! flat whatever the input's size.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::cli::CheckArgs;
 use crate::exit::{Exit, Fatal};
 use crate::mapping::{Mapped, Mapping, Plan};
-use crate::pipeline::Source;
-use crate::reading::{self, InputSource, ReadOptions, Reader};
+use crate::pipeline::{self, Source};
+use crate::reading::{self, InputSource, ReadOptions, Reader, Record};
 use crate::summary::thousands;
 
 /// Rows that share a reason.
@@ -65,6 +71,88 @@ impl Groups {
     }
 }
 
+/// Rows per batch handed to a mapper.
+const BATCH: usize = 1024;
+
+#[derive(Default, Clone, Copy)]
+struct Counts {
+    rows: u64,
+    sendable: u64,
+    skipped: u64,
+    invalid: u64,
+}
+
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        self.rows += o.rows;
+        self.sendable += o.sendable;
+        self.skipped += o.skipped;
+        self.invalid += o.invalid;
+    }
+}
+
+/// One batch's verdicts.
+struct Checked {
+    index: usize,
+    counts: Counts,
+    invalid: Vec<(String, u64)>,
+    skipped: Vec<(String, u64)>,
+    /// The first `--show` sendable rows' bodies, pretty-printed.
+    bodies: Vec<(u64, String)>,
+}
+
+fn check_batch(
+    index: usize,
+    records: Vec<Record>,
+    width: usize,
+    keep: Option<&[usize]>,
+    plan: &Plan,
+    show: usize,
+) -> Checked {
+    let mut c = Checked {
+        index,
+        counts: Counts::default(),
+        invalid: Vec::new(),
+        skipped: Vec::new(),
+        bodies: Vec::new(),
+    };
+    for record in records {
+        c.counts.rows += 1;
+        if record.fields.len() != width {
+            c.counts.invalid += 1;
+            c.invalid.push((
+                format!(
+                    "row has {} fields, the header has {width}",
+                    record.fields.len()
+                ),
+                record.row,
+            ));
+            continue;
+        }
+        let fields = pipeline::project(keep, record.fields);
+        match plan.apply(&fields) {
+            Mapped::Send(req) => {
+                c.counts.sendable += 1;
+                if c.bodies.len() < show {
+                    let pretty = serde_json::to_string_pretty(&req).expect("serialising to memory");
+                    c.bodies.push((record.row, pretty));
+                }
+            }
+            Mapped::Skip(reason) => {
+                c.counts.skipped += 1;
+                c.skipped.push((reason, record.row));
+            }
+            Mapped::Invalid(reasons) => {
+                c.counts.invalid += 1;
+                for r in reasons {
+                    c.invalid.push((r, record.row));
+                }
+            }
+        }
+    }
+    c
+}
+
 pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
     let started = Instant::now();
     let input = InputSource::parse(&args.input.input);
@@ -74,11 +162,17 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
     };
     let mapping = Mapping::load(&args.input.mapping)?;
     let reader = Reader::open(&input, &read)?;
-    let mut source = Source::new(reader, input.display_name(), None)?;
+    let source = Source::new(reader, input.display_name(), None)?;
     let plan = Plan::compile(&mapping, &source.columns, &input.display_name())?;
     let width = source.reader.headers().len();
+    let Source {
+        mut reader,
+        keep,
+        name,
+        ..
+    } = source;
 
-    let (mut rows, mut sendable, mut skipped_n, mut invalid_n) = (0u64, 0u64, 0u64, 0u64);
+    let mut counts = Counts::default();
     let mut invalid = Groups {
         examples: args.examples,
         ..Groups::default()
@@ -89,49 +183,87 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
     };
     let mut bodies = String::new();
     let mut shown = 0;
-    while let Some(record) = source.reader.next_record()? {
-        rows += 1;
-        if record.fields.len() != width {
-            invalid_n += 1;
-            invalid.add(
-                &format!(
-                    "row has {} fields, the header has {width}",
-                    record.fields.len()
-                ),
-                record.row,
-            );
-            continue;
+    let mappers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
+    let (batch_tx, batch_rx) = std::sync::mpsc::sync_channel::<(usize, Vec<Record>)>(mappers * 2);
+    let batch_rx = Mutex::new(batch_rx);
+    let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<Checked>(mappers * 2);
+    let read: Result<(), Fatal> = std::thread::scope(|scope| {
+        // Mappers: batches in, verdicts out, in whatever order they finish.
+        for _ in 0..mappers {
+            let done_tx = done_tx.clone();
+            let (batch_rx, plan, keep) = (&batch_rx, &plan, keep.as_deref());
+            let show = args.show;
+            scope.spawn(move || loop {
+                let next = batch_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                let Ok((index, records)) = next else { break };
+                let checked = check_batch(index, records, width, keep, plan, show);
+                if done_tx.send(checked).is_err() {
+                    break;
+                }
+            });
         }
-        let fields = source.project(record.fields);
-        match plan.apply(&fields) {
-            Mapped::Send(req) => {
-                sendable += 1;
-                if shown < args.show {
-                    shown += 1;
-                    let pretty = serde_json::to_string_pretty(&req).expect("serialising to memory");
-                    let _ = writeln!(bodies, "row {}:\n{pretty}", record.row);
+        drop(done_tx);
+        // The reader: batches of records, in order.
+        let reader = &mut reader;
+        let reading = scope.spawn(move || -> Result<(), Fatal> {
+            let mut index = 0;
+            loop {
+                let mut batch = Vec::with_capacity(BATCH);
+                while batch.len() < BATCH {
+                    match reader.next_record()? {
+                        Some(r) => batch.push(r),
+                        None => break,
+                    }
+                }
+                let last = batch.len() < BATCH;
+                if !batch.is_empty() && batch_tx.send((index, batch)).is_err() {
+                    return Ok(());
+                }
+                index += 1;
+                if last {
+                    return Ok(());
                 }
             }
-            Mapped::Skip(reason) => {
-                skipped_n += 1;
-                skipped.add(&reason, record.row);
-            }
-            Mapped::Invalid(reasons) => {
-                invalid_n += 1;
-                for r in reasons {
-                    invalid.add(&r, record.row);
+        });
+        // Merge in input order, so examples and bodies are the first ones.
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut next = 0;
+        for checked in done_rx.iter() {
+            waiting.insert(checked.index, checked);
+            while let Some(c) = waiting.remove(&next) {
+                next += 1;
+                counts.add(&c.counts);
+                for (reason, row) in &c.invalid {
+                    invalid.add(reason, *row);
+                }
+                for (reason, row) in &c.skipped {
+                    skipped.add(reason, *row);
+                }
+                for (row, pretty) in c.bodies {
+                    if shown < args.show {
+                        shown += 1;
+                        let _ = writeln!(bodies, "row {row}:\n{pretty}");
+                    }
                 }
             }
         }
-    }
+        reading
+            .join()
+            .unwrap_or_else(|_| Err(Fatal::stopped("the reader thread failed")))
+    });
+    read?;
+    let Counts {
+        rows,
+        sendable,
+        skipped: skipped_n,
+        invalid: invalid_n,
+    } = counts;
     let secs = started.elapsed().as_secs_f64();
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "check {} with {}:",
-        source.name,
-        args.input.mapping.display()
-    );
+    let _ = writeln!(out, "check {} with {}:", name, args.input.mapping.display());
     let _ = writeln!(out, "  {:<9} {:>10}", "rows", thousands(rows));
     let _ = writeln!(out, "  {:<9} {:>10}", "sendable", thousands(sendable));
     let _ = writeln!(out, "  {:<9} {:>10}", "skipped", thousands(skipped_n));

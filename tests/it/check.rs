@@ -47,6 +47,31 @@ fn counts_bodies_and_grouped_errors() {
     );
 }
 
+/// A large export is checked in batches on several threads; counts are
+/// whole and the examples and bodies are still the first ones in the file.
+#[test]
+fn large_exports_report_the_first_examples_in_input_order() {
+    let w = Work::new();
+    let input = w.write("calls.csv", export(25_000));
+    let out = check(&w, &input, &["--show", "1", "--examples", "3"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let s = stdout(&out);
+    assert!(s.contains("rows          25,000"), "{s}");
+    assert!(s.contains("sendable      22,000"), "{s}");
+    assert!(s.contains("skipped        1,000"), "{s}");
+    assert!(s.contains("invalid        2,000"), "{s}");
+    let first = serde_json::to_string_pretty(&expected_body(1)).unwrap();
+    assert!(s.contains(&format!("row 1:\n{first}")), "{s}");
+    assert!(
+        s.contains("2,000  customer_contact is required but empty  (rows 10, 20, 30, ...)"),
+        "{s}"
+    );
+    assert!(
+        s.contains("1,000  skipped by [skip]: Opt Out = Y  (rows 25, 50, 75, ...)"),
+        "{s}"
+    );
+}
+
 #[test]
 fn every_row_sendable_exits_0() {
     let w = Work::new();
