@@ -485,24 +485,28 @@ async fn respond(
             return Ok(r);
         }
     }
-    // The fault draws: one for what happens before acting, one for after.
-    let (before, after, which) = {
+    // The fault draws: one for what happens before acting, one for after
+    // (none without faults: 1.0 never falls under a rate).
+    let faults = cfg.drop_before_rate + cfg.error_rate + cfg.html_error_rate + cfg.drop_after_rate;
+    let (before, after, which) = if faults > 0.0 {
         let mut rng = state.rng.lock().unwrap_or_else(|p| p.into_inner());
         (
             rng.random::<f64>(),
             rng.random::<f64>(),
             rng.random::<bool>(),
         )
+    } else {
+        (1.0, 1.0, false)
     };
     let delay = latency(state);
     let mut threshold = cfg.drop_before_rate;
     if before < threshold {
-        tokio::time::sleep(delay).await;
+        pause(delay).await;
         return Err(Drop);
     }
     threshold += cfg.error_rate;
     if before < threshold {
-        tokio::time::sleep(delay).await;
+        pause(delay).await;
         return Ok(if which {
             error(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -522,7 +526,7 @@ async fn respond(
     }
     threshold += cfg.html_error_rate;
     if before < threshold {
-        tokio::time::sleep(delay).await;
+        pause(delay).await;
         return Ok(html_502());
     }
 
@@ -574,12 +578,12 @@ async fn respond(
         }
         let problems = state.rules.check(object);
         if !problems.is_empty() {
-            tokio::time::sleep(delay).await;
+            pause(delay).await;
             return Ok(error(StatusCode::UNPROCESSABLE_ENTITY, &problems, xml));
         }
         create(state, value)
     };
-    tokio::time::sleep(delay).await;
+    pause(delay).await;
     if after < cfg.drop_after_rate {
         return Err(Drop);
     }
@@ -611,6 +615,13 @@ fn create(state: &State, body: Value) -> u64 {
     drop(accepted);
     state.accepted_count.send_modify(|n| *n += 1);
     id
+}
+
+/// Waits out the simulated latency; no timer at all when there is none.
+async fn pause(delay: Duration) {
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
 }
 
 fn latency(state: &State) -> Duration {
