@@ -8,10 +8,19 @@ use clap::{CommandFactory, Parser};
 use digidesk_upload::cli::{Cli, Command};
 use digidesk_upload::{cmd, logging, Exit, Fatal};
 
+/// Threads for the network side: one core is left to the reader (CSV,
+/// mapping, validation) and the journal, up to four. On two cores that is
+/// one thread, which also saves the cost of handing work between threads.
+fn network_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    cores.saturating_sub(1).clamp(1, 4)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(&cli.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(network_threads())
         .enable_all()
         .build()
     {

@@ -532,6 +532,16 @@ pub async fn run(job: Job, stop: Stop, counters: Arc<Counters>) -> Result<Report
     let pool = Arc::new(Pool::new(settings.concurrency, settings.max_concurrency));
     let sizer = tokio::spawn(size_pool(ctx.clone(), semaphore.clone(), pool.clone()));
     let mut batch: Vec<(SendItem, OwnedSemaphorePermit)> = Vec::with_capacity(MAX_BATCH);
+    // One group is synced while the next gathers.
+    let (journal_tx, journal_rx) = mpsc::channel::<Vec<(SendItem, OwnedSemaphorePermit)>>(1);
+    let journal_thread = {
+        let (ctx, journal, stop) = (ctx.clone(), journal.clone(), stop.clone());
+        let runtime = tokio::runtime::Handle::current();
+        std::thread::Builder::new()
+            .name("journal".into())
+            .spawn(move || journal_groups(journal_rx, &journal, &ctx, &stop, &runtime))
+            .map_err(|e| Fatal::stopped(format!("cannot start the journal writer: {e}")))?
+    };
     let mut dispatch_error: Option<Fatal> = None;
     'dispatch: loop {
         let permit = tokio::select! {
@@ -571,21 +581,20 @@ pub async fn run(job: Job, stop: Stop, counters: Arc<Counters>) -> Result<Report
                 batch.push((item, permit));
             }
         }
-        let journaled = tokio::task::block_in_place(|| -> Result<(), Fatal> {
-            let mut j = journal.lock().unwrap_or_else(|p| p.into_inner());
-            for (item, _) in &batch {
-                j.sending(item.row)?;
-            }
-            j.commit()
-        });
-        if let Err(e) = journaled {
-            dispatch_error = Some(e);
-            stop.set(End::Interrupted);
+        // The journal thread syncs this group (while the next one gathers
+        // here) and then starts its workers.
+        let group = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
+        if journal_tx.send(group).await.is_err() {
             break 'dispatch;
         }
-        for (item, permit) in batch.drain(..) {
-            tokio::spawn(worker(ctx.clone(), item, permit));
-        }
+    }
+    drop(journal_tx);
+    let journaled = tokio::task::spawn_blocking(move || journal_thread.join())
+        .await
+        .map_err(|_| Fatal::stopped("the journal thread failed"))
+        .and_then(|j| j.unwrap_or_else(|_| Err(Fatal::stopped("the journal thread failed"))));
+    if let Err(e) = journaled {
+        dispatch_error = Some(e);
     }
     // Nothing more is dispatched: the reader sees its channel close, and
     // rows it had already handed over are counted as not sent.
@@ -897,6 +906,36 @@ fn read_all(
         }
     }
     Ok(end)
+}
+
+/// The journal thread: writes and syncs each group's "sending" lines, then
+/// starts the group's workers. A row's request never leaves before its line
+/// is on disk. On a journal error the group is dropped unsent and the run
+/// stops with that error.
+fn journal_groups(
+    mut groups: mpsc::Receiver<Vec<(SendItem, OwnedSemaphorePermit)>>,
+    journal: &Mutex<Journal>,
+    ctx: &Arc<Ctx>,
+    stop: &Stop,
+    runtime: &tokio::runtime::Handle,
+) -> Result<(), Fatal> {
+    while let Some(group) = groups.blocking_recv() {
+        let journaled = {
+            let mut j = journal.lock().unwrap_or_else(|p| p.into_inner());
+            group
+                .iter()
+                .try_for_each(|(item, _)| j.sending(item.row))
+                .and_then(|_| j.commit())
+        };
+        if let Err(e) = journaled {
+            stop.set(End::Interrupted);
+            return Err(e);
+        }
+        for (item, permit) in group {
+            runtime.spawn(worker(ctx.clone(), item, permit));
+        }
+    }
+    Ok(())
 }
 
 /// The row number of a record, or `None` when `retry` does not select it.
