@@ -1,7 +1,8 @@
 //! The throughput benchmark: `cargo bench --bench throughput`.
 //!
-//! Starts the sandbox in this process (in its fast mode: auth, an id, 201),
-//! generates exports, runs the release binary on them, and prints a table of
+//! Starts the sandbox in this process (in its fast mode: auth, an id, 201)
+//! and, where it is installed, nginx answering 201 (the target the peers in
+//! the throughput issue were measured against), generates exports, runs the release binary on them, and prints a table of
 //! rows/s, client CPU per row (the child's own user+sys time), peak RSS, and
 //! for the paced scenarios the achieved rate and the worst one-second window
 //! as the server saw it. `BENCH_ROWS` sets the size of the large runs
@@ -96,6 +97,88 @@ fn measure(args: &[&str], envs: &[(&str, &str)]) -> Measured {
     }
 }
 
+/// nginx answering every POST with 201 and a DigiDesk success body: the
+/// target the peers in the throughput issue were measured against.
+struct Nginx {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+impl Nginx {
+    fn start(dir: &Path) -> Option<Nginx> {
+        let bin = ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())?;
+        let root = dir.join("nginx");
+        std::fs::create_dir_all(&root).ok()?;
+        // A free port: nginx cannot report the one it was given.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let r = root.display();
+        let conf = format!(
+            r#"worker_processes 1;
+daemon off;
+error_log {r}/error.log warn;
+pid {r}/nginx.pid;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 100000000;
+  client_body_temp_path {r}/body;
+  proxy_temp_path {r}/proxy;
+  fastcgi_temp_path {r}/fastcgi;
+  uwsgi_temp_path {r}/uwsgi;
+  scgi_temp_path {r}/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      default_type application/json;
+      return 201 '{{"status": "success", "data": 1, "messages": []}}';
+    }}
+  }}
+}}
+"#
+        );
+        let conf_path = root.join("nginx.conf");
+        std::fs::write(&conf_path, conf).ok()?;
+        let child = Command::new(bin)
+            .arg("-e")
+            .arg(root.join("error.log"))
+            .arg("-p")
+            .arg(&root)
+            .arg("-c")
+            .arg(&conf_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let nginx = Nginx {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}/api/survey_requests/"),
+        };
+        // Ready when it accepts a connection.
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if started.elapsed() > Duration::from_secs(10) {
+                eprintln!("nginx did not start; see {r}/error.log");
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(nginx)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 struct Row {
     name: String,
     rows: usize,
@@ -181,7 +264,41 @@ fn main() {
         let _ = std::fs::remove_file(&input);
     }
 
-    // send, unlimited, against the fast sandbox.
+    // send, unlimited: against nginx where installed (the peers' target),
+    // and against the fast sandbox.
+    if let Some(nginx) = Nginx::start(dir.path()) {
+        for rows in [big, if quick { big } else { big * 10 }] {
+            let input = path(&format!("send{rows}.csv"));
+            write_export(&input, rows);
+            let results = path("send.results.csv");
+            let m = measure(
+                &[
+                    "send",
+                    &s(&input),
+                    "--mapping",
+                    &s(&mapping),
+                    "--results",
+                    &s(&results),
+                    "--force",
+                    "--rate",
+                    "0",
+                    "-q",
+                    "--endpoint",
+                    &nginx.endpoint,
+                ],
+                &[],
+            );
+            table.push(Row {
+                name: "send --rate 0, nginx".into(),
+                rows,
+                m,
+                rate: None,
+            });
+            let _ = std::fs::remove_file(&input);
+        }
+    } else {
+        eprintln!("nginx is not installed: the unlimited runs use the sandbox only");
+    }
     let fast = rt
         .block_on(Sandbox::start(SandboxConfig {
             fast: true,
@@ -210,7 +327,7 @@ fn main() {
             &[],
         );
         table.push(Row {
-            name: "send --rate 0".into(),
+            name: "send --rate 0, sandbox --fast".into(),
             rows,
             m,
             rate: None,
