@@ -3,10 +3,10 @@
 //! bodies exactly as they would be sent, and the errors grouped by reason
 //! with example rows, so a broken export is diagnosed in one look.
 //!
-//! One thread reads records in batches; one mapper per core maps and
-//! validates them; the results are merged in input order, so the examples
-//! and bodies shown are always the first ones. Bounded channels keep memory
-//! flat whatever the input's size.
+//! Records are checked in batches. With three or more cores one thread
+//! reads while the others map and validate; the verdicts are merged in
+//! input order, so the examples and bodies shown are always the first ones.
+//! Bounded channels keep memory flat whatever the input's size.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -153,6 +153,102 @@ fn check_batch(
     c
 }
 
+/// What is printed at the end, gathered batch by batch in input order.
+struct Report {
+    counts: Counts,
+    invalid: Groups,
+    skipped: Groups,
+    bodies: String,
+    shown: usize,
+    show: usize,
+}
+
+impl Report {
+    fn merge(&mut self, c: Checked) {
+        self.counts.add(&c.counts);
+        for (reason, row) in &c.invalid {
+            self.invalid.add(reason, *row);
+        }
+        for (reason, row) in &c.skipped {
+            self.skipped.add(reason, *row);
+        }
+        for (row, pretty) in c.bodies {
+            if self.shown < self.show {
+                self.shown += 1;
+                let _ = writeln!(self.bodies, "row {row}:\n{pretty}");
+            }
+        }
+    }
+}
+
+/// Up to `BATCH` records; empty at the end of the input.
+fn read_batch(reader: &mut Reader) -> Result<Vec<Record>, Fatal> {
+    let mut batch = Vec::with_capacity(BATCH);
+    while batch.len() < BATCH {
+        match reader.next_record()? {
+            Some(r) => batch.push(r),
+            None => break,
+        }
+    }
+    Ok(batch)
+}
+
+/// A reader thread hands batches to `mappers` threads; their verdicts are
+/// merged here in input order.
+fn check_parallel(
+    mappers: usize,
+    reader: &mut Reader,
+    width: usize,
+    keep: Option<&[usize]>,
+    plan: &Plan,
+    report: &mut Report,
+) -> Result<(), Fatal> {
+    let show = report.show;
+    let (batch_tx, batch_rx) = std::sync::mpsc::sync_channel::<(usize, Vec<Record>)>(mappers * 2);
+    let batch_rx = Mutex::new(batch_rx);
+    let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<Checked>(mappers * 2);
+    std::thread::scope(|scope| {
+        // Mappers: batches in, verdicts out, in whatever order they finish.
+        for _ in 0..mappers {
+            let done_tx = done_tx.clone();
+            let batch_rx = &batch_rx;
+            scope.spawn(move || loop {
+                let next = batch_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                let Ok((index, records)) = next else { break };
+                let checked = check_batch(index, records, width, keep, plan, show);
+                if done_tx.send(checked).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(done_tx);
+        // The reader: batches of records, in order.
+        let reading = scope.spawn(move || -> Result<(), Fatal> {
+            let mut index = 0;
+            loop {
+                let batch = read_batch(reader)?;
+                if batch.is_empty() || batch_tx.send((index, batch)).is_err() {
+                    return Ok(());
+                }
+                index += 1;
+            }
+        });
+        // Merge in input order, so examples and bodies are the first ones.
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut next = 0;
+        for checked in done_rx.iter() {
+            waiting.insert(checked.index, checked);
+            while let Some(c) = waiting.remove(&next) {
+                next += 1;
+                report.merge(c);
+            }
+        }
+        reading
+            .join()
+            .unwrap_or_else(|_| Err(Fatal::stopped("the reader thread failed")))
+    })
+}
+
 pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
     let started = Instant::now();
     let input = InputSource::parse(&args.input.input);
@@ -172,89 +268,62 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
         ..
     } = source;
 
-    let mut counts = Counts::default();
-    let mut invalid = Groups {
-        examples: args.examples,
-        ..Groups::default()
+    let mut report = Report {
+        counts: Counts::default(),
+        invalid: Groups {
+            examples: args.examples,
+            ..Groups::default()
+        },
+        skipped: Groups {
+            examples: args.examples,
+            ..Groups::default()
+        },
+        bodies: String::new(),
+        shown: 0,
+        show: args.show,
     };
-    let mut skipped = Groups {
-        examples: args.examples,
-        ..Groups::default()
-    };
-    let mut bodies = String::new();
-    let mut shown = 0;
+    // One core reads; the others map. With one other core, hand-offs
+    // between threads cost more than they save: all on this thread.
     let mappers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
-        .clamp(1, 8);
-    let (batch_tx, batch_rx) = std::sync::mpsc::sync_channel::<(usize, Vec<Record>)>(mappers * 2);
-    let batch_rx = Mutex::new(batch_rx);
-    let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<Checked>(mappers * 2);
-    let read: Result<(), Fatal> = std::thread::scope(|scope| {
-        // Mappers: batches in, verdicts out, in whatever order they finish.
-        for _ in 0..mappers {
-            let done_tx = done_tx.clone();
-            let (batch_rx, plan, keep) = (&batch_rx, &plan, keep.as_deref());
-            let show = args.show;
-            scope.spawn(move || loop {
-                let next = batch_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                let Ok((index, records)) = next else { break };
-                let checked = check_batch(index, records, width, keep, plan, show);
-                if done_tx.send(checked).is_err() {
-                    break;
-                }
-            });
-        }
-        drop(done_tx);
-        // The reader: batches of records, in order.
-        let reader = &mut reader;
-        let reading = scope.spawn(move || -> Result<(), Fatal> {
-            let mut index = 0;
-            loop {
-                let mut batch = Vec::with_capacity(BATCH);
-                while batch.len() < BATCH {
-                    match reader.next_record()? {
-                        Some(r) => batch.push(r),
-                        None => break,
-                    }
-                }
-                let last = batch.len() < BATCH;
-                if !batch.is_empty() && batch_tx.send((index, batch)).is_err() {
-                    return Ok(());
-                }
-                index += 1;
-                if last {
-                    return Ok(());
-                }
+        .saturating_sub(1)
+        .min(8);
+    if mappers <= 1 {
+        let mut index = 0;
+        loop {
+            let batch = read_batch(&mut reader)?;
+            if batch.is_empty() {
+                break;
             }
-        });
-        // Merge in input order, so examples and bodies are the first ones.
-        let mut waiting = std::collections::BTreeMap::new();
-        let mut next = 0;
-        for checked in done_rx.iter() {
-            waiting.insert(checked.index, checked);
-            while let Some(c) = waiting.remove(&next) {
-                next += 1;
-                counts.add(&c.counts);
-                for (reason, row) in &c.invalid {
-                    invalid.add(reason, *row);
-                }
-                for (reason, row) in &c.skipped {
-                    skipped.add(reason, *row);
-                }
-                for (row, pretty) in c.bodies {
-                    if shown < args.show {
-                        shown += 1;
-                        let _ = writeln!(bodies, "row {row}:\n{pretty}");
-                    }
-                }
-            }
+            report.merge(check_batch(
+                index,
+                batch,
+                width,
+                keep.as_deref(),
+                &plan,
+                args.show,
+            ));
+            index += 1;
         }
-        reading
-            .join()
-            .unwrap_or_else(|_| Err(Fatal::stopped("the reader thread failed")))
-    });
-    read?;
+    } else {
+        check_parallel(
+            mappers,
+            &mut reader,
+            width,
+            keep.as_deref(),
+            &plan,
+            &mut report,
+        )?;
+    }
+    let Report {
+        counts,
+        invalid,
+        skipped,
+        bodies,
+        shown,
+        ..
+    } = report;
     let Counts {
         rows,
         sendable,
@@ -288,4 +357,112 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
     } else {
         Exit::Success
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    const MAPPING: &str = r#"
+[fields]
+customer_contact = "Phone"
+campaign_name = { value = "Post-call survey" }
+account_number = "Ref"
+
+[contact]
+phone_region = "GB"
+
+[skip]
+rules = [{ column = "Opt Out", equals = ["Y"] }]
+"#;
+
+    /// Checks `path` with `mappers` threads (0: on this thread) and renders
+    /// everything the report holds.
+    fn checked(path: &std::path::Path, mappers: usize) -> String {
+        let input = InputSource::parse(path.to_str().unwrap());
+        let opts = ReadOptions {
+            encoding: reading::parse_encoding("utf-8").unwrap(),
+            delimiter: b',',
+        };
+        let mut reader = Reader::open(&input, &opts).unwrap();
+        let headers = reader.headers().to_vec();
+        let plan = Plan::compile(&Mapping::parse(MAPPING, "map").unwrap(), &headers, "in").unwrap();
+        let mut report = Report {
+            counts: Counts::default(),
+            invalid: Groups {
+                examples: 4,
+                ..Groups::default()
+            },
+            skipped: Groups {
+                examples: 4,
+                ..Groups::default()
+            },
+            bodies: String::new(),
+            shown: 0,
+            show: 3,
+        };
+        if mappers == 0 {
+            let mut index = 0;
+            loop {
+                let batch = read_batch(&mut reader).unwrap();
+                if batch.is_empty() {
+                    break;
+                }
+                report.merge(check_batch(index, batch, headers.len(), None, &plan, 3));
+                index += 1;
+            }
+        } else {
+            check_parallel(
+                mappers,
+                &mut reader,
+                headers.len(),
+                None,
+                &plan,
+                &mut report,
+            )
+            .unwrap();
+        }
+        let c = report.counts;
+        let mut out = format!("{} {} {} {}\n", c.rows, c.sendable, c.skipped, c.invalid);
+        report.invalid.render("invalid", &mut out);
+        report.skipped.render("skipped", &mut out);
+        out.push_str(&report.bodies);
+        out
+    }
+
+    /// Many batches on several threads give exactly the one-thread report:
+    /// same counts, the first examples, the first bodies.
+    #[test]
+    fn parallel_check_reports_exactly_what_one_thread_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.csv");
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        writeln!(f, "Ref,Phone,Opt Out").unwrap();
+        for i in 1..=(BATCH * 7 + 13) {
+            let phone = if i % 10 == 0 {
+                String::new()
+            } else {
+                format!("07400 {:06}", 100000 + i)
+            };
+            let opt = if i % 25 == 0 { "Y" } else { "" };
+            if i == BATCH * 3 + 5 {
+                writeln!(f, "R{i},{phone}").unwrap();
+            } else {
+                writeln!(f, "R{i},{phone},{opt}").unwrap();
+            }
+        }
+        drop(f);
+        let one = checked(&path, 0);
+        assert!(one.starts_with(&format!("{} ", BATCH * 7 + 13)), "{one}");
+        assert!(one.contains("(rows 10, 20, 30, 40, ...)"), "{one}");
+        assert!(
+            one.contains("row 1:\n") && one.contains("row 3:\n") && !one.contains("row 4:\n"),
+            "{one}"
+        );
+        assert!(one.contains("row has 2 fields, the header has 3"), "{one}");
+        for mappers in [2, 3] {
+            assert_eq!(checked(&path, mappers), one, "{mappers} mappers");
+        }
+    }
 }
