@@ -485,7 +485,12 @@ impl CompiledValue {
                         CompiledPart::Column(i) => s.push_str(cell(*i)),
                     }
                 }
-                s.trim().to_string()
+                let trimmed = s.trim();
+                if trimmed.len() == s.len() {
+                    s
+                } else {
+                    trimmed.to_string()
+                }
             }
         };
         match (&self.default, value.is_empty()) {
@@ -642,10 +647,9 @@ impl Plan {
     pub fn apply(&self, row: &csv::StringRecord) -> Mapped {
         for (col, values, name) in &self.skip {
             let cell = row.get(*col).unwrap_or("").trim();
-            if values
-                .iter()
-                .any(|v| v.eq_ignore_ascii_case(cell) || *v == cell.to_lowercase())
-            {
+            if values.iter().any(|v| {
+                v.eq_ignore_ascii_case(cell) || !cell.is_ascii() && *v == cell.to_lowercase()
+            }) {
                 return Mapped::Skip(format!("skipped by [skip]: {name} = {cell}"));
             }
         }

@@ -39,17 +39,20 @@ pub fn validate(req: &SurveyRequest) -> Vec<String> {
         ));
     }
     for (key, value) in &req.misc_data {
-        if char_len(key) > MAX_CHARS {
+        if key.len() > MAX_CHARS && char_len(key) > MAX_CHARS {
             reasons.push(format!(
                 "a misc_data key is {} characters; at most {MAX_CHARS} are allowed",
                 char_len(key)
             ));
         }
-        too_long(
-            &mut reasons,
-            &format!("misc_data \"{}\"", short(key)),
-            value,
-        );
+        // (The name is only built for a value that may be too long.)
+        if value.len() > MAX_CHARS {
+            too_long(
+                &mut reasons,
+                &format!("misc_data \"{}\"", short(key)),
+                value,
+            );
+        }
     }
     for (key, value) in &req.extra {
         too_long(&mut reasons, key, value);
@@ -58,6 +61,10 @@ pub fn validate(req: &SurveyRequest) -> Vec<String> {
 }
 
 fn too_long(reasons: &mut Vec<String>, name: &str, value: &str) {
+    // A string of at most MAX_CHARS bytes has at most as many characters.
+    if value.len() <= MAX_CHARS {
+        return;
+    }
     let n = char_len(value);
     if n > MAX_CHARS {
         reasons.push(format!(
