@@ -1,6 +1,7 @@
 //! The HTTP client: one POST of one survey request, over rustls with
 //! verified certificates and reused connections, turned into an [`Attempt`]
-//! that says whether the request may have reached DigiDesk.
+//! that says whether the request may have reached DigiDesk. The direct
+//! transport is in [`crate::direct`].
 
 use std::time::{Duration, SystemTime};
 
@@ -43,11 +44,21 @@ pub struct ClientConfig {
 }
 
 /// A client bound to one endpoint and one set of credentials.
+///
+/// Requests go straight to the endpoint over a pool of HTTP/1.1 connections
+/// (hyper, rustls). When a proxy is set in the environment (`HTTPS_PROXY`,
+/// `HTTP_PROXY`, `ALL_PROXY`, in either case), they go through reqwest,
+/// which honours it and `NO_PROXY`. Both say the same [`Attempt`]s.
 #[derive(Clone)]
 pub struct Client {
-    http: reqwest::Client,
+    transport: Transport,
     endpoint: url::Url,
-    auth: HeaderValue,
+}
+
+#[derive(Clone)]
+enum Transport {
+    Direct(std::sync::Arc<crate::direct::Direct>),
+    Proxied(Proxied),
 }
 
 impl std::fmt::Debug for Client {
@@ -59,8 +70,53 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// Whether the environment names a proxy (reqwest's variables).
+fn proxy_configured() -> bool {
+    [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+}
+
 impl Client {
     pub fn new(cfg: &ClientConfig) -> Result<Client, Fatal> {
+        let transport = if proxy_configured() {
+            tracing::debug!("a proxy is set in the environment: requests go through it");
+            Transport::Proxied(Proxied::new(cfg)?)
+        } else {
+            Transport::Direct(std::sync::Arc::new(crate::direct::Direct::new(cfg)?))
+        };
+        Ok(Client {
+            transport,
+            endpoint: cfg.endpoint.clone(),
+        })
+    }
+
+    /// Posts one JSON body once.
+    pub async fn post(&self, body: Bytes) -> Attempt {
+        match &self.transport {
+            Transport::Direct(d) => d.post(body).await,
+            Transport::Proxied(p) => p.post(body).await,
+        }
+    }
+}
+
+/// The reqwest transport, for endpoints reached through a proxy.
+#[derive(Clone)]
+struct Proxied {
+    http: reqwest::Client,
+    endpoint: url::Url,
+    auth: HeaderValue,
+}
+
+impl Proxied {
+    fn new(cfg: &ClientConfig) -> Result<Proxied, Fatal> {
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .https_only(cfg.endpoint.scheme() == "https")
@@ -89,7 +145,7 @@ impl Client {
         let http = builder
             .build()
             .map_err(|e| Fatal::usage(format!("cannot set up the HTTP client: {}", chain(&e))))?;
-        Ok(Client {
+        Ok(Proxied {
             http,
             endpoint: cfg.endpoint.clone(),
             auth: cfg.credentials.header(),
@@ -97,7 +153,7 @@ impl Client {
     }
 
     /// Posts one JSON body once.
-    pub async fn post(&self, body: Bytes) -> Attempt {
+    async fn post(&self, body: Bytes) -> Attempt {
         let request = self
             .http
             .post(self.endpoint.clone())
@@ -110,50 +166,57 @@ impl Client {
             Err(e) => return failed(&e),
         };
         let http = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| api::parse_retry_after(v, SystemTime::now()));
-        let content_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let bytes = match response.bytes().await {
-            Ok(b) => b,
-            // The status line came, the body did not: whatever the status
-            // says happened, happened. A 2xx whose body is lost may have
-            // created the survey, so it must not be counted as not sent.
-            Err(e) => {
-                let body = api::Body {
-                    unreadable: Some(format!("a body that broke off ({})", chain(&e))),
-                    ..api::Body::default()
-                };
-                let verdict = api::classify(http, &body);
-                return Attempt::Answered {
-                    http,
-                    verdict,
-                    retry_after,
-                };
-            }
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+                .map(str::to_string)
         };
-        let body = api::read_body(content_type.as_deref(), &bytes);
-        Attempt::Answered {
-            http,
-            verdict: api::classify(http, &body),
-            retry_after,
-        }
+        let (retry_after, content_type) = (header(RETRY_AFTER), header(CONTENT_TYPE));
+        let bytes = response.bytes().await.map_err(|e| chain(&e));
+        answered(http, retry_after.as_deref(), content_type.as_deref(), bytes)
     }
+}
+
+/// The attempt for an answer: its status, `Retry-After`, content type and
+/// body (or why the body broke off).
+pub(crate) fn answered(
+    http: u16,
+    retry_after: Option<&str>,
+    content_type: Option<&str>,
+    body: Result<Bytes, String>,
+) -> Attempt {
+    let retry_after = retry_after.and_then(|v| api::parse_retry_after(v, SystemTime::now()));
+    let body = match body {
+        Ok(bytes) => api::read_body(content_type, &bytes),
+        // The status line came, the body did not: whatever the status
+        // says happened, happened. A 2xx whose body is lost may have
+        // created the survey, so it must not be counted as not sent.
+        Err(why) => api::Body {
+            unreadable: Some(format!("a body that broke off ({why})")),
+            ..api::Body::default()
+        },
+    };
+    Attempt::Answered {
+        http,
+        verdict: api::classify(http, &body),
+        retry_after,
+    }
+}
+
+/// The attempt for a TLS failure: stop, and say how to trust a private CA.
+pub(crate) fn tls_failed(words: &str) -> Attempt {
+    Attempt::Tls(format!(
+        "TLS failed: {words}. If the endpoint uses a private or corporate certificate authority, pass its certificate with --ca-cert FILE"
+    ))
 }
 
 /// Sorts a failed request into "never left", "may have arrived" and "TLS".
 fn failed(e: &reqwest::Error) -> Attempt {
     let words = chain(e);
     if is_tls_failure(e) {
-        return Attempt::Tls(format!(
-            "TLS failed: {words}. If the endpoint uses a private or corporate certificate authority, pass its certificate with --ca-cert FILE"
-        ));
+        return tls_failed(&words);
     }
     if e.is_connect() {
         return Attempt::NotSent(format!("could not connect: {words}"));

@@ -30,6 +30,7 @@ pub mod client;
 pub mod cmd;
 pub mod config;
 pub mod contact;
+pub mod direct;
 pub mod exit;
 pub mod journal;
 pub mod logging;

@@ -80,6 +80,49 @@ async fn send_over_https_trusts_the_given_ca_and_refuses_without_it() {
     sb.shutdown().await;
 }
 
+/// With a proxy in the environment, requests go through it: here the
+/// endpoint's own port has nothing listening, and only the "proxy" (the
+/// sandbox, which takes absolute-form requests) can create the rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_from_the_environment_is_used() {
+    let w = Work::new();
+    let input = w.write("calls.csv", export(9));
+    let mapping = w.write("map.toml", MAPPING);
+    let sb = sandbox(SandboxConfig::default()).await;
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("http://127.0.0.1:{free}/api/survey_requests/");
+    let proxy = format!("http://{}", sb.addr());
+    let out = run(send_cmd(&input, &mapping, &endpoint)
+        .args(["--rate", "0", "--max-attempts", "1"])
+        .env("HTTP_PROXY", &proxy));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let results = read_results(&w.path("calls.results.csv"));
+    assert_eq!(sb.accepted().len(), 9, "{}", text(&out));
+    assert_consistent(9, &results, &sb);
+    // Without it, the same endpoint cannot be reached at all.
+    let out = run(send_cmd(&input, &mapping, &endpoint).args([
+        "--rate",
+        "0",
+        "--max-attempts",
+        "1",
+        "--force",
+    ]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        read_results(&w.path("calls.results.csv"))
+            .iter()
+            .any(|r| r["digidesk_errors"].contains("could not connect")),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(sb.accepted().len(), 9);
+    sb.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_credentials_stop_the_run_and_leave_unsent_rows_out() {
     let w = Work::new();
