@@ -45,8 +45,8 @@ const HANDOFF_BATCH: usize = 16;
 /// Group commit: the dispatcher waits up to `GROUP_WAIT` to journal at least
 /// a `1/GROUP_FRACTION` share of the pool with one sync, as long as the
 /// rest of the pool is in flight.
-const GROUP_FRACTION: usize = 8;
-const GROUP_WAIT: Duration = Duration::from_millis(1);
+const GROUP_FRACTION: usize = 2;
+const GROUP_WAIT: Duration = Duration::from_millis(2);
 
 /// The circuit breaker opens after this many consecutive transient failures...
 pub const BREAKER_FAILURES: u64 = 50;
@@ -931,9 +931,14 @@ fn journal_groups(
             stop.set(End::Interrupted);
             return Err(e);
         }
-        for (item, permit) in group {
-            runtime.spawn(worker(ctx.clone(), item, permit));
-        }
+        // One wake-up of the runtime per group: its workers are spawned
+        // from inside it.
+        let ctx = ctx.clone();
+        runtime.spawn(async move {
+            for (item, permit) in group {
+                tokio::spawn(worker(ctx.clone(), item, permit));
+            }
+        });
     }
     Ok(())
 }
