@@ -566,16 +566,18 @@ pub async fn run(job: Job, stop: Stop, counters: Arc<Counters>) -> Result<Report
         // server busy, gather a few more before paying for a sync.
         let group = (pool.size() / GROUP_FRACTION).clamp(1, MAX_BATCH);
         if batch.len() < group && semaphore.available_permits() + batch.len() < pool.size() {
-            let deadline = tokio::time::Instant::now() + GROUP_WAIT;
+            // One timer for the whole wait: each new timer wakes the driver.
+            let deadline = tokio::time::sleep(GROUP_WAIT);
+            tokio::pin!(deadline);
             while batch.len() < group {
                 let permit = tokio::select! {
                     p = semaphore.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = &mut deadline => break,
                     _ = stop.soft.cancelled() => break,
                 };
                 let item = tokio::select! {
                     i = send_rx.recv() => match i { Some(i) => i, None => break },
-                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = &mut deadline => break,
                     _ = stop.soft.cancelled() => break,
                 };
                 batch.push((item, permit));
