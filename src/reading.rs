@@ -290,6 +290,52 @@ impl Reader {
         result
     }
 
+    /// Like [`next_record`](Self::next_record), into a record the caller
+    /// keeps reusing (no allocation per row once it has grown). Returns the
+    /// row number.
+    pub fn next_record_into(
+        &mut self,
+        fields: &mut csv::StringRecord,
+    ) -> Result<Option<u64>, Fatal> {
+        let mut raw = std::mem::take(&mut self.raw);
+        let result = self.read_raw(&mut raw).and_then(|row| match row {
+            Some(row) => {
+                fields.clear();
+                for (i, f) in raw.iter().enumerate() {
+                    match self.decode {
+                        None => fields.push_field(
+                            std::str::from_utf8(f).map_err(|_| self.invalid_text(row, i, f))?,
+                        ),
+                        Some(_) => fields.push_field(&self.decode_field(f, row, i)?),
+                    }
+                }
+                Ok(Some(row))
+            }
+            None => Ok(None),
+        });
+        self.raw = raw;
+        result
+    }
+
+    /// Reads the next record's bytes and counts it; its row number.
+    fn read_raw(&mut self, raw: &mut csv::ByteRecord) -> Result<Option<u64>, Fatal> {
+        let got = self
+            .csv
+            .read_byte_record(raw)
+            .map_err(|e| read_error(&self.name, self.row + 1, &e))?;
+        if !got {
+            return Ok(None);
+        }
+        self.row += 1;
+        self.rows_read.store(self.row, Ordering::Relaxed);
+        let position = match &self.raw_read {
+            Some(raw) => raw.load(Ordering::Relaxed),
+            None => self.csv.position().byte(),
+        };
+        self.bytes_read.store(position, Ordering::Relaxed);
+        Ok(Some(self.row))
+    }
+
     fn read_into(&mut self, raw: &mut csv::ByteRecord) -> Result<Option<Record>, Fatal> {
         let got = self
             .csv

@@ -101,6 +101,18 @@ struct Checked {
     bodies: Vec<(u64, String)>,
 }
 
+impl Checked {
+    fn new(index: usize) -> Checked {
+        Checked {
+            index,
+            counts: Counts::default(),
+            invalid: Vec::new(),
+            skipped: Vec::new(),
+            bodies: Vec::new(),
+        }
+    }
+}
+
 fn check_batch(
     index: usize,
     records: Vec<Record>,
@@ -109,48 +121,59 @@ fn check_batch(
     plan: &Plan,
     show: usize,
 ) -> Checked {
-    let mut c = Checked {
-        index,
-        counts: Counts::default(),
-        invalid: Vec::new(),
-        skipped: Vec::new(),
-        bodies: Vec::new(),
-    };
+    let mut c = Checked::new(index);
     for record in records {
-        c.counts.rows += 1;
-        if record.fields.len() != width {
-            c.counts.invalid += 1;
-            c.invalid.push((
-                format!(
-                    "row has {} fields, the header has {width}",
-                    record.fields.len()
-                ),
-                record.row,
-            ));
-            continue;
+        check_row(&mut c, record.row, &record.fields, width, keep, plan, show);
+    }
+    c
+}
+
+/// Maps and validates one record into `c`.
+fn check_row(
+    c: &mut Checked,
+    row: u64,
+    fields: &csv::StringRecord,
+    width: usize,
+    keep: Option<&[usize]>,
+    plan: &Plan,
+    show: usize,
+) {
+    c.counts.rows += 1;
+    if fields.len() != width {
+        c.counts.invalid += 1;
+        c.invalid.push((
+            format!("row has {} fields, the header has {width}", fields.len()),
+            row,
+        ));
+        return;
+    }
+    let projected;
+    let fields = match keep {
+        None => fields,
+        Some(_) => {
+            projected = pipeline::project(keep, fields.clone());
+            &projected
         }
-        let fields = pipeline::project(keep, record.fields);
-        match plan.apply(&fields) {
-            Mapped::Send(req) => {
-                c.counts.sendable += 1;
-                if c.bodies.len() < show {
-                    let pretty = serde_json::to_string_pretty(&req).expect("serialising to memory");
-                    c.bodies.push((record.row, pretty));
-                }
+    };
+    match plan.apply(fields) {
+        Mapped::Send(req) => {
+            c.counts.sendable += 1;
+            if c.bodies.len() < show {
+                let pretty = serde_json::to_string_pretty(&req).expect("serialising to memory");
+                c.bodies.push((row, pretty));
             }
-            Mapped::Skip(reason) => {
-                c.counts.skipped += 1;
-                c.skipped.push((reason, record.row));
-            }
-            Mapped::Invalid(reasons) => {
-                c.counts.invalid += 1;
-                for r in reasons {
-                    c.invalid.push((r, record.row));
-                }
+        }
+        Mapped::Skip(reason) => {
+            c.counts.skipped += 1;
+            c.skipped.push((reason, row));
+        }
+        Mapped::Invalid(reasons) => {
+            c.counts.invalid += 1;
+            for r in reasons {
+                c.invalid.push((r, row));
             }
         }
     }
-    c
 }
 
 /// What is printed at the end, gathered batch by batch in input order.
@@ -191,6 +214,27 @@ fn read_batch(reader: &mut Reader) -> Result<Vec<Record>, Fatal> {
         }
     }
     Ok(batch)
+}
+
+/// Everything on this thread, one record reused: no allocation per row for
+/// reading.
+fn check_inline(
+    reader: &mut Reader,
+    width: usize,
+    keep: Option<&[usize]>,
+    plan: &Plan,
+    report: &mut Report,
+) -> Result<(), Fatal> {
+    let mut fields = csv::StringRecord::new();
+    let mut checked = Checked::new(0);
+    while let Some(row) = reader.next_record_into(&mut fields)? {
+        check_row(&mut checked, row, &fields, width, keep, plan, report.show);
+        if checked.counts.rows as usize >= BATCH {
+            report.merge(std::mem::replace(&mut checked, Checked::new(0)));
+        }
+    }
+    report.merge(checked);
+    Ok(())
 }
 
 /// A reader thread hands batches to `mappers` threads; their verdicts are
@@ -290,22 +334,7 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
         .saturating_sub(1)
         .min(8);
     if mappers <= 1 {
-        let mut index = 0;
-        loop {
-            let batch = read_batch(&mut reader)?;
-            if batch.is_empty() {
-                break;
-            }
-            report.merge(check_batch(
-                index,
-                batch,
-                width,
-                keep.as_deref(),
-                &plan,
-                args.show,
-            ));
-            index += 1;
-        }
+        check_inline(&mut reader, width, keep.as_deref(), &plan, &mut report)?;
     } else {
         check_parallel(
             mappers,
@@ -403,15 +432,7 @@ rules = [{ column = "Opt Out", equals = ["Y"] }]
             show: 3,
         };
         if mappers == 0 {
-            let mut index = 0;
-            loop {
-                let batch = read_batch(&mut reader).unwrap();
-                if batch.is_empty() {
-                    break;
-                }
-                report.merge(check_batch(index, batch, headers.len(), None, &plan, 3));
-                index += 1;
-            }
+            check_inline(&mut reader, headers.len(), None, &plan, &mut report).unwrap();
         } else {
             check_parallel(
                 mappers,
