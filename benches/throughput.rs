@@ -270,7 +270,7 @@ fn main() {
 
     // send, unlimited: against nginx where installed (the peers' target),
     // and against the fast sandbox.
-    if let Some(nginx) = Nginx::start(dir.path()) {
+    let unlimited = |target: &str, endpoint: &str, table: &mut Vec<Row>| {
         for rows in [big, if quick { big } else { big * 10 }] {
             let input = path(&format!("send{rows}.csv"));
             write_export(&input, rows);
@@ -288,20 +288,22 @@ fn main() {
                     "0",
                     "-q",
                     "--endpoint",
-                    &nginx.endpoint,
+                    endpoint,
                 ],
                 &[],
             );
             table.push(Row {
-                name: "send --rate 0, nginx".into(),
+                name: format!("send --rate 0, {target}"),
                 rows,
                 m,
                 rate: None,
             });
             let _ = std::fs::remove_file(&input);
         }
-    } else {
-        eprintln!("nginx is not installed: the unlimited runs use the sandbox only");
+    };
+    match Nginx::start(dir.path()) {
+        Some(nginx) => unlimited("nginx", &nginx.endpoint, &mut table),
+        None => eprintln!("nginx is not installed: the unlimited runs use the sandbox only"),
     }
     let fast = rt
         .block_on(Sandbox::start(SandboxConfig {
@@ -309,35 +311,7 @@ fn main() {
             ..SandboxConfig::default()
         }))
         .unwrap();
-    for rows in [big, if quick { big } else { big * 10 }] {
-        let input = path(&format!("send{rows}.csv"));
-        write_export(&input, rows);
-        let results = path("send.results.csv");
-        let m = measure(
-            &[
-                "send",
-                &s(&input),
-                "--mapping",
-                &s(&mapping),
-                "--results",
-                &s(&results),
-                "--force",
-                "--rate",
-                "0",
-                "-q",
-                "--endpoint",
-                &fast.endpoint(),
-            ],
-            &[],
-        );
-        table.push(Row {
-            name: "send --rate 0, sandbox --fast".into(),
-            rows,
-            m,
-            rate: None,
-        });
-        let _ = std::fs::remove_file(&input);
-    }
+    unlimited("sandbox --fast", &fast.endpoint(), &mut table);
     rt.block_on(fast.shutdown());
 
     // Paced runs at 150-350 ms latency, and against a server allowing half the asked rate.

@@ -70,18 +70,21 @@ impl std::fmt::Debug for Client {
     }
 }
 
-/// Whether the environment names a proxy (reqwest's variables).
+/// The environment variables that name a proxy (reqwest's).
+pub const PROXY_VARS: [&str; 6] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// Whether the environment names a proxy.
 fn proxy_configured() -> bool {
-    [
-        "HTTPS_PROXY",
-        "https_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-    ]
-    .iter()
-    .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+    PROXY_VARS
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
 }
 
 impl Client {
@@ -166,17 +169,23 @@ impl Proxied {
             Err(e) => return failed(&e),
         };
         let http = response.status().as_u16();
-        let header = |name| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v: &HeaderValue| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let (retry_after, content_type) = (header(RETRY_AFTER), header(CONTENT_TYPE));
+        let (retry_after, content_type) = answer_headers(response.headers());
         let bytes = response.bytes().await.map_err(|e| chain(&e));
         answered(http, retry_after.as_deref(), content_type.as_deref(), bytes)
     }
+}
+
+/// An answer's `Retry-After` and `Content-Type`, as text.
+pub(crate) fn answer_headers(
+    headers: &reqwest::header::HeaderMap,
+) -> (Option<String>, Option<String>) {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .map(str::to_string)
+    };
+    (text(RETRY_AFTER), text(CONTENT_TYPE))
 }
 
 /// The attempt for an answer: its status, `Retry-After`, content type and

@@ -14,16 +14,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{
-    HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, RETRY_AFTER, USER_AGENT,
-};
+use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT};
 use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::client::{answered, chain, tls_failed, Attempt, ClientConfig};
+use crate::client::{answer_headers, answered, chain, tls_failed, Attempt, ClientConfig};
 use crate::exit::Fatal;
 
 /// Connections idle longer than this are closed rather than reused: a
@@ -138,14 +136,7 @@ impl Direct {
                 }
             };
             let http = response.status().as_u16();
-            let header = |name| {
-                response
-                    .headers()
-                    .get(name)
-                    .and_then(|v: &HeaderValue| v.to_str().ok())
-                    .map(str::to_string)
-            };
-            let (retry_after, content_type) = (header(RETRY_AFTER), header(CONTENT_TYPE));
+            let (retry_after, content_type) = answer_headers(response.headers());
             let body = match tokio::time::timeout_at(deadline, response.into_body().collect()).await
             {
                 Ok(Ok(b)) => Ok(b.to_bytes()),

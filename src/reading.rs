@@ -328,6 +328,7 @@ impl Reader {
         }
         self.row += 1;
         self.rows_read.store(self.row, Ordering::Relaxed);
+        // Where the parsed records end, not where read-ahead got to.
         let position = match &self.raw_read {
             Some(raw) => raw.load(Ordering::Relaxed),
             None => self.csv.position().byte(),
@@ -337,22 +338,9 @@ impl Reader {
     }
 
     fn read_into(&mut self, raw: &mut csv::ByteRecord) -> Result<Option<Record>, Fatal> {
-        let got = self
-            .csv
-            .read_byte_record(raw)
-            .map_err(|e| read_error(&self.name, self.row + 1, &e))?;
-        if !got {
+        let Some(row) = self.read_raw(raw)? else {
             return Ok(None);
-        }
-        self.row += 1;
-        self.rows_read.store(self.row, Ordering::Relaxed);
-        // Where the parsed records end, not where read-ahead got to.
-        let position = match &self.raw_read {
-            Some(raw) => raw.load(Ordering::Relaxed),
-            None => self.csv.position().byte(),
         };
-        self.bytes_read.store(position, Ordering::Relaxed);
-        let row = self.row;
         let fields = match self.decode {
             None => match csv::StringRecord::from_byte_record(raw.clone()) {
                 Ok(r) => r,

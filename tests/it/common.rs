@@ -42,16 +42,7 @@ pub fn bin() -> Command {
         .env_remove("DIGIDESK_CREDENTIALS_FILE")
         .env_remove("RUST_LOG");
     // Loopback only: no proxy from the machine's environment.
-    for v in [
-        "HTTPS_PROXY",
-        "https_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-        "NO_PROXY",
-        "no_proxy",
-    ] {
+    for v in digidesk_upload::client::PROXY_VARS {
         c.env_remove(v);
     }
     c
