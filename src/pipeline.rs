@@ -372,6 +372,19 @@ async fn size_pool(ctx: Arc<Ctx>, semaphore: Arc<Semaphore>, pool: Arc<Pool>) {
     }
 }
 
+/// Syncs the results file to disk once a second, on a blocking thread: a
+/// slow disk never holds up requests. (Every line is handed to the
+/// operating system as it is written; the end of the run syncs the rest.)
+async fn sync_results(writer: Arc<results::Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let writer = writer.clone();
+        let _ = tokio::task::spawn_blocking(move || writer.sync()).await;
+    }
+}
+
 /// The dispatcher's end of the reader's channel: groups of rows, taken one
 /// row at a time.
 struct Inbox {
@@ -531,6 +544,7 @@ pub async fn run(job: Job, stop: Stop, counters: Arc<Counters>) -> Result<Report
     let semaphore = Arc::new(Semaphore::new(settings.concurrency));
     let pool = Arc::new(Pool::new(settings.concurrency, settings.max_concurrency));
     let sizer = tokio::spawn(size_pool(ctx.clone(), semaphore.clone(), pool.clone()));
+    let syncer = tokio::spawn(sync_results(writer.clone()));
     let mut batch: Vec<(SendItem, OwnedSemaphorePermit)> = Vec::with_capacity(MAX_BATCH);
     // One group is synced while the next gathers.
     let (journal_tx, journal_rx) = mpsc::channel::<Vec<(SendItem, OwnedSemaphorePermit)>>(1);
@@ -606,6 +620,8 @@ pub async fn run(job: Job, stop: Stop, counters: Arc<Counters>) -> Result<Report
     // Wait for every in-flight row: each permit comes back once its outcome is written.
     sizer.abort();
     let _ = sizer.await;
+    syncer.abort();
+    let _ = syncer.await;
     let _all = semaphore.acquire_many(pool.size() as u32).await;
     let read_result = reader_thread
         .join()
@@ -989,7 +1005,7 @@ async fn worker(ctx: Arc<Ctx>, item: SendItem, permit: OwnedSemaphorePermit) {
                 errors,
                 permit: None,
             };
-            deliver(&ctx, outcome, permit).await;
+            deliver(&ctx, outcome, permit);
         }
         Fate::Abandoned => abandon(&ctx, row, permit),
     }
@@ -1112,7 +1128,7 @@ pub fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
     }
 }
 
-async fn deliver(ctx: &Ctx, mut outcome: Outcome, permit: OwnedSemaphorePermit) {
+fn deliver(ctx: &Ctx, mut outcome: Outcome, permit: OwnedSemaphorePermit) {
     // Row numbers and statuses only: no customer data at -v.
     tracing::debug!(
         row = outcome.row,

@@ -12,7 +12,6 @@ use std::io::{BufWriter, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::OwnedSemaphorePermit;
@@ -190,7 +189,6 @@ pub struct Writer {
     width: usize,
     counters: Arc<Counters>,
     tally: Tally,
-    last_sync: Instant,
 }
 
 impl Writer {
@@ -238,7 +236,6 @@ impl Writer {
             width,
             counters,
             tally: Tally::default(),
-            last_sync: Instant::now(),
         }
     }
 
@@ -282,16 +279,13 @@ impl Writer {
         Ok(())
     }
 
-    /// Hands everything written to the operating system (it survives a
-    /// killed process), and syncs to disk at most once a second.
+    /// Hands everything written to the operating system: it survives a
+    /// killed process. Syncing to disk is [`Shared::sync`]'s, once a second
+    /// and off the network threads, and [`sync`](Self::sync)'s at the end.
     pub fn flush(&mut self) -> Result<(), Fatal> {
         self.csv
             .flush()
-            .map_err(|e| io_fatal("write the results file", &self.path, &e))?;
-        if self.last_sync.elapsed() >= Duration::from_secs(1) {
-            self.sync()?;
-        }
-        Ok(())
+            .map_err(|e| io_fatal("write the results file", &self.path, &e))
     }
 
     /// Flushes and syncs to disk.
@@ -303,9 +297,7 @@ impl Writer {
             .get_ref()
             .get_ref()
             .sync_data()
-            .map_err(|e| io_fatal("sync the results file", &self.path, &e))?;
-        self.last_sync = Instant::now();
-        Ok(())
+            .map_err(|e| io_fatal("sync the results file", &self.path, &e))
     }
 }
 
@@ -315,6 +307,10 @@ impl Writer {
 /// No thread hand-off per row.
 pub struct Shared {
     state: Mutex<SharedState>,
+    /// The same file, to sync without taking the lock (`None` if the
+    /// handle could not be duplicated: then it is synced at the end only).
+    file: Option<File>,
+    path: PathBuf,
 }
 
 struct SharedState {
@@ -325,11 +321,28 @@ struct SharedState {
 
 impl Shared {
     pub fn new(writer: Writer) -> Shared {
+        let file = writer.csv.get_ref().get_ref().try_clone().ok();
+        let path = writer.path.clone();
         Shared {
             state: Mutex::new(SharedState {
                 writer,
                 failed: None,
             }),
+            file,
+            path,
+        }
+    }
+
+    /// Syncs the lines handed to the operating system so far to disk,
+    /// without holding up writers. A failure stops further writing, as a
+    /// write error does.
+    pub fn sync(&self) {
+        let Some(file) = &self.file else { return };
+        if let Err(e) = file.sync_data() {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if state.failed.is_none() {
+                state.failed = Some(io_fatal("sync the results file", &self.path, &e));
+            }
         }
     }
 

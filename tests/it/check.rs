@@ -47,8 +47,9 @@ fn counts_bodies_and_grouped_errors() {
     );
 }
 
-/// A large export is checked in batches on several threads; counts are
-/// whole and the examples and bodies are still the first ones in the file.
+/// A large export is checked in batches (on several threads where there
+/// are three cores or more); counts are whole and the examples and bodies
+/// are still the first ones in the file.
 #[test]
 fn large_exports_report_the_first_examples_in_input_order() {
     let w = Work::new();

@@ -45,6 +45,7 @@ pub fn bin() -> Command {
     for v in digidesk_upload::client::PROXY_VARS {
         c.env_remove(v);
     }
+    c.env_remove("NO_PROXY").env_remove("no_proxy");
     c
 }
 
