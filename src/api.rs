@@ -1,6 +1,7 @@
-//! What a DigiDesk answer means. Reads the body as NOTES.md says (JSON or
-//! XML, `message` or `messages`, an array or a single string) and classifies
-//! the HTTP status into what the uploader does next: done, retry, or stop.
+//! What a DigiDesk answer means. Reads the body as `docs/digidesk-api.md`
+//! says (JSON or XML, `message` or `messages`, an array or a single string)
+//! and classifies the HTTP status into what the uploader does next: done,
+//! retry, or stop.
 
 use std::time::Duration;
 
@@ -46,7 +47,7 @@ pub enum StopKind {
     ServiceDown,
 }
 
-/// Classifies one answered attempt (NOTES.md #6, #7, #8).
+/// Classifies one answered attempt (`docs/digidesk-api.md`, #6 to #8).
 pub fn classify(http: u16, body: &Body) -> Verdict {
     let words = || describe(http, body);
     match http {

@@ -49,3 +49,10 @@ impl Fatal {
         }
     }
 }
+
+/// A transport that cannot be set up is a usage error: nothing was sent.
+impl From<crate::transport::TransportError> for Fatal {
+    fn from(e: crate::transport::TransportError) -> Self {
+        Fatal::usage(e.to_string())
+    }
+}

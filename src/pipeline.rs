@@ -26,7 +26,6 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{StopKind, Verdict};
-use crate::client::{Attempt, Client};
 use crate::config::{SendSettings, StartMode};
 use crate::exit::Fatal;
 use crate::journal::{self, Journal, RowSet};
@@ -34,6 +33,7 @@ use crate::mapping::{Mapped, Plan};
 use crate::pace::Pace;
 use crate::reading::Reader;
 use crate::results::{self, Counters, Outcome, Status, Tally};
+use crate::transport::{Attempt, Client};
 
 /// Rows journaled with one sync, at most.
 const MAX_BATCH: usize = 512;
@@ -486,7 +486,7 @@ pub async fn run(job: Job, stop: Stop, counters: Arc<Counters>) -> Result<Report
     }
     let before = counters.total();
 
-    let client = Client::new(&crate::client::ClientConfig {
+    let client = Client::new(&crate::transport::ClientConfig {
         endpoint: settings.endpoint.clone(),
         credentials: settings.credentials.clone(),
         timeout: settings.timeout,

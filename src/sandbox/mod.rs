@@ -1,6 +1,6 @@
-//! The sandbox: a local DigiDesk Post API that follows the spec as NOTES.md
-//! reads it, with injectable faults, usable as the `sandbox` command and
-//! in-process from tests and `demo`.
+//! The sandbox: a local DigiDesk Post API that follows the spec as
+//! `docs/digidesk-api.md` reads it, with injectable faults, usable as the
+//! `sandbox` command and in-process from tests and `demo`.
 //!
 //! Each request goes through, in order: route and method, Basic auth, the
 //! rate limit (429), the injected faults (close before acting, 500/503, 502
@@ -184,15 +184,15 @@ struct State {
 /// Closing the connection without an answer: hyper does that when the
 /// service fails.
 #[derive(Debug)]
-struct Drop;
+struct HangUp;
 
-impl std::fmt::Display for Drop {
+impl std::fmt::Display for HangUp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("connection dropped on purpose")
     }
 }
 
-impl std::error::Error for Drop {}
+impl std::error::Error for HangUp {}
 
 /// A running sandbox.
 pub struct Sandbox {
@@ -386,7 +386,7 @@ async fn serve(
 type Answer = Response<Full<Bytes>>;
 
 /// Answers one request, or drops its connection.
-async fn handle(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Result<Answer, Drop> {
+async fn handle(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Result<Answer, HangUp> {
     let arrived = state.started.elapsed();
     let xml_query = req
         .uri()
@@ -412,7 +412,7 @@ async fn respond(
     state: &State,
     req: Request<hyper::body::Incoming>,
     xml_query: bool,
-) -> Result<Answer, Drop> {
+) -> Result<Answer, HangUp> {
     let cfg = &state.cfg;
     let path = req.uri().path().to_string();
     let mut xml = xml_query;
@@ -502,7 +502,7 @@ async fn respond(
     let mut threshold = cfg.drop_before_rate;
     if before < threshold {
         pause(delay).await;
-        return Err(Drop);
+        return Err(HangUp);
     }
     threshold += cfg.error_rate;
     if before < threshold {
@@ -585,7 +585,7 @@ async fn respond(
     };
     pause(delay).await;
     if after < cfg.drop_after_rate {
-        return Err(Drop);
+        return Err(HangUp);
     }
     Ok(answer(StatusCode::CREATED, "success", Some(id), &[], xml))
 }

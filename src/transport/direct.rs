@@ -21,8 +21,8 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::client::{answer_headers, answered, chain, tls_failed, Attempt, ClientConfig};
-use crate::exit::Fatal;
+use super::attempt::{self, chain, AnswerHeaders, Attempt};
+use super::{tls, ClientConfig, TransportError};
 
 /// Connections idle longer than this are closed rather than reused: a
 /// server may be closing them at that very moment.
@@ -52,9 +52,16 @@ pub struct Direct {
 }
 
 impl Direct {
-    pub fn new(cfg: &ClientConfig) -> Result<Direct, Fatal> {
+    /// A transport to `cfg.endpoint`; `tls` is used for HTTPS.
+    pub fn new(
+        cfg: &ClientConfig,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Result<Direct, TransportError> {
         let url = &cfg.endpoint;
-        let bad = |what: &str| Fatal::usage(format!("--endpoint {url}: {what}"));
+        let bad = |what: &str| TransportError::Endpoint {
+            endpoint: url.to_string(),
+            what: what.to_string(),
+        };
         let host = match url.host() {
             Some(url::Host::Domain(d)) => d.to_string(),
             Some(url::Host::Ipv4(ip)) => ip.to_string(),
@@ -78,7 +85,7 @@ impl Direct {
             "https" => {
                 let name = ServerName::try_from(host.clone())
                     .map_err(|e| bad(&format!("not a name a certificate can carry ({e})")))?;
-                Some((connector(cfg.ca_cert_pem.as_deref())?, name))
+                Some((tokio_rustls::TlsConnector::from(tls), name))
             }
             "http" => None,
             other => return Err(bad(&format!("the scheme {other} is not http or https"))),
@@ -90,10 +97,7 @@ impl Direct {
             target,
             host_header: HeaderValue::from_str(&host_header).map_err(|_| bad("a bad host"))?,
             auth: cfg.credentials.header(),
-            user_agent: HeaderValue::from_static(concat!(
-                "digidesk-upload/",
-                env!("CARGO_PKG_VERSION")
-            )),
+            user_agent: HeaderValue::from_static(tls::USER_AGENT),
             connect_timeout: cfg.timeout.min(Duration::from_secs(10)),
             timeout: cfg.timeout,
             idle: Mutex::new(Vec::new()),
@@ -125,18 +129,11 @@ impl Direct {
                         request = Some(req);
                         continue;
                     }
-                    let e = e.into_error();
-                    if e.is_canceled() {
-                        return Attempt::NotSent(format!("request not sent: {}", chain(&e)));
-                    }
-                    return Attempt::Lost(format!(
-                        "the answer was lost after sending ({})",
-                        chain(&e)
-                    ));
+                    return attempt::from_hyper(&e.into_error());
                 }
             };
             let http = response.status().as_u16();
-            let (retry_after, content_type) = answer_headers(response.headers());
+            let headers = AnswerHeaders::from_map(response.headers());
             let body = match tokio::time::timeout_at(deadline, response.into_body().collect()).await
             {
                 Ok(Ok(b)) => Ok(b.to_bytes()),
@@ -146,7 +143,7 @@ impl Direct {
             if body.is_ok() {
                 self.checkin(sender);
             }
-            return answered(http, retry_after.as_deref(), content_type.as_deref(), body);
+            return attempt::answered(http, &headers, body);
         }
         Attempt::NotSent("request not sent: every connection closed before it was written".into())
     }
@@ -206,17 +203,10 @@ impl Direct {
         match &self.tls {
             None => handshake(tcp).await,
             Some((connector, name)) => {
-                let stream = connector.connect(name.clone(), tcp).await.map_err(|e| {
-                    let words = chain(&e);
-                    let is_tls = e
-                        .get_ref()
-                        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
-                    if is_tls {
-                        tls_failed(&words)
-                    } else {
-                        Attempt::NotSent(format!("could not connect: TLS handshake: {words}"))
-                    }
-                })?;
+                let stream = connector
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(|e| attempt::from_handshake(&e))?;
                 handshake(stream).await
             }
         }
@@ -236,42 +226,4 @@ where
         let _ = connection.await;
     });
     Ok(sender)
-}
-
-/// rustls with the system's roots and any `--ca-cert` roots, HTTP/1.1 only.
-fn connector(extra_pem: Option<&[u8]>) -> Result<tokio_rustls::TlsConnector, Fatal> {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    let (added, _ignored) = roots.add_parsable_certificates(native.certs);
-    if let Some(pem) = extra_pem {
-        let mut n = 0;
-        for cert in rustls_pemfile::certs(&mut &pem[..]) {
-            let cert = cert.map_err(|e| {
-                Fatal::usage(format!(
-                    "--ca-cert: not a PEM certificate ({e}); give the CA certificate in PEM form"
-                ))
-            })?;
-            roots.add(cert).map_err(|e| {
-                Fatal::usage(format!(
-                    "--ca-cert: a certificate rustls cannot use as a root ({e})"
-                ))
-            })?;
-            n += 1;
-        }
-        if n == 0 {
-            return Err(Fatal::usage(
-                "--ca-cert: the file holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-            ));
-        }
-    } else if added == 0 {
-        tracing::warn!("no trusted root certificates found on this system; HTTPS endpoints will fail unless --ca-cert is given");
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Fatal::usage(format!("cannot set up TLS: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
