@@ -117,6 +117,8 @@ pub struct SendSettings {
     pub limit: Option<u64>,
     /// Time between progress log lines off a terminal.
     pub progress_every: Duration,
+    /// Retry 500, 502, 504 and other 5xx like a 503.
+    pub retry_server_errors: bool,
 }
 
 impl SendSettings {
@@ -129,6 +131,8 @@ impl SendSettings {
             Fatal::usage("--results FILE is required when the input is standard input")
         })?;
         let endpoint = parse_endpoint(opts.endpoint.as_deref())?;
+        // Plain http through a proxy off this machine is refused here.
+        crate::transport::route(&endpoint)?;
         if opts.max_attempts == 0 {
             return Err(Fatal::usage("--max-attempts must be at least 1"));
         }
@@ -178,6 +182,7 @@ impl SendSettings {
             summary_json: opts.summary_json.clone(),
             limit: opts.limit,
             progress_every: Duration::from_secs_f64(opts.progress_every),
+            retry_server_errors: opts.retry_server_errors,
         })
     }
 }

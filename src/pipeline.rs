@@ -492,6 +492,7 @@ pub async fn run(job: Job, stop: Stop, counters: Arc<Counters>) -> Result<Report
         timeout: settings.timeout,
         ca_cert_pem: settings.ca_cert_pem.clone(),
         pool_size: settings.max_concurrency,
+        retry_server_errors: settings.retry_server_errors,
     })?;
 
     let writer = Arc::new(results::Shared::new(writer));

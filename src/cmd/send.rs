@@ -130,7 +130,11 @@ pub async fn execute(
         })?;
     }
     if let pipeline::End::Stopped(_, msg) | pipeline::End::InputError(msg) = &report.end {
-        tracing::error!("{msg}");
+        // The summary just said why; on one screen, once is enough.
+        use std::io::IsTerminal;
+        if !(std::io::stdout().is_terminal() && std::io::stderr().is_terminal()) {
+            tracing::error!("{msg}");
+        }
     }
     Ok(summary::exit_code(&report))
 }

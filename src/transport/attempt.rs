@@ -6,9 +6,18 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 
-use crate::api::{self, StopKind, Verdict};
+use crate::api::{self, ServerErrors, StopKind, Verdict};
+
+/// The most of an answer's body that is read. DigiDesk's answers are a few
+/// hundred bytes; past this the answer is not DigiDesk's, and the row is
+/// `unknown`.
+pub const MAX_ANSWER: usize = 64 * 1024;
+
+/// The longest `Retry-After` the run waits out; a server asking for more
+/// stops the run (it can be resumed later).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// The outcome of one try.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +43,24 @@ pub enum Attempt {
 pub struct AnswerHeaders {
     pub retry_after: Option<String>,
     pub content_type: Option<String>,
+    pub location: Option<String>,
+}
+
+/// How answers are read: the endpoint (a redirect's target is made
+/// absolute against it) and what a 5xx means.
+#[derive(Debug, Clone)]
+pub struct AnswerRules {
+    pub endpoint: url::Url,
+    pub server_errors: ServerErrors,
+}
+
+/// Why an answer's body was not read whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// Longer than [`MAX_ANSWER`].
+    TooLong,
+    /// It broke off, or did not end within the timeout.
+    Broken(String),
 }
 
 impl AnswerHeaders {
@@ -47,30 +74,67 @@ impl AnswerHeaders {
         AnswerHeaders {
             retry_after: text(RETRY_AFTER),
             content_type: text(CONTENT_TYPE),
+            location: text(LOCATION),
         }
     }
 }
 
 /// The attempt for an answer: its status, headers and body (or why the
-/// body broke off).
-pub fn answered(http: u16, headers: &AnswerHeaders, body: Result<Bytes, String>) -> Attempt {
-    let retry_after = headers
-        .retry_after
-        .as_deref()
-        .and_then(|v| api::parse_retry_after(v, SystemTime::now()));
+/// body was not read whole).
+pub fn answered(
+    http: u16,
+    headers: &AnswerHeaders,
+    body: Result<Bytes, BodyError>,
+    rules: &AnswerRules,
+) -> Attempt {
     let body = match body {
         Ok(bytes) => api::read_body(headers.content_type.as_deref(), &bytes),
+        Err(BodyError::TooLong) => {
+            return Attempt::Answered {
+                http,
+                verdict: Verdict::Unknown(format!(
+                    "HTTP {http} with an answer over {} KiB, far more than DigiDesk sends; it may have been created: check DigiDesk before resending",
+                    MAX_ANSWER / 1024
+                )),
+                retry_after: None,
+            }
+        }
         // The status line came, the body did not: whatever the status
         // says happened, happened. A 2xx whose body is lost may have
         // created the survey, so it must not be counted as not sent.
-        Err(why) => api::Body {
-            unreadable: Some(format!("a body that broke off ({why})")),
+        Err(BodyError::Broken(why)) => api::Body {
+            unreadable: Some(format!("a body that broke off ({})", api::clean(&why))),
             ..api::Body::default()
         },
     };
+    let location = headers
+        .location
+        .as_deref()
+        .map(|to| match rules.endpoint.join(to) {
+            Ok(url) => url.to_string(),
+            Err(_) => api::clean(to),
+        });
+    let mut verdict = api::classify(http, &body, location.as_deref(), rules.server_errors);
+    let raw_wait = headers.retry_after.as_deref();
+    let retry_after = raw_wait.and_then(|v| api::parse_retry_after(v, SystemTime::now()));
+    if let (Verdict::Transient(_), Some(wait)) = (&verdict, retry_after) {
+        if wait > MAX_RETRY_AFTER {
+            let raw: String = api::clean(raw_wait.unwrap_or_default())
+                .chars()
+                .take(40)
+                .collect();
+            verdict = Verdict::Stop(
+                StopKind::Throttled,
+                format!(
+                    "DigiDesk answered HTTP {http} and asked to wait {} before trying again (Retry-After: {raw}), more than the hour the run waits at most; the rows not yet sent are left for later: continue with --resume",
+                    humantime::format_duration(wait)
+                ),
+            );
+        }
+    }
     Attempt::Answered {
         http,
-        verdict: api::classify(http, &body),
+        verdict,
         retry_after,
     }
 }
@@ -86,7 +150,13 @@ pub fn tls_failed(words: &str) -> Attempt {
 /// and "TLS".
 pub fn from_reqwest(e: &reqwest::Error) -> Attempt {
     let words = chain(e);
-    if is_tls_failure(e) {
+    if let Some(tls) = rustls_error(e) {
+        if answered_in_plain_http(tls) {
+            return plain_http_port(e.url().map(url_target).as_deref());
+        }
+        return tls_failed(&words);
+    }
+    if words.contains("invalid peer certificate") || words.contains("certificate") {
         return tls_failed(&words);
     }
     if e.is_connect() {
@@ -112,19 +182,60 @@ pub fn from_hyper(e: &hyper::Error) -> Attempt {
     Attempt::Lost(format!("the answer was lost after sending ({})", chain(e)))
 }
 
-/// Sorts a failed TLS handshake: a rustls error is TLS (stop); anything
-/// else (the connection reset or closed mid-handshake) happened before the
-/// request was written.
-pub fn from_handshake(e: &std::io::Error) -> Attempt {
+/// Sorts a failed TLS handshake with `target` (`host:port`): a rustls
+/// error is TLS (stop); anything else (the connection reset or closed
+/// mid-handshake) happened before the request was written.
+pub fn from_handshake(e: &std::io::Error, target: &str) -> Attempt {
     let words = chain(e);
-    let is_tls = e
+    match e
         .get_ref()
-        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
-    if is_tls {
-        tls_failed(&words)
-    } else {
-        Attempt::NotSent(format!("could not connect: TLS handshake: {words}"))
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(tls) if answered_in_plain_http(tls) => plain_http_port(Some(target)),
+        Some(_) => tls_failed(&words),
+        None => Attempt::NotSent(format!("could not connect: TLS handshake: {words}")),
     }
+}
+
+/// An https:// endpoint whose port speaks plain HTTP: stop before any
+/// request is written.
+fn plain_http_port(target: Option<&str>) -> Attempt {
+    Attempt::Tls(format!(
+        "the endpoint{} answered the TLS handshake in plain HTTP: it is not an HTTPS port, so nothing was sent. Check the port in --endpoint (a local sandbox started without --tls is http://)",
+        target.map(|t| format!(" {t}")).unwrap_or_default()
+    ))
+}
+
+/// An http:// endpoint whose port speaks TLS: the server did not read the
+/// request as HTTP, so nothing was created.
+pub fn tls_port(target: &str) -> Attempt {
+    Attempt::Tls(format!(
+        "the endpoint {target} answered plain HTTP with TLS: it is an HTTPS port, and no survey request was created. Use https:// in --endpoint (with --ca-cert FILE for a private certificate)"
+    ))
+}
+
+/// True when the first bytes of an answer are a TLS record (handshake or
+/// alert), not HTTP.
+pub fn looks_like_tls(first: &[u8]) -> bool {
+    matches!(first, [0x15 | 0x16, 0x03, ..])
+}
+
+/// A TLS handshake answered with something that is not TLS at all (the
+/// first byte is no TLS record type: an HTTP server's `HTTP/1.1 400`).
+fn answered_in_plain_http(e: &rustls::Error) -> bool {
+    matches!(
+        e,
+        rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)
+    )
+}
+
+/// `host:port` of a URL.
+fn url_target(url: &url::Url) -> String {
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or_default(),
+        url.port_or_known_default().unwrap_or_default()
+    )
 }
 
 /// True when hyper says the request was cancelled before a byte was written
@@ -140,24 +251,23 @@ fn request_never_written(e: &reqwest::Error) -> bool {
     false
 }
 
-fn is_tls_failure(e: &reqwest::Error) -> bool {
+/// The rustls error under a reqwest error, if TLS failed.
+fn rustls_error(e: &reqwest::Error) -> Option<&rustls::Error> {
     let mut source: Option<&dyn std::error::Error> = Some(e);
     while let Some(err) = source {
-        if err.downcast_ref::<rustls::Error>().is_some() {
-            return true;
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return Some(tls);
         }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io
-                .get_ref()
-                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
-            {
-                return true;
-            }
+        if let Some(tls) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(tls);
         }
         source = err.source();
     }
-    let text = chain(e);
-    text.contains("invalid peer certificate") || text.contains("certificate")
+    None
 }
 
 /// An error and its causes on one line.

@@ -79,6 +79,7 @@ impl Credentials {
                 path: path.to_path_buf(),
                 source,
             })?;
+        warn_if_readable_by_others(path);
         let bad_line = |n: usize, what: String| TransportError::CredentialsLine {
             path: path.to_path_buf(),
             line: n + 1,
@@ -96,7 +97,7 @@ impl Credentials {
                     "expected `username=...` or `password=...`".into(),
                 ));
             };
-            let value = value.trim().to_string();
+            let value = unquote(value.trim()).to_string();
             match key.trim().to_ascii_lowercase().as_str() {
                 "username" | "user" | "digidesk_username" => user = Some(value),
                 "password" | "digidesk_password" => pass = Some(value),
@@ -117,6 +118,36 @@ impl Credentials {
     }
 }
 
+/// A value without the matching quotes around it (`"demo"`, `'demo'`).
+fn unquote(value: &str) -> &str {
+    for q in ['"', '\''] {
+        if let Some(inner) = value.strip_prefix(q).and_then(|rest| rest.strip_suffix(q)) {
+            return inner;
+        }
+    }
+    value
+}
+
+/// Warns when the group or others may read the credentials file.
+#[cfg(unix)]
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode();
+        if mode & 0o044 != 0 {
+            tracing::warn!(
+                "the credentials file {} can be read by other users (mode {:o}); make it private with: chmod 600 {}",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            );
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_path: &Path) {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +157,14 @@ mod tests {
         let c = Credentials::new("u", "s3cret");
         assert!(!format!("{c:?}").contains("s3cret"));
         assert!(c.header().is_sensitive());
+    }
+
+    #[test]
+    fn matching_quotes_around_a_value_are_not_part_of_it() {
+        assert_eq!(unquote("\"demo\""), "demo");
+        assert_eq!(unquote("'demo'"), "demo");
+        assert_eq!(unquote("\"demo'"), "\"demo'");
+        assert_eq!(unquote("\""), "\"");
+        assert_eq!(unquote("de\"mo"), "de\"mo");
     }
 }

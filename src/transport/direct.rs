@@ -8,11 +8,14 @@
 //! a request that never left (no connection, or one that closed before a
 //! byte was written) is `NotSent`; once written, a missing answer is `Lost`.
 
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT};
 use hyper::{Method, Request, Uri};
@@ -21,7 +24,7 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::attempt::{self, chain, AnswerHeaders, Attempt};
+use super::attempt::{self, chain, AnswerHeaders, AnswerRules, Attempt, BodyError, MAX_ANSWER};
 use super::{tls, ClientConfig, TransportError};
 
 /// Connections idle longer than this are closed rather than reused: a
@@ -33,6 +36,13 @@ const IDLE_LIMIT: Duration = Duration::from_secs(50);
 const STALE_RETRIES: usize = 3;
 
 type Sender = SendRequest<Full<Bytes>>;
+
+/// A connection: its sender, and whether the server's first bytes on it
+/// were TLS (an http:// endpoint that is an HTTPS port).
+struct Conn {
+    sender: Sender,
+    answered_tls: Arc<AtomicBool>,
+}
 
 pub struct Direct {
     /// Host and port to connect to.
@@ -47,8 +57,9 @@ pub struct Direct {
     user_agent: HeaderValue,
     connect_timeout: Duration,
     timeout: Duration,
+    rules: AnswerRules,
     /// Idle connections, the most recently used last.
-    idle: Mutex<Vec<(Sender, Instant)>>,
+    idle: Mutex<Vec<(Conn, Instant)>>,
 }
 
 impl Direct {
@@ -100,6 +111,7 @@ impl Direct {
             user_agent: HeaderValue::from_static(tls::USER_AGENT),
             connect_timeout: cfg.timeout.min(Duration::from_secs(10)),
             timeout: cfg.timeout,
+            rules: cfg.answer_rules(),
             idle: Mutex::new(Vec::new()),
         })
     }
@@ -109,12 +121,12 @@ impl Direct {
         let deadline = Instant::now() + self.timeout;
         let mut request = Some(self.request(body));
         for _ in 0..STALE_RETRIES {
-            let mut sender = match self.checkout(deadline).await {
-                Ok(s) => s,
+            let mut conn = match self.checkout(deadline).await {
+                Ok(c) => c,
                 Err(attempt) => return attempt,
             };
             let Some(req) = request.take() else { break };
-            let sent = tokio::time::timeout_at(deadline, sender.try_send_request(req)).await;
+            let sent = tokio::time::timeout_at(deadline, conn.sender.try_send_request(req)).await;
             let response = match sent {
                 Err(_) => {
                     return Attempt::Lost(format!(
@@ -129,21 +141,28 @@ impl Direct {
                         request = Some(req);
                         continue;
                     }
+                    if conn.answered_tls.load(Ordering::Relaxed) {
+                        return attempt::tls_port(&self.target_words());
+                    }
                     return attempt::from_hyper(&e.into_error());
                 }
             };
             let http = response.status().as_u16();
             let headers = AnswerHeaders::from_map(response.headers());
-            let body = match tokio::time::timeout_at(deadline, response.into_body().collect()).await
-            {
+            let capped = Limited::new(response.into_body(), MAX_ANSWER);
+            let body = match tokio::time::timeout_at(deadline, capped.collect()).await {
                 Ok(Ok(b)) => Ok(b.to_bytes()),
-                Ok(Err(e)) => Err(chain(&e)),
-                Err(_) => Err("no end of the body within the timeout".to_string()),
+                Ok(Err(e)) if e.is::<LengthLimitError>() => Err(BodyError::TooLong),
+                Ok(Err(e)) => Err(BodyError::Broken(chain(&*e))),
+                Err(_) => Err(BodyError::Broken(
+                    "no end of the body within the timeout".to_string(),
+                )),
             };
+            // A connection whose body was not read to its end is dropped.
             if body.is_ok() {
-                self.checkin(sender);
+                self.checkin(conn);
             }
-            return attempt::answered(http, &headers, body);
+            return attempt::answered(http, &headers, body, &self.rules);
         }
         Attempt::NotSent("request not sent: every connection closed before it was written".into())
     }
@@ -161,14 +180,19 @@ impl Direct {
         req
     }
 
+    /// `host:port`, for messages.
+    fn target_words(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
     /// An idle connection that is still open, or a new one.
-    async fn checkout(&self, deadline: Instant) -> Result<Sender, Attempt> {
+    async fn checkout(&self, deadline: Instant) -> Result<Conn, Attempt> {
         loop {
             let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
             match pooled {
-                Some((s, since)) if !s.is_closed() && since.elapsed() < IDLE_LIMIT => {
-                    if s.is_ready() {
-                        return Ok(s);
+                Some((c, since)) if !c.sender.is_closed() && since.elapsed() < IDLE_LIMIT => {
+                    if c.sender.is_ready() {
+                        return Ok(c);
                     }
                 }
                 Some(_) => {}
@@ -185,31 +209,43 @@ impl Direct {
         }
     }
 
-    fn checkin(&self, sender: Sender) {
-        if sender.is_closed() {
+    fn checkin(&self, conn: Conn) {
+        if conn.sender.is_closed() {
             return;
         }
         self.idle
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push((sender, Instant::now()));
+            .push((conn, Instant::now()));
     }
 
-    async fn connect(&self) -> Result<Sender, Attempt> {
+    async fn connect(&self) -> Result<Conn, Attempt> {
         let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(|e| Attempt::NotSent(format!("could not connect: {}", chain(&e))))?;
         let _ = tcp.set_nodelay(true);
-        match &self.tls {
-            None => handshake(tcp).await,
+        let answered_tls = Arc::new(AtomicBool::new(false));
+        let sender = match &self.tls {
+            None => {
+                handshake(Sniff {
+                    inner: tcp,
+                    seen: false,
+                    answered_tls: answered_tls.clone(),
+                })
+                .await?
+            }
             Some((connector, name)) => {
                 let stream = connector
                     .connect(name.clone(), tcp)
                     .await
-                    .map_err(|e| attempt::from_handshake(&e))?;
-                handshake(stream).await
+                    .map_err(|e| attempt::from_handshake(&e, &self.target_words()))?;
+                handshake(stream).await?
             }
-        }
+        };
+        Ok(Conn {
+            sender,
+            answered_tls,
+        })
     }
 }
 
@@ -226,4 +262,60 @@ where
         let _ = connection.await;
     });
     Ok(sender)
+}
+
+/// A plain connection that notes whether the server's first bytes are a
+/// TLS record.
+struct Sniff {
+    inner: TcpStream,
+    seen: bool,
+    answered_tls: Arc<AtomicBool>,
+}
+
+impl tokio::io::AsyncRead for Sniff {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if !self.seen && buf.filled().len() > before {
+            self.seen = true;
+            if attempt::looks_like_tls(&buf.filled()[before..]) {
+                self.answered_tls.store(true, Ordering::Relaxed);
+            }
+        }
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for Sniff {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }

@@ -15,6 +15,7 @@ pub mod credentials;
 pub mod direct;
 mod error;
 pub mod proxied;
+pub mod route;
 pub mod tls;
 
 use std::sync::Arc;
@@ -25,6 +26,9 @@ use bytes::Bytes;
 pub use attempt::{chain, stop_of, Attempt};
 pub use credentials::Credentials;
 pub use error::TransportError;
+pub use route::{route, Route, PROXY_VARS};
+
+use crate::api::ServerErrors;
 
 /// Settings of the client.
 #[derive(Debug, Clone)]
@@ -36,6 +40,22 @@ pub struct ClientConfig {
     pub ca_cert_pem: Option<Vec<u8>>,
     /// Connections kept open per host.
     pub pool_size: usize,
+    /// Retry 500, 502, 504 and other 5xx like a 503 (`--retry-server-errors`).
+    pub retry_server_errors: bool,
+}
+
+impl ClientConfig {
+    /// How answers to this client are read.
+    fn answer_rules(&self) -> attempt::AnswerRules {
+        attempt::AnswerRules {
+            endpoint: self.endpoint.clone(),
+            server_errors: if self.retry_server_errors {
+                ServerErrors::Retry
+            } else {
+                ServerErrors::Unknown
+            },
+        }
+    }
 }
 
 /// A client bound to one endpoint and one set of credentials.
@@ -54,7 +74,7 @@ pub type Script = dyn Fn(u64, &Bytes) -> Attempt + Send + Sync;
 pub enum Transport {
     /// Straight to the endpoint (hyper, rustls).
     Direct(Arc<direct::Direct>),
-    /// Through the proxy the environment names (reqwest), which honours it.
+    /// Through the proxy the environment names (reqwest).
     Proxied(proxied::Proxied),
     /// No network: each try's attempt comes from a closure (tests).
     Scripted(Arc<Scripted>),
@@ -75,33 +95,17 @@ impl std::fmt::Debug for Client {
     }
 }
 
-/// The environment variables that name a proxy.
-pub const PROXY_VARS: [&str; 6] = [
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-];
-
-/// Whether the environment names a proxy.
-fn proxy_configured() -> bool {
-    PROXY_VARS
-        .iter()
-        .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
-}
-
 impl Client {
     /// A client over the network: through a proxy when the environment
-    /// names one, straight to the endpoint otherwise.
+    /// names one for the endpoint, straight to the endpoint otherwise.
     pub fn new(cfg: &ClientConfig) -> Result<Client, TransportError> {
         let tls = Arc::new(tls::client_config(cfg.ca_cert_pem.as_deref())?);
-        let transport = if proxy_configured() {
-            tracing::debug!("a proxy is set in the environment: requests go through it");
-            Transport::Proxied(proxied::Proxied::new(cfg, &tls)?)
-        } else {
-            Transport::Direct(Arc::new(direct::Direct::new(cfg, tls)?))
+        let transport = match route(&cfg.endpoint)? {
+            Route::Proxy(proxy) => {
+                tracing::debug!(proxy = %proxy.url, "requests go through the proxy set in the environment");
+                Transport::Proxied(proxied::Proxied::new(cfg, &tls, &proxy)?)
+            }
+            Route::Direct => Transport::Direct(Arc::new(direct::Direct::new(cfg, tls)?)),
         };
         Ok(Client {
             transport,

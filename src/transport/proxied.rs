@@ -7,8 +7,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 
-use super::attempt::{self, chain, AnswerHeaders, Attempt};
-use super::{tls, ClientConfig, TransportError};
+use super::attempt::{self, chain, AnswerHeaders, AnswerRules, Attempt, BodyError, MAX_ANSWER};
+use super::{route, tls, ClientConfig, TransportError};
 
 /// Requests through a proxy.
 #[derive(Clone)]
@@ -16,13 +16,27 @@ pub struct Proxied {
     http: reqwest::Client,
     endpoint: url::Url,
     auth: HeaderValue,
+    rules: AnswerRules,
 }
 
 impl Proxied {
-    /// A transport to `cfg.endpoint` through the environment's proxy; `tls`
-    /// is the one TLS set-up of both transports.
-    pub fn new(cfg: &ClientConfig, tls: &rustls::ClientConfig) -> Result<Proxied, TransportError> {
+    /// A transport to `cfg.endpoint` through `proxy`; `tls` is the one TLS
+    /// set-up of both transports.
+    pub fn new(
+        cfg: &ClientConfig,
+        tls: &rustls::ClientConfig,
+        proxy: &route::Proxy,
+    ) -> Result<Proxied, TransportError> {
+        let proxy_error = |source| TransportError::Proxy {
+            proxy: proxy.url.clone(),
+            source,
+        };
+        let mut through = reqwest::Proxy::all(&proxy.url).map_err(proxy_error)?;
+        if let Some(auth) = &proxy.auth {
+            through = through.custom_http_auth(auth.clone());
+        }
         let http = reqwest::Client::builder()
+            .proxy(through)
             .use_preconfigured_tls(tls.clone())
             .https_only(cfg.endpoint.scheme() == "https")
             .redirect(reqwest::redirect::Policy::none())
@@ -38,6 +52,7 @@ impl Proxied {
             http,
             endpoint: cfg.endpoint.clone(),
             auth: cfg.credentials.header(),
+            rules: cfg.answer_rules(),
         })
     }
 
@@ -56,7 +71,28 @@ impl Proxied {
         };
         let http = response.status().as_u16();
         let headers = AnswerHeaders::from_map(response.headers());
-        let bytes = response.bytes().await.map_err(|e| chain(&e));
-        attempt::answered(http, &headers, bytes)
+        let body = read_capped(response).await;
+        attempt::answered(http, &headers, body, &self.rules)
+    }
+}
+
+/// The body, up to [`MAX_ANSWER`] bytes.
+async fn read_capped(mut response: reqwest::Response) -> Result<Bytes, BodyError> {
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_ANSWER as u64)
+    {
+        return Err(BodyError::TooLong);
+    }
+    let mut body = bytes::BytesMut::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) if body.len() + chunk.len() > MAX_ANSWER => {
+                return Err(BodyError::TooLong)
+            }
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) => return Ok(body.freeze()),
+            Err(e) => return Err(BodyError::Broken(chain(&e))),
+        }
     }
 }

@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
-use crate::api::Verdict;
+use crate::api::{StopKind, Verdict};
 
 const BODY: &[u8] = br#"{"customer_contact":"+447400100001","campaign_name":"x"}"#;
 
@@ -20,6 +20,7 @@ fn config(endpoint: &str, timeout: Duration) -> ClientConfig {
         timeout,
         ca_cert_pem: None,
         pool_size: 4,
+        retry_server_errors: false,
     }
 }
 
@@ -279,4 +280,189 @@ async fn a_scripted_transport_answers_each_try_from_its_script() {
         Attempt::Lost("reset".into())
     );
     assert_eq!(client.post(body).await, Attempt::Tls("untrusted".into()));
+}
+
+#[tokio::test]
+async fn an_endless_answer_is_cut_at_the_cap_and_unknown() {
+    let (l, endpoint) = listen("http").await;
+    let server = serve_one(l, |mut s| async move {
+        s.write_all(b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .await
+            .unwrap();
+        let chunk = format!("{:x}\r\n{}\r\n", 4096, "a".repeat(4096));
+        let mut sent = 0usize;
+        // Until the client hangs up.
+        while s.write_all(chunk.as_bytes()).await.is_ok() {
+            sent += 4096;
+            assert!(sent < 64 << 20, "the client kept reading past the cap");
+        }
+    });
+    let a = direct(&endpoint, Duration::from_secs(30), None)
+        .post(Bytes::from_static(BODY))
+        .await;
+    assert!(
+        matches!(&a, Attempt::Answered { http: 201, verdict: Verdict::Unknown(w), .. } if w.contains("over 64 KiB")),
+        "{a:?}"
+    );
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_retry_after_over_an_hour_stops_and_never_overflows() {
+    for wait in ["3601", "18446744073709551615", "999999999999999999999999"] {
+        let (l, endpoint) = listen("http").await;
+        let answer = format!(
+            "HTTP/1.1 503 Service Unavailable\r\nRetry-After: {wait}\r\nContent-Length: 0\r\n\r\n"
+        );
+        serve_one(l, |mut s| async move {
+            s.write_all(answer.as_bytes()).await.unwrap();
+        });
+        let a = direct(&endpoint, Duration::from_secs(5), None)
+            .post(Bytes::from_static(BODY))
+            .await;
+        assert!(
+            matches!(&a, Attempt::Answered { http: 503, verdict: Verdict::Stop(StopKind::Throttled, w), .. } if w.contains("--resume")),
+            "{wait}: {a:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn http_to_a_tls_port_is_recognised() {
+    let (l, endpoint) = listen("http").await;
+    let (_, acceptor) = tls_server();
+    tokio::spawn(async move {
+        let (s, _) = l.accept().await.unwrap();
+        let _ = acceptor.accept(s).await;
+    });
+    let a = direct(&endpoint, Duration::from_secs(5), None)
+        .post(Bytes::from_static(BODY))
+        .await;
+    assert!(
+        matches!(&a, Attempt::Tls(w) if w.contains("Use https://")),
+        "{a:?}"
+    );
+}
+
+#[tokio::test]
+async fn https_to_a_plain_http_port_is_recognised() {
+    let (l, endpoint) = listen("https").await;
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut hello = [0u8; 5];
+        s.read_exact(&mut hello).await.unwrap();
+        let _ = s
+            .write_all(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            )
+            .await;
+    });
+    let a = direct(&endpoint, Duration::from_secs(5), None)
+        .post(Bytes::from_static(BODY))
+        .await;
+    assert!(
+        matches!(&a, Attempt::Tls(w) if w.contains("not an HTTPS port")),
+        "{a:?}"
+    );
+}
+
+/// A client through `proxy` (an `http://host:port` URL).
+fn proxied(endpoint: &str, proxy: &str, timeout: Duration) -> Client {
+    let cfg = config(endpoint, timeout);
+    let tls = tls::client_config(None).unwrap();
+    let proxy = route::Proxy {
+        url: proxy.to_string(),
+        auth: None,
+    };
+    Client {
+        transport: Transport::Proxied(proxied::Proxied::new(&cfg, &tls, &proxy).unwrap()),
+        endpoint: cfg.endpoint,
+    }
+}
+
+#[tokio::test]
+async fn through_a_proxy_that_answers_the_request_is_answered() {
+    let (l, proxy) = listen("http").await;
+    let server = serve_one(l, |mut s| async move {
+        s.write_all(CREATED).await.unwrap();
+    });
+    let endpoint = "http://127.0.0.1:9/api/survey_requests/";
+    let a = proxied(
+        endpoint,
+        &proxy.replace("/api/survey_requests/", ""),
+        Duration::from_secs(5),
+    )
+    .post(Bytes::from_static(BODY))
+    .await;
+    assert!(
+        matches!(
+            &a,
+            Attempt::Answered {
+                verdict: Verdict::Created(1234),
+                ..
+            }
+        ),
+        "{a:?}"
+    );
+    let request = String::from_utf8(server.await.unwrap()).unwrap();
+    assert!(
+        request.starts_with(&format!("POST {endpoint} HTTP/1.1")),
+        "the proxy is asked for the endpoint: {request}"
+    );
+}
+
+#[tokio::test]
+async fn through_a_refused_proxy_nothing_was_sent() {
+    let (l, proxy) = listen("http").await;
+    drop(l);
+    let a = proxied(
+        "http://127.0.0.1:9/api/survey_requests/",
+        &proxy.replace("/api/survey_requests/", ""),
+        Duration::from_secs(5),
+    )
+    .post(Bytes::from_static(BODY))
+    .await;
+    assert!(matches!(&a, Attempt::NotSent(_)), "{a:?}");
+}
+
+#[tokio::test]
+async fn through_a_proxy_that_resets_after_the_request_it_may_have_arrived() {
+    let (l, proxy) = listen("http").await;
+    let server = serve_one(l, |s| async move {
+        s.set_zero_linger().unwrap();
+        drop(s);
+    });
+    let a = proxied(
+        "http://127.0.0.1:9/api/survey_requests/",
+        &proxy.replace("/api/survey_requests/", ""),
+        Duration::from_secs(5),
+    )
+    .post(Bytes::from_static(BODY))
+    .await;
+    assert!(matches!(&a, Attempt::Lost(_)), "{a:?}");
+    assert!(server.await.unwrap().ends_with(BODY));
+}
+
+#[tokio::test]
+async fn through_a_proxy_a_reset_on_connect_was_never_sent() {
+    // For an https:// endpoint the request goes inside a tunnel: a proxy
+    // that resets on CONNECT never saw it.
+    let (l, proxy) = listen("http").await;
+    let server = tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut head = [0u8; 8];
+        s.read_exact(&mut head).await.unwrap();
+        s.set_zero_linger().unwrap();
+        drop(s);
+        head
+    });
+    let a = proxied(
+        "https://digidesk.invalid/api/survey_requests/",
+        &proxy.replace("/api/survey_requests/", ""),
+        Duration::from_secs(5),
+    )
+    .post(Bytes::from_static(BODY))
+    .await;
+    assert!(matches!(&a, Attempt::NotSent(_)), "{a:?}");
+    assert_eq!(&server.await.unwrap(), b"CONNECT ");
 }
