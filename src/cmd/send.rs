@@ -210,6 +210,9 @@ pub fn command_line(
         parts.push(format!("--endpoint {}", shell_quote(s.endpoint.as_str())));
     }
     parts.push(format!("--rate {}", s.rate.unwrap_or(0)));
+    if s.retry_server_errors {
+        parts.push("--retry-server-errors".into());
+    }
     parts.join(" ")
 }
 

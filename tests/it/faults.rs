@@ -39,7 +39,8 @@ async fn server_errors_are_retried_until_created() {
         seed: Some(1),
         ..SandboxConfig::default()
     };
-    let (w, sb, out) = send_with(cfg, 80, &["--max-attempts", "12"]).await;
+    // This endpoint answers 500 and 502 before doing anything: say so.
+    let (w, sb, out) = send_with(cfg, 80, &["--max-attempts", "12", "--retry-server-errors"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out)); // the invalid rows
     let results = read_results(&w.path("calls.results.csv"));
     assert_consistent(80, &results, &sb);
@@ -67,7 +68,7 @@ async fn transient_failures_that_outlast_max_attempts_are_failed_with_every_reas
         seed: Some(2),
         ..SandboxConfig::default()
     };
-    let (w, sb, out) = send_with(cfg, 6, &["--max-attempts", "2"]).await;
+    let (w, sb, out) = send_with(cfg, 6, &["--max-attempts", "2", "--retry-server-errors"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let results = read_results(&w.path("calls.results.csv"));
     assert_consistent(6, &results, &sb);
@@ -165,7 +166,8 @@ async fn every_fault_at_once_loses_and_duplicates_nothing() {
         seed: Some(6),
         ..SandboxConfig::default()
     };
-    let (w, sb, out) = send_with(cfg, 300, &["--max-attempts", "10"]).await;
+    let (w, sb, out) =
+        send_with(cfg, 300, &["--max-attempts", "10", "--retry-server-errors"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let results = read_results(&w.path("calls.results.csv"));
     assert_consistent(300, &results, &sb);

@@ -50,6 +50,7 @@ async fn kill_9_at_random_moments_then_resume_creates_every_row_once() {
                     "0",
                     "--concurrency",
                     "6",
+                    "--retry-server-errors",
                     "-q",
                 ])
                 .stdout(Stdio::null())

@@ -14,7 +14,9 @@ async fn retry_sends_exactly_the_failed_rows() {
         MAPPING.replace("columns = [\"Reason\"]", "unmapped = true"),
     );
     let down = sandbox(SandboxConfig {
-        error_rate: 1.0,
+        // The service is down: 503, safe to resend.
+        fault_status: 503,
+        fault_status_rate: 1.0,
         seed: Some(9),
         ..SandboxConfig::default()
     })
