@@ -75,7 +75,7 @@ pub enum Transport {
     /// Straight to the endpoint (hyper, rustls).
     Direct(Arc<direct::Direct>),
     /// Through the proxy the environment names (reqwest).
-    Proxied(proxied::Proxied),
+    Proxied(Arc<proxied::Proxied>),
     /// No network: each try's attempt comes from a closure (tests).
     Scripted(Arc<Scripted>),
 }
@@ -103,7 +103,7 @@ impl Client {
         let transport = match route(&cfg.endpoint)? {
             Route::Proxy(proxy) => {
                 tracing::debug!(proxy = %proxy.url, "requests go through the proxy set in the environment");
-                Transport::Proxied(proxied::Proxied::new(cfg, &tls, &proxy)?)
+                Transport::Proxied(Arc::new(proxied::Proxied::new(cfg, &tls, &proxy)?))
             }
             Route::Direct => Transport::Direct(Arc::new(direct::Direct::new(cfg, tls)?)),
         };

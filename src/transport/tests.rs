@@ -375,7 +375,7 @@ fn proxied(endpoint: &str, proxy: &str, timeout: Duration) -> Client {
         auth: None,
     };
     Client {
-        transport: Transport::Proxied(proxied::Proxied::new(&cfg, &tls, &proxy).unwrap()),
+        transport: Transport::Proxied(Arc::new(proxied::Proxied::new(&cfg, &tls, &proxy).unwrap())),
         endpoint: cfg.endpoint,
     }
 }
@@ -465,4 +465,31 @@ async fn through_a_proxy_a_reset_on_connect_was_never_sent() {
     .await;
     assert!(matches!(&a, Attempt::NotSent(_)), "{a:?}");
     assert_eq!(&server.await.unwrap(), b"CONNECT ");
+}
+
+#[tokio::test]
+async fn through_a_proxy_an_endless_answer_is_cut_at_the_cap_too() {
+    let (l, proxy) = listen("http").await;
+    serve_one(l, |mut s| async move {
+        s.write_all(b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .await
+            .unwrap();
+        let chunk = format!("{:x}\r\n{}\r\n", 4096, "a".repeat(4096));
+        let mut sent = 0usize;
+        while s.write_all(chunk.as_bytes()).await.is_ok() {
+            sent += 4096;
+            assert!(sent < 64 << 20, "the client kept reading past the cap");
+        }
+    });
+    let a = proxied(
+        "http://127.0.0.1:9/api/survey_requests/",
+        &proxy.replace("/api/survey_requests/", ""),
+        Duration::from_secs(30),
+    )
+    .post(Bytes::from_static(BODY))
+    .await;
+    assert!(
+        matches!(&a, Attempt::Answered { http: 201, verdict: Verdict::Unknown(w), .. } if w.contains("over 64 KiB")),
+        "{a:?}"
+    );
 }
