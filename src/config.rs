@@ -11,7 +11,7 @@ use reqwest::header::HeaderValue;
 
 use crate::cli::SendOptions;
 use crate::exit::Fatal;
-use crate::reading::InputSource;
+use crate::input::read::InputSource;
 
 /// The default `--rate`: conservative, so that an account whose limit we do
 /// not know is not hammered.

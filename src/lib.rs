@@ -4,7 +4,7 @@
 //!
 //! The data's path, one module per stage:
 //!
-//! - [`reading`]: streams records out of the export (file, stdin, `.gz`, any encoding).
+//! - [`input`]: streams records out of the export (file, stdin, `.gz`, any encoding).
 //! - [`mapping`]: the TOML mapping file, compiled against the header into a plan.
 //! - [`contact`]: phone numbers to E.164, emails trimmed and lower-cased.
 //! - [`validate`]: the spec's field rules, applied before anything is sent.
@@ -32,6 +32,7 @@ pub mod config;
 pub mod contact;
 pub mod direct;
 pub mod exit;
+pub mod input;
 pub mod journal;
 pub mod logging;
 pub mod mapping;
@@ -40,7 +41,6 @@ pub mod pace;
 pub mod phone;
 pub mod pipeline;
 pub mod progress;
-pub mod reading;
 pub mod request;
 pub mod results;
 pub mod sandbox;

@@ -15,9 +15,9 @@ use std::time::Instant;
 
 use crate::cli::CheckArgs;
 use crate::exit::{Exit, Fatal};
+use crate::input::read::{self, InputSource, ReadOptions, Reader, Record};
 use crate::mapping::{Mapped, Mapping, Plan};
 use crate::pipeline::{self, Source};
-use crate::reading::{self, InputSource, ReadOptions, Reader, Record};
 use crate::summary::thousands;
 
 /// Rows that share a reason.
@@ -297,8 +297,8 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
     let started = Instant::now();
     let input = InputSource::parse(&args.input.input);
     let read = ReadOptions {
-        encoding: reading::parse_encoding(&args.input.encoding)?,
-        delimiter: reading::parse_delimiter(&args.input.delimiter)?,
+        encoding: read::parse_encoding(&args.input.encoding)?,
+        delimiter: read::parse_delimiter(&args.input.delimiter)?,
     };
     let mapping = Mapping::load(&args.input.mapping)?;
     let reader = Reader::open(&input, &read)?;
@@ -411,7 +411,7 @@ rules = [{ column = "Opt Out", equals = ["Y"] }]
     fn checked(path: &std::path::Path, mappers: usize) -> String {
         let input = InputSource::parse(path.to_str().unwrap());
         let opts = ReadOptions {
-            encoding: reading::parse_encoding("utf-8").unwrap(),
+            encoding: read::parse_encoding("utf-8").unwrap(),
             delimiter: b',',
         };
         let mut reader = Reader::open(&input, &opts).unwrap();

@@ -8,9 +8,9 @@ use std::time::Duration;
 use crate::cli::{DemoArgs, LogArgs};
 use crate::config::{default_concurrency, Credentials, SendSettings, StartMode};
 use crate::exit::{Exit, Fatal};
+use crate::input::read::{InputSource, ReadOptions, Reader};
 use crate::mapping::{Mapping, Plan};
 use crate::pipeline::{self, Job, Source};
-use crate::reading::{InputSource, ReadOptions, Reader};
 use crate::sandbox::{Sandbox, SandboxConfig};
 
 /// The demo export (also at `fixtures/calls.csv`).

@@ -5,9 +5,9 @@
 use crate::cli::{LogArgs, RetryArgs};
 use crate::config::SendSettings;
 use crate::exit::{Exit, Fatal};
+use crate::input::read::{self, InputSource, ReadOptions, Reader};
 use crate::mapping::{Mapping, Plan};
 use crate::pipeline::{self, Job, Source};
-use crate::reading::{self, InputSource, ReadOptions, Reader};
 use crate::results::Status;
 
 use super::send::{command_line, execute, read_mapping, refuse_same_file, retry_results_path};
@@ -33,7 +33,7 @@ pub async fn run(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     let input = InputSource::File(args.results_in.clone());
     let read = ReadOptions {
         encoding: encoding_rs::UTF_8,
-        delimiter: reading::parse_delimiter(&args.delimiter)?,
+        delimiter: read::parse_delimiter(&args.delimiter)?,
     };
     let settings =
         SendSettings::from_options(&args.send, Some(retry_results_path(&args.results_in)))?;

@@ -9,9 +9,9 @@ use std::time::Duration;
 use crate::cli::{LogArgs, SendArgs};
 use crate::config::{default_results_path, SendSettings};
 use crate::exit::{Exit, Fatal};
+use crate::input::read::{self, InputSource, ReadOptions, Reader};
 use crate::mapping::{Mapping, Plan};
 use crate::pipeline::{self, Job, Source, Stop};
-use crate::reading::{self, InputSource, ReadOptions, Reader};
 use crate::results::Counters;
 use crate::summary;
 
@@ -21,8 +21,8 @@ pub const INTERRUPT_GRACE: Duration = Duration::from_secs(10);
 pub async fn run(args: SendArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     let input = InputSource::parse(&args.input.input);
     let read = ReadOptions {
-        encoding: reading::parse_encoding(&args.input.encoding)?,
-        delimiter: reading::parse_delimiter(&args.input.delimiter)?,
+        encoding: read::parse_encoding(&args.input.encoding)?,
+        delimiter: read::parse_delimiter(&args.input.delimiter)?,
     };
     if input == InputSource::Stdin && args.send.results.is_none() {
         return Err(Fatal::usage(

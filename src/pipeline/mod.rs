@@ -29,10 +29,10 @@ use crate::api::{StopKind, Verdict};
 use crate::client::{Attempt, Client};
 use crate::config::{SendSettings, StartMode};
 use crate::exit::Fatal;
+use crate::input::read::Reader;
 use crate::journal::{self, Journal, RowSet};
 use crate::mapping::{Mapped, Plan};
 use crate::pace::Pace;
-use crate::reading::Reader;
 use crate::results::{self, Counters, Outcome, Status, Tally};
 
 /// Rows journaled with one sync, at most.
@@ -962,7 +962,7 @@ fn journal_groups(
 }
 
 /// The row number of a record, or `None` when `retry` does not select it.
-fn row_of(source: &Source, record: &crate::reading::Record) -> Result<Option<u64>, Fatal> {
+fn row_of(source: &Source, record: &crate::input::read::Record) -> Result<Option<u64>, Fatal> {
     let Some(sel) = &source.select else {
         return Ok(Some(record.row));
     };

@@ -1,0 +1,3 @@
+//! The input: the export's records, read and decoded.
+
+pub mod read;
