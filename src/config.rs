@@ -11,7 +11,7 @@ use reqwest::header::HeaderValue;
 
 use crate::cli::SendOptions;
 use crate::exit::Fatal;
-use crate::input::read::InputSource;
+use crate::input::read::Origin;
 
 /// The default `--rate`: conservative, so that an account whose limit we do
 /// not know is not hammered.
@@ -177,8 +177,8 @@ fn is_loopback(url: &url::Url) -> bool {
 
 /// The default results path: `INPUT` with `.results.csv` in place of `.csv`
 /// (`.csv.gz` too); stdin has none.
-pub fn default_results_path(input: &InputSource, suffix: &str) -> Option<PathBuf> {
-    let InputSource::File(path) = input else {
+pub fn default_results_path(input: &Origin, suffix: &str) -> Option<PathBuf> {
+    let Origin::File(path) = input else {
         return None;
     };
     let name = path.file_name()?.to_string_lossy().into_owned();
@@ -337,12 +337,11 @@ mod tests {
 
     #[test]
     fn results_path_replaces_csv() {
-        let p =
-            |s: &str| default_results_path(&InputSource::File(s.into()), ".results.csv").unwrap();
+        let p = |s: &str| default_results_path(&Origin::File(s.into()), ".results.csv").unwrap();
         assert_eq!(p("dir/calls.csv"), PathBuf::from("dir/calls.results.csv"));
         assert_eq!(p("calls.CSV.gz"), PathBuf::from("calls.results.csv"));
         assert_eq!(p("calls"), PathBuf::from("calls.results.csv"));
-        assert!(default_results_path(&InputSource::Stdin, ".results.csv").is_none());
+        assert!(default_results_path(&Origin::Stdin, ".results.csv").is_none());
     }
 
     #[test]

@@ -9,9 +9,10 @@ use std::time::Duration;
 use crate::cli::{LogArgs, SendArgs};
 use crate::config::{default_results_path, SendSettings};
 use crate::exit::{Exit, Fatal};
-use crate::input::read::{self, InputSource, ReadOptions, Reader};
+use crate::input::read::{self, Origin, ReadOptions, Reader};
+use crate::input::Rows;
 use crate::mapping::{Mapping, Plan};
-use crate::pipeline::{self, Job, Source, Stop};
+use crate::pipeline::{self, Job, Stop};
 use crate::results::Counters;
 use crate::summary;
 
@@ -19,12 +20,12 @@ use crate::summary;
 pub const INTERRUPT_GRACE: Duration = Duration::from_secs(10);
 
 pub async fn run(args: SendArgs, log: &LogArgs) -> Result<Exit, Fatal> {
-    let input = InputSource::parse(&args.input.input);
+    let input = Origin::parse(&args.input.input);
     let read = ReadOptions {
         encoding: read::parse_encoding(&args.input.encoding)?,
         delimiter: read::parse_delimiter(&args.input.delimiter)?,
     };
-    if input == InputSource::Stdin && args.send.results.is_none() {
+    if input == Origin::Stdin && args.send.results.is_none() {
         return Err(Fatal::usage(
             "--results FILE is required when the input is standard input",
         ));
@@ -33,24 +34,24 @@ pub async fn run(args: SendArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     let mapping_text = read_mapping(&args.input.mapping)?;
     let mapping = Mapping::load(&args.input.mapping)?;
     let reader = Reader::open(&input, &read)?;
-    let source = Source::new(reader, input.display_name(), None)?;
-    let plan = Plan::compile(&mapping, &source.columns, &input.display_name())?;
+    let rows = Rows::new(reader, input.display_name(), None)?;
+    let plan = Plan::compile(&mapping, &rows.columns.names, &input.display_name())?;
     let settings =
         SendSettings::from_options(&args.send, default_results_path(&input, ".results.csv"))?;
-    if let InputSource::File(p) = &input {
+    if let Origin::File(p) = &input {
         refuse_same_file(p, &settings.results)?;
     }
     let fingerprint = pipeline::fingerprint(
         &[
             b"send",
             &mapping_text,
-            source.columns.join("\u{1f}").as_bytes(),
+            rows.columns.names.join("\u{1f}").as_bytes(),
             read.encoding.name().as_bytes(),
             &[read.delimiter],
         ],
         match &input {
-            InputSource::File(p) => Some(p.as_path()),
-            InputSource::Stdin => None,
+            Origin::File(p) => Some(p.as_path()),
+            Origin::Stdin => None,
         },
     );
     let resume_cmd = format!(
@@ -74,7 +75,7 @@ pub async fn run(args: SendArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     );
     let job = Job {
         command: "send".into(),
-        source,
+        rows,
         plan,
         settings,
         fingerprint,
@@ -94,7 +95,7 @@ pub async fn execute(
     let counters = Arc::new(Counters::default());
     let summary_json = job.settings.summary_json.clone();
     tracing::info!(
-        input = %job.source.name,
+        input = %job.rows.name,
         results = %job.settings.results.display(),
         endpoint = %job.settings.endpoint,
         rate = job.settings.rate.map(|r| r.to_string()).unwrap_or_else(|| "unlimited".into()),
@@ -104,9 +105,9 @@ pub async fn execute(
     let progress = crate::progress::start(
         crate::progress::Sources {
             counters: counters.clone(),
-            bytes_read: job.source.reader.bytes_read(),
-            rows_read: job.source.reader.rows_read(),
-            total_bytes: job.source.reader.total_bytes(),
+            bytes_read: job.rows.reader.bytes_read(),
+            rows_read: job.rows.reader.rows_read(),
+            total_bytes: job.rows.reader.total_bytes(),
         },
         log.quiet > 0,
         job.settings.progress_every,
@@ -243,6 +244,6 @@ pub fn shell_quote(s: &str) -> String {
 
 /// The default results path of `retry`: `RESULTS` with `.retry.csv` in place of `.csv`.
 pub fn retry_results_path(results_in: &Path) -> PathBuf {
-    default_results_path(&InputSource::File(results_in.to_path_buf()), ".retry.csv")
+    default_results_path(&Origin::File(results_in.to_path_buf()), ".retry.csv")
         .unwrap_or_else(|| results_in.with_extension("retry.csv"))
 }
