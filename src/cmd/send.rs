@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cli::{LogArgs, SendArgs};
+use crate::client::{Client, ClientConfig};
 use crate::config::{default_results_path, SendSettings};
 use crate::exit::{Exit, Fatal};
 use crate::input::read::{self, Origin, ReadOptions, Reader};
@@ -92,6 +93,13 @@ pub async fn execute(
     resend: &str,
     resume: &str,
 ) -> Result<Exit, Fatal> {
+    let client = Client::new(&ClientConfig {
+        endpoint: job.settings.endpoint.clone(),
+        credentials: job.settings.credentials.clone(),
+        timeout: job.settings.timeout,
+        ca_cert_pem: job.settings.ca_cert_pem.clone(),
+        pool_size: job.settings.max_concurrency,
+    })?;
     let counters = Arc::new(Counters::default());
     let summary_json = job.settings.summary_json.clone();
     tracing::info!(
@@ -116,7 +124,7 @@ pub async fn execute(
     let signals = crate::signals::Signals::install()
         .map_err(|e| Fatal::usage(format!("cannot watch for Ctrl-C: {e}")))?;
     let signals = tokio::spawn(watch_signals(signals, stop.clone()));
-    let report = pipeline::run(job, stop, counters).await;
+    let report = pipeline::run(job, client, stop, counters).await;
     signals.abort();
     drop(progress);
     let report = report?;

@@ -131,8 +131,13 @@ struct SendItem {
     body: Bytes,
 }
 
-/// Runs a job to its end. `stop` lets the caller interrupt it.
-pub async fn run(job: Job, stop: Stop, counters: Arc<Counters>) -> Result<Report, Fatal> {
+/// Runs a job to its end, posting with `client`. `stop` lets the caller interrupt it.
+pub async fn run(
+    job: Job,
+    client: Client,
+    stop: Stop,
+    counters: Arc<Counters>,
+) -> Result<Report, Fatal> {
     let started = Instant::now();
     let Job {
         command,
@@ -166,13 +171,6 @@ pub async fn run(job: Job, stop: Stop, counters: Arc<Counters>) -> Result<Report
         }
     }
     let before = counters.total();
-    let client = Client::new(&crate::client::ClientConfig {
-        endpoint: settings.endpoint.clone(),
-        credentials: settings.credentials.clone(),
-        timeout: settings.timeout,
-        ca_cert_pem: settings.ca_cert_pem.clone(),
-        pool_size: settings.max_concurrency,
-    })?;
     let writer = Arc::new(results::Shared::new(writer));
     let journal = Arc::new(Mutex::new(journal));
     let ctx = Arc::new(Ctx::new(
