@@ -11,7 +11,6 @@ use reqwest::header::HeaderValue;
 
 use crate::cli::SendOptions;
 use crate::exit::Fatal;
-use crate::input::read::Origin;
 
 /// The default `--rate`: conservative, so that an account whose limit we do
 /// not know is not hammered.
@@ -175,25 +174,6 @@ fn is_loopback(url: &url::Url) -> bool {
     }
 }
 
-/// The default results path: `INPUT` with `.results.csv` in place of `.csv`
-/// (`.csv.gz` too); stdin has none.
-pub fn default_results_path(input: &Origin, suffix: &str) -> Option<PathBuf> {
-    let Origin::File(path) = input else {
-        return None;
-    };
-    let name = path.file_name()?.to_string_lossy().into_owned();
-    let lower = name.to_ascii_lowercase();
-    let stem = [".csv.gz", ".csv", ".gz", ".txt", ".tsv"]
-        .iter()
-        .find_map(|ext| {
-            lower
-                .ends_with(ext)
-                .then(|| &name[..name.len() - ext.len()])
-        })
-        .unwrap_or(&name);
-    Some(path.with_file_name(format!("{stem}{suffix}")))
-}
-
 /// How the run treats an existing results file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartMode {
@@ -333,15 +313,6 @@ mod tests {
             parse_endpoint(None).unwrap().as_str(),
             crate::spec::DEFAULT_ENDPOINT
         );
-    }
-
-    #[test]
-    fn results_path_replaces_csv() {
-        let p = |s: &str| default_results_path(&Origin::File(s.into()), ".results.csv").unwrap();
-        assert_eq!(p("dir/calls.csv"), PathBuf::from("dir/calls.results.csv"));
-        assert_eq!(p("calls.CSV.gz"), PathBuf::from("calls.results.csv"));
-        assert_eq!(p("calls"), PathBuf::from("calls.results.csv"));
-        assert!(default_results_path(&Origin::Stdin, ".results.csv").is_none());
     }
 
     #[test]

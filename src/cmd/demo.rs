@@ -110,7 +110,7 @@ pub async fn run(args: DemoArgs, log: &LogArgs) -> Result<Exit, Fatal> {
         show(&dir.join("calls.results.csv")),
         show(&mapping_path)
     );
-    let exit = super::send::execute(job, "demo", log, &resend, "digidesk-upload demo").await;
+    let exit = super::job::execute(job, "demo", log, &resend, "digidesk-upload demo").await;
     sandbox.shutdown().await;
     let exit = exit?;
     outln!("");

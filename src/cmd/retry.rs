@@ -11,7 +11,9 @@ use crate::mapping::{Mapping, Plan};
 use crate::pipeline::{self, Job};
 use crate::results::Status;
 
-use super::send::{command_line, execute, read_mapping, refuse_same_file, retry_results_path};
+use super::job::{
+    command_line, execute, read_mapping, reading_args, refuse_same_file, retry_results_path,
+};
 
 pub async fn run(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     let mut statuses = Vec::new();
@@ -62,7 +64,7 @@ pub async fn run(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
             &args.mapping,
             &settings,
             true,
-            &super::send::reading_args(&read),
+            &reading_args(&read),
         ),
         selection.join(",")
     );
