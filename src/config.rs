@@ -11,10 +11,7 @@ use reqwest::header::HeaderValue;
 
 use crate::cli::SendOptions;
 use crate::exit::Fatal;
-
-/// The default `--rate`: conservative, so that an account whose limit we do
-/// not know is not hammered.
-pub const DEFAULT_RATE: u32 = 10;
+use crate::pipeline::pool;
 
 /// The latency `--concurrency`'s default is sized for.
 pub const DESIGN_LATENCY: Duration = Duration::from_millis(250);
@@ -278,21 +275,22 @@ impl SendSettings {
 pub fn default_concurrency(rate: Option<u32>) -> usize {
     match rate {
         None => UNLIMITED_CONCURRENCY,
-        Some(r) => {
-            let needed = (f64::from(r) * DESIGN_LATENCY.as_secs_f64() * 2.0).ceil() as usize;
-            needed.clamp(4, 512)
-        }
+        Some(r) => pool::in_flight(f64::from(r), DESIGN_LATENCY, 2.0).clamp(4, 512),
     }
 }
 
-/// How far the default pool may grow: enough for `rate` at 2 s latency, at
-/// most [`CONCURRENCY_CAP`].
+/// How far the default pool may grow: enough for `rate` at [`MAX_LATENCY`],
+/// at most [`CONCURRENCY_CAP`].
 pub fn max_concurrency(rate: Option<u32>) -> usize {
     match rate {
         None => UNLIMITED_CONCURRENCY,
-        Some(r) => (r as usize * 2).clamp(default_concurrency(rate), CONCURRENCY_CAP),
+        Some(r) => pool::in_flight(f64::from(r), MAX_LATENCY, 1.0)
+            .clamp(default_concurrency(rate), CONCURRENCY_CAP),
     }
 }
+
+/// The latency the default pool may grow to hold the rate at.
+pub const MAX_LATENCY: Duration = Duration::from_secs(2);
 
 /// The most requests the default pool ever has in flight.
 pub const CONCURRENCY_CAP: usize = 1024;
