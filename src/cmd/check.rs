@@ -161,7 +161,7 @@ fn check_row(
 }
 
 /// What is printed at the end, gathered batch by batch in input order.
-struct Report {
+struct Findings {
     counts: Counts,
     invalid: Groups,
     skipped: Groups,
@@ -170,7 +170,7 @@ struct Report {
     show: usize,
 }
 
-impl Report {
+impl Findings {
     fn merge(&mut self, c: Checked) {
         self.counts.add(&c.counts);
         for (reason, row) in &c.invalid {
@@ -202,7 +202,7 @@ fn read_batch(rows: &mut Rows) -> Result<Vec<Record>, Fatal> {
 
 /// Everything on this thread, one record reused: no allocation per row for
 /// reading.
-fn check_inline(rows: &mut Rows, plan: &Plan, report: &mut Report) -> Result<(), Fatal> {
+fn check_inline(rows: &mut Rows, plan: &Plan, report: &mut Findings) -> Result<(), Fatal> {
     let mut fields = csv::StringRecord::new();
     let mut checked = Checked::new(0);
     while let Some(row) = rows.next_row_into(&mut fields)? {
@@ -222,7 +222,7 @@ fn check_parallel(
     mappers: usize,
     rows: &mut Rows,
     plan: &Plan,
-    report: &mut Report,
+    report: &mut Findings,
 ) -> Result<(), Fatal> {
     let show = report.show;
     let columns = &rows.columns.clone();
@@ -283,7 +283,7 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
     let mut rows = Rows::new(reader, input.display_name(), None)?;
     let plan = Plan::compile(&mapping, &rows.columns.names, &input.display_name())?;
 
-    let mut report = Report {
+    let mut report = Findings {
         counts: Counts::default(),
         invalid: Groups {
             examples: args.examples,
@@ -310,7 +310,7 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
         check_parallel(mappers, &mut rows, &plan, &mut report)?;
     }
     let name = rows.name;
-    let Report {
+    let Findings {
         counts,
         invalid,
         skipped,
@@ -387,7 +387,7 @@ rules = [{ column = "Opt Out", equals = ["Y"] }]
             "in",
         )
         .unwrap();
-        let mut report = Report {
+        let mut report = Findings {
             counts: Counts::default(),
             invalid: Groups {
                 examples: 4,

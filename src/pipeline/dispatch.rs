@@ -12,7 +12,7 @@ use crate::journal::Journal;
 
 use super::pool::Pool;
 use super::worker::{worker, Ctx};
-use super::{End, SendItem, Stop, HANDOFF_BATCH};
+use super::{Ended, SendItem, Stop, HANDOFF_BATCH};
 
 /// Rows journaled with one sync, at most.
 const MAX_BATCH: usize = 512;
@@ -201,7 +201,7 @@ fn journal_groups(
                 .and_then(|_| j.commit())
         };
         if let Err(e) = journaled {
-            stop.set(End::Interrupted);
+            stop.set(Ended::Interrupted);
             return Err(e);
         }
         // One wake-up of the runtime per group: its workers are spawned

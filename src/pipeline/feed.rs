@@ -14,7 +14,7 @@ use crate::journal::RowSet;
 use crate::mapping::{Mapped, Plan};
 use crate::results::{self, Outcome, Status};
 
-use super::{End, SendItem, Stop, HANDOFF_BATCH};
+use super::{Ended, SendItem, Stop, HANDOFF_BATCH};
 
 /// How reading ended.
 pub(super) struct ReadEnd {
@@ -169,7 +169,7 @@ fn read_all(
         };
         if !to_writer.record(decided) {
             // The results file failed: the run ends with that error.
-            stop.set(End::Interrupted);
+            stop.set(Ended::Interrupted);
             only_count = true;
             end.unsent += 1;
         }

@@ -66,7 +66,7 @@ pub struct Job {
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum End {
+pub enum Ended {
     /// Every row was read and decided (or `--limit` was reached).
     Completed,
     /// Stopped part-way for a reason the user must fix.
@@ -77,10 +77,10 @@ pub enum End {
     Interrupted,
 }
 
-/// What a finished run reports.
+/// The facts of a finished run: what the summary table and its JSON twin show.
 #[derive(Debug, Clone)]
-pub struct Report {
-    pub end: End,
+pub struct RunSummary {
+    pub ended: Ended,
     /// Rows per status in the whole results file (a resumed run included).
     pub counts: Vec<(Status, u64)>,
     /// Rows decided by this invocation.
@@ -101,7 +101,7 @@ pub struct Report {
     pub already_complete: bool,
 }
 
-impl Report {
+impl RunSummary {
     pub fn count(&self, s: Status) -> u64 {
         self.counts
             .iter()
@@ -137,7 +137,7 @@ pub async fn run(
     client: Client,
     stop: Stop,
     counters: Arc<Counters>,
-) -> Result<Report, Fatal> {
+) -> Result<RunSummary, Fatal> {
     let started = Instant::now();
     let Job {
         command,
@@ -162,7 +162,7 @@ pub async fn run(
             counters.add(*s, *n);
         }
         if r.done {
-            return Ok(Report::already_complete(
+            return Ok(RunSummary::already_complete(
                 &counters,
                 r.tally.clone(),
                 settings.results,
@@ -223,8 +223,8 @@ pub async fn run(
     }
     let (end, limited, unsent) = ending(stop.reason(), read, undispatched + abandoned);
     close_journal(&journal, &end, limited)?;
-    Ok(Report {
-        end,
+    Ok(RunSummary {
+        ended: end,
         counts: Status::ALL.iter().map(|s| (*s, counters.get(*s))).collect(),
         rows_this_run: counters.total() - before,
         requests: counters.requests.load(Ordering::Relaxed),
@@ -238,16 +238,16 @@ pub async fn run(
     })
 }
 
-impl Report {
+impl RunSummary {
     /// The report of a run whose previous invocation had already completed.
     fn already_complete(
         counters: &Counters,
         tally: Tally,
         results: PathBuf,
         started: Instant,
-    ) -> Report {
-        Report {
-            end: End::Completed,
+    ) -> RunSummary {
+        RunSummary {
+            ended: Ended::Completed,
             counts: Status::ALL.iter().map(|s| (*s, counters.get(*s))).collect(),
             rows_this_run: 0,
             requests: 0,
@@ -264,27 +264,31 @@ impl Report {
 
 /// How the run ended, whether `--limit` was reached, and the rows left
 /// unsent (`unsent` so far: not dispatched, or abandoned by a stop).
-fn ending(stopped: Option<End>, read: Result<ReadEnd, Fatal>, mut unsent: u64) -> (End, bool, u64) {
+fn ending(
+    stopped: Option<Ended>,
+    read: Result<ReadEnd, Fatal>,
+    mut unsent: u64,
+) -> (Ended, bool, u64) {
     let mut limited = false;
     let end = match (stopped, read) {
         (Some(reason), read) => {
             unsent += read.map(|r| r.unsent).unwrap_or(0);
             reason
         }
-        (None, Err(e)) => End::InputError(e.message),
+        (None, Err(e)) => Ended::InputError(e.message),
         (None, Ok(read_end)) => {
             limited = read_end.limited;
             unsent += read_end.unsent;
-            End::Completed
+            Ended::Completed
         }
     };
     (end, limited, unsent)
 }
 
 /// A run that completed marks its journal done; any other leaves it for `--resume`.
-fn close_journal(journal: &Mutex<Journal>, end: &End, limited: bool) -> Result<(), Fatal> {
+fn close_journal(journal: &Mutex<Journal>, end: &Ended, limited: bool) -> Result<(), Fatal> {
     let mut j = journal.lock().unwrap_or_else(|p| p.into_inner());
-    if *end == End::Completed && !limited {
+    if *end == Ended::Completed && !limited {
         j.done()
     } else {
         j.commit()

@@ -17,7 +17,7 @@ use crate::pace::Pace;
 use crate::results::{self, Counters, Outcome, Status};
 
 use super::pool::record_latency;
-use super::{End, SendItem, Stop};
+use super::{Ended, SendItem, Stop};
 
 /// The circuit breaker opens after this many consecutive transient failures...
 pub const BREAKER_FAILURES: u64 = 50;
@@ -106,23 +106,15 @@ impl Ctx {
     }
 }
 
-/// How a row's tries ended.
-enum Fate {
-    /// Decided: its outcome goes to the results file.
-    Decided(Status, Option<u64>),
-    /// Not created, and left for `--resume` (the run is stopping).
-    Abandoned,
-}
-
 /// Sends one row with retries, and hands its outcome to the writer.
 pub(super) async fn worker(ctx: Arc<Ctx>, item: SendItem, permit: OwnedSemaphorePermit) {
     let SendItem { row, fields, body } = item;
     let mut errors: Vec<String> = Vec::new();
     let mut attempts = 0u32;
     let mut http: Option<u16> = None;
-    let fate = tries(&ctx, row, &body, &mut errors, &mut attempts, &mut http).await;
-    match fate {
-        Fate::Decided(status, id) => {
+    let decided = tries(&ctx, row, &body, &mut errors, &mut attempts, &mut http).await;
+    match decided {
+        Some((status, id)) => {
             let outcome = Outcome {
                 row,
                 fields,
@@ -135,11 +127,12 @@ pub(super) async fn worker(ctx: Arc<Ctx>, item: SendItem, permit: OwnedSemaphore
             };
             deliver(&ctx, outcome, permit);
         }
-        Fate::Abandoned => abandon(&ctx, row, permit),
+        None => abandon(&ctx, row, permit),
     }
 }
 
-/// Tries one row until it is decided or the run stops.
+/// Tries one row until it is decided: its status and DigiDesk id. `None`
+/// when the run stops first: the row was not created and is left for `--resume`.
 async fn tries(
     ctx: &Ctx,
     row: u64,
@@ -147,11 +140,11 @@ async fn tries(
     errors: &mut Vec<String>,
     attempts: &mut u32,
     http: &mut Option<u16>,
-) -> Fate {
+) -> Option<(Status, Option<u64>)> {
     loop {
         tokio::select! {
             _ = ctx.pace.ready() => {}
-            _ = ctx.stop.soft.cancelled() => return Fate::Abandoned,
+            _ = ctx.stop.soft.cancelled() => return None,
         }
         *attempts += 1;
         ctx.counters.requests.fetch_add(1, Ordering::Relaxed);
@@ -162,7 +155,7 @@ async fn tries(
             a = ctx.client.post(body.clone()) => { record_latency(&ctx.latency_us, sent_at.elapsed()); a }
             _ = ctx.stop.hard.cancelled() => {
                 errors.push("interrupted while waiting for the answer: it may have been created; check DigiDesk before resending (retry --only unknown)".into());
-                return Fate::Decided(Status::Unknown, None);
+                return Some((Status::Unknown, None));
             }
         };
         let (reason, retry_after) = match attempt {
@@ -176,20 +169,20 @@ async fn tries(
                     Verdict::Created(id) => {
                         ctx.breaker.success();
                         ctx.pace.succeeded();
-                        return Fate::Decided(Status::Created, Some(id));
+                        return Some((Status::Created, Some(id)));
                     }
                     Verdict::Rejected(messages) => {
                         ctx.breaker.success();
                         errors.extend(messages);
-                        return Fate::Decided(Status::Rejected, None);
+                        return Some((Status::Rejected, None));
                     }
                     Verdict::Unknown(msg) => {
                         errors.push(msg);
-                        return Fate::Decided(Status::Unknown, None);
+                        return Some((Status::Unknown, None));
                     }
                     Verdict::Stop(kind, msg) => {
-                        ctx.stop.set(End::Stopped(kind, msg));
-                        return Fate::Abandoned;
+                        ctx.stop.set(Ended::Stopped(kind, msg));
+                        return None;
                     }
                     Verdict::Transient(msg) => {
                         if h == 429 {
@@ -202,30 +195,30 @@ async fn tries(
             Attempt::NotSent(msg) => (msg, None),
             Attempt::Lost(msg) => {
                 errors.push(msg);
-                return Fate::Decided(Status::Unknown, None);
+                return Some((Status::Unknown, None));
             }
             Attempt::Tls(msg) => {
-                ctx.stop.set(End::Stopped(StopKind::Tls, msg));
-                return Fate::Abandoned;
+                ctx.stop.set(Ended::Stopped(StopKind::Tls, msg));
+                return None;
             }
         };
         errors.push(format!("try {attempts}: {reason}"));
         if ctx.breaker.failure() {
-            ctx.stop.set(End::Stopped(
+            ctx.stop.set(Ended::Stopped(
                 StopKind::ServiceDown,
                 format!(
                     "the service kept failing: {BREAKER_FAILURES} tries in a row failed with transient errors over {}s without a success (last: {reason})",
                     BREAKER_WINDOW.as_secs()
                 ),
             ));
-            return Fate::Abandoned;
+            return None;
         }
         if *attempts >= ctx.max_attempts {
-            return Fate::Decided(Status::Failed, None);
+            return Some((Status::Failed, None));
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff(*attempts, retry_after)) => {}
-            _ = ctx.stop.soft.cancelled() => return Fate::Abandoned,
+            _ = ctx.stop.soft.cancelled() => return None,
         }
     }
 }
@@ -257,7 +250,7 @@ fn deliver(ctx: &Ctx, mut outcome: Outcome, permit: OwnedSemaphorePermit) {
     outcome.permit = Some(permit);
     if !ctx.writer.record(outcome) {
         // The results file failed: the run ends with that error.
-        ctx.stop.set(End::Interrupted);
+        ctx.stop.set(Ended::Interrupted);
     }
 }
 
