@@ -361,6 +361,11 @@ impl Scenario {
         self.work.write(name, content)
     }
 
+    /// A results file in the work directory, as rows.
+    pub fn results_in(&self, name: &str) -> Vec<Row> {
+        read_results(&self.path(name))
+    }
+
     /// Rewrites the mapping file in place (between runs).
     pub fn rewrite_mapping(&self, toml: impl AsRef<[u8]>) {
         std::fs::write(&self.mapping, toml).expect("write the mapping");
@@ -404,9 +409,8 @@ impl Scenario {
     }
 
     fn cmd(&self, command: &str, input: &Path, endpoint: bool, args: &[&str]) -> Command {
-        let mut c = bin();
-        c.current_dir(self.work.dir.path())
-            .arg(command)
+        let mut c = self.bin();
+        c.arg(command)
             .arg(input)
             .arg("--mapping")
             .arg(&self.mapping);
@@ -414,6 +418,13 @@ impl Scenario {
             c.args(["--endpoint", &e]);
         }
         c.args(args);
+        c
+    }
+
+    /// The binary (as [`bin`]), run from the work directory.
+    pub fn bin(&self) -> Command {
+        let mut c = bin();
+        c.current_dir(self.work.dir.path());
         c
     }
 
@@ -439,6 +450,25 @@ impl Scenario {
         self.finished(cmd, out)
     }
 
+    /// Runs a command of this scenario to its end with `input` on its stdin.
+    pub fn run_with_stdin(&self, cmd: &mut Command, input: &[u8]) -> Run {
+        use std::io::Write;
+        use std::process::Stdio;
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start digidesk-upload");
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let out = tokio::task::block_in_place(|| {
+            stdin.write_all(input).expect("write to its stdin");
+            drop(stdin);
+            child.wait_with_output().expect("wait for digidesk-upload")
+        });
+        self.finished(cmd, out)
+    }
+
     /// Starts `send` with `args`, its output piped, to be stopped or waited on.
     pub fn spawn_send(&self, args: &[&str]) -> tokio::process::Child {
         tokio::process::Command::from(self.send_cmd(args))
@@ -450,7 +480,10 @@ impl Scenario {
 
     /// Waits for a run started by [`Self::spawn_send`].
     pub async fn wait(&self, child: tokio::process::Child) -> Run {
-        let out = child.wait_with_output().await.expect("wait for digidesk-upload");
+        let out = child
+            .wait_with_output()
+            .await
+            .expect("wait for digidesk-upload");
         Run {
             out,
             results: Some(self.results_path()),
