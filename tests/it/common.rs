@@ -311,6 +311,12 @@ impl Scenario {
         self
     }
 
+    /// The mapping is `name` in the work directory, holding `toml`.
+    pub fn mapping_file(mut self, name: &str, toml: impl AsRef<[u8]>) -> Scenario {
+        self.mapping = self.work.write(name, toml);
+        self
+    }
+
     /// The mapping is a file outside the work directory (a ready mapping).
     pub fn mapping_path(mut self, path: impl Into<PathBuf>) -> Scenario {
         self.mapping = path.into();
