@@ -13,7 +13,7 @@ use crate::results::Status;
 /// How many error messages the summary lists.
 pub const TOP_ERRORS: usize = 5;
 
-/// The exit code a report calls for (PRODUCT.md's table).
+/// The exit code a finished run calls for.
 pub fn exit_code(report: &RunSummary) -> Exit {
     match &report.ended {
         Ended::Interrupted => Exit::Interrupted,

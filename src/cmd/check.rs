@@ -14,9 +14,10 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::cli::CheckArgs;
+use crate::config::{parse_delimiter, parse_encoding};
 use crate::exit::{Exit, Fatal};
-use crate::input::read::{self, Origin, ReadOptions, Reader, Record};
 use crate::input::{self, Columns, Rows};
+use crate::input::{Origin, ReadOptions, Reader, Record};
 use crate::mapping::{Mapped, Mapping, Plan};
 use crate::summary::thousands;
 
@@ -275,8 +276,8 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
     let started = Instant::now();
     let input = Origin::parse(&args.input.input);
     let read = ReadOptions {
-        encoding: read::parse_encoding(&args.input.encoding)?,
-        delimiter: read::parse_delimiter(&args.input.delimiter)?,
+        encoding: parse_encoding(&args.input.encoding)?,
+        delimiter: parse_delimiter(&args.input.delimiter)?,
     };
     let mapping = Mapping::load(&args.input.mapping)?;
     let reader = Reader::open(&input, &read)?;
@@ -376,7 +377,7 @@ rules = [{ column = "Opt Out", equals = ["Y"] }]
     fn checked(path: &std::path::Path, mappers: usize) -> String {
         let input = Origin::parse(path.to_str().unwrap());
         let opts = ReadOptions {
-            encoding: read::parse_encoding("utf-8").unwrap(),
+            encoding: parse_encoding("utf-8").unwrap(),
             delimiter: b',',
         };
         let reader = Reader::open(&input, &opts).unwrap();

@@ -42,7 +42,15 @@ pub const GROWTH_HEADROOM: f64 = 1.5;
 /// Grows the pool when the observed latency needs more requests in flight
 /// than it has, never past its cap. It never shrinks: the rate limit, not
 /// the pool, decides how fast requests go.
-pub(super) async fn size_pool(ctx: Arc<Ctx>, semaphore: Arc<Semaphore>, pool: Arc<Pool>) {
+pub(super) fn start(
+    ctx: &Arc<Ctx>,
+    semaphore: &Arc<Semaphore>,
+    pool: &Arc<Pool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(size_pool(ctx.clone(), semaphore.clone(), pool.clone()))
+}
+
+async fn size_pool(ctx: Arc<Ctx>, semaphore: Arc<Semaphore>, pool: Arc<Pool>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tick.tick().await;

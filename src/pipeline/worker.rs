@@ -73,40 +73,44 @@ pub(super) struct Ctx {
     breaker: Breaker,
     pub(super) stop: Stop,
     pub(super) journal: Arc<Mutex<Journal>>,
-    writer: Arc<results::Shared>,
+    pub(super) writer: Arc<results::Shared>,
     counters: Arc<Counters>,
     max_attempts: u32,
     /// Answer latency, an exponentially weighted average in microseconds.
     pub(super) latency_us: AtomicU64,
     /// Rows dropped by a stop before they were created (left for `--resume`).
     pub(super) abandoned: AtomicU64,
+    /// Rows in flight when a previous run died, recorded `unknown` by the reader.
+    pub(super) resumed_unknown: AtomicU64,
 }
 
 impl Ctx {
+    /// What the workers of a run share: its client and rate, its journal
+    /// and results file.
     pub(super) fn new(
         client: Client,
         settings: &SendSettings,
-        stop: Stop,
-        journal: Arc<Mutex<Journal>>,
-        writer: Arc<results::Shared>,
-        counters: Arc<Counters>,
-    ) -> Ctx {
-        Ctx {
+        stop: &Stop,
+        (journal, writer): (Journal, results::Writer),
+        counters: &Arc<Counters>,
+    ) -> Arc<Ctx> {
+        Arc::new(Ctx {
             client,
             pace: Pace::new(settings.rate),
             breaker: Breaker::new(),
-            stop,
-            journal,
-            writer,
-            counters,
+            stop: stop.clone(),
+            journal: Arc::new(Mutex::new(journal)),
+            writer: Arc::new(results::Shared::new(writer)),
+            counters: counters.clone(),
             max_attempts: settings.max_attempts,
             latency_us: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
-        }
+            resumed_unknown: AtomicU64::new(0),
+        })
     }
 }
 
-/// Sends one row with retries, and hands its outcome to the writer.
+/// Sends one row with retries, and writes its outcome to the results file.
 pub(super) async fn worker(ctx: Arc<Ctx>, item: SendItem, permit: OwnedSemaphorePermit) {
     let SendItem { row, fields, body } = item;
     let mut errors: Vec<String> = Vec::new();
