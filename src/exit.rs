@@ -52,9 +52,9 @@ impl Fatal {
 
 /// Reading the input: nothing was sent yet, so bad usage (exit 2); text in
 /// the wrong encoding names the option that fixes it.
-impl From<crate::input::ReadError> for Fatal {
-    fn from(e: crate::input::ReadError) -> Fatal {
-        use crate::input::ReadError;
+impl From<crate::input::read::ReadError> for Fatal {
+    fn from(e: crate::input::read::ReadError) -> Fatal {
+        use crate::input::read::ReadError;
         let hint = match &e {
             ReadError::InvalidText { encoding, .. } if *encoding == "UTF-8" => {
                 "; the file is probably in another encoding: try --encoding windows-1252 (Excel on Windows writes it)"
@@ -100,9 +100,9 @@ impl From<crate::results::ResultsError> for Fatal {
 
 /// A run: whatever stops it before anything is sent is bad usage (exit 2);
 /// a failure part-way stops it (exit 3).
-impl From<crate::pipeline::RunError> for Fatal {
-    fn from(e: crate::pipeline::RunError) -> Fatal {
-        use crate::pipeline::RunError;
+impl From<crate::pipeline::error::RunError> for Fatal {
+    fn from(e: crate::pipeline::error::RunError) -> Fatal {
+        use crate::pipeline::error::RunError;
         match e {
             RunError::Exists { .. } => Fatal::usage(format!(
                 "{e}: add --resume to continue the run that wrote it, or --force to start again and replace it (rows it lists as created would then be sent again)"

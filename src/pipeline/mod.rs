@@ -16,7 +16,7 @@
 //! most `--concurrency` rows are ever in flight.
 
 mod dispatch;
-mod error;
+pub mod error;
 mod feed;
 pub mod pool;
 pub mod resume;
@@ -42,7 +42,6 @@ use crate::results::{self, Counters, Status, Tally};
 
 use dispatch::Dispatcher;
 use feed::ReadEnd;
-use pool::Pool;
 use resume::Resume;
 use worker::Ctx;
 
@@ -156,11 +155,8 @@ pub async fn run(
     let limit = job.settings.limit;
     let reader = feed::start(job.rows, job.plan, resume, limit, to_dispatch, &ctx)?;
     let semaphore = Arc::new(Semaphore::new(job.settings.concurrency));
-    let pool = Arc::new(Pool::new(
-        job.settings.concurrency,
-        job.settings.max_concurrency,
-    ));
-    let sizer = pool::start(&ctx, &semaphore, &pool);
+    let pool = ctx.pool.clone();
+    let sizer = pool::start(&ctx.pace, &semaphore, &pool);
     let syncer = tokio::spawn(sync_results(ctx.writer.clone()));
     let dispatcher = Dispatcher::start(inbox, &ctx)?;
     let (undispatched, dispatch_error) = dispatcher.run(&ctx, &semaphore, &pool).await;

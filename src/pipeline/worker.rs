@@ -16,7 +16,7 @@ use crate::journal::Journal;
 use crate::pace::Pace;
 use crate::results::{self, Counters, Outcome, Status};
 
-use super::pool::record_latency;
+use super::pool::{record_latency, Pool};
 use super::{Ended, SendItem, Stop};
 
 /// The circuit breaker opens after this many consecutive transient failures...
@@ -69,15 +69,14 @@ impl Breaker {
 /// What workers share.
 pub(super) struct Ctx {
     client: Client,
-    pub(super) pace: Pace,
+    pub(super) pace: Arc<Pace>,
+    pub(super) pool: Arc<Pool>,
     breaker: Breaker,
     pub(super) stop: Stop,
     pub(super) journal: Arc<Mutex<Journal>>,
     pub(super) writer: Arc<results::Shared>,
     counters: Arc<Counters>,
     max_attempts: u32,
-    /// Answer latency, an exponentially weighted average in microseconds.
-    pub(super) latency_us: AtomicU64,
     /// Rows dropped by a stop before they were created (left for `--resume`).
     pub(super) abandoned: AtomicU64,
     /// Rows in flight when a previous run died, recorded `unknown` by the reader.
@@ -96,14 +95,14 @@ impl Ctx {
     ) -> Arc<Ctx> {
         Arc::new(Ctx {
             client,
-            pace: Pace::new(settings.rate),
+            pace: Arc::new(Pace::new(settings.rate)),
+            pool: Arc::new(Pool::new(settings.concurrency, settings.max_concurrency)),
             breaker: Breaker::new(),
             stop: stop.clone(),
             journal: Arc::new(Mutex::new(journal)),
             writer: Arc::new(results::Shared::new(writer)),
             counters: counters.clone(),
             max_attempts: settings.max_attempts,
-            latency_us: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
             resumed_unknown: AtomicU64::new(0),
         })
@@ -156,7 +155,7 @@ async fn tries(
         tracing::trace!(row, attempt = *attempts, body = %String::from_utf8_lossy(body), "sending");
         let sent_at = tokio::time::Instant::now();
         let attempt = tokio::select! {
-            a = ctx.client.post(body.clone()) => { record_latency(&ctx.latency_us, sent_at.elapsed()); a }
+            a = ctx.client.post(body.clone()) => { record_latency(&ctx.pool.latency_us, sent_at.elapsed()); a }
             _ = ctx.stop.hard.cancelled() => {
                 errors.push("interrupted while waiting for the answer: it may have been created; check DigiDesk before resending (retry --only unknown)".into());
                 return Some((Status::Unknown, None));
