@@ -2,12 +2,14 @@
 //! for `retry`, only the selected rows under their original numbers; and the
 //! decision made on each row before any request (width, columns, mapping).
 
+pub mod error;
 pub mod read;
 
 use crate::mapping::{Mapped, Plan};
 use crate::results::{self, Status};
 
-pub use read::{Origin, ReadError, ReadOptions, Reader, Record};
+pub use error::ReadError;
+pub use read::{Origin, ReadOptions, Reader, Record};
 
 /// The columns of the input: how wide a record must be, and which columns
 /// are kept (all but `digidesk_*`, which are never mapped: the results file
