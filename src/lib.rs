@@ -20,11 +20,13 @@
 //!
 //! Around it: [`cli`] (the command line), [`config`] (checked, typed settings),
 //! [`cmd`] (one module per command), [`sandbox`] (a local DigiDesk), [`spec`]
-//! (the API's names and limits), [`exit`] (exit codes), [`logging`],
+//! (the API's names and limits), [`exit`] (exit codes), [`assets`] (man
+//! pages and completions), [`logging`],
 //! [`signals`] (Ctrl-C and SIGTERM) and [`output`] (stdout that survives a
 //! closed pipe).
 
 pub mod api;
+pub mod assets;
 pub mod cli;
 pub mod client;
 pub mod cmd;
