@@ -62,13 +62,10 @@ pub fn write(dir: &Path) -> Result<Vec<PathBuf>, Fatal> {
     for d in [&man, &completions] {
         std::fs::create_dir_all(d).map_err(|e| cant(d, e))?;
     }
-    clap_mangen::generate_to(Cli::command(), &man).map_err(|e| cant(&man, e))?;
-    let mut written: Vec<PathBuf> = std::fs::read_dir(&man)
-        .map_err(|e| cant(&man, e))?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "1"))
-        .collect();
-    written.sort();
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let mut written = Vec::new();
+    write_man_pages(&cmd, &man, &mut written).map_err(|(path, e)| cant(&path, e))?;
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
         let name = completion_file(shell)
             .and_then(|p| p.rsplit('/').next())
@@ -78,4 +75,57 @@ pub fn write(dir: &Path) -> Result<Vec<PathBuf>, Fatal> {
         written.push(path);
     }
     Ok(written)
+}
+
+/// One page for `cmd` (named by its display name: `digidesk-upload-send.1`),
+/// then one for each of its visible subcommands.
+fn write_man_pages(
+    cmd: &clap::Command,
+    dir: &Path,
+    written: &mut Vec<PathBuf>,
+) -> Result<(), (PathBuf, std::io::Error)> {
+    let name = cmd.get_display_name().unwrap_or(cmd.get_name());
+    let path = dir.join(format!("{name}.1"));
+    std::fs::write(&path, man_page(cmd)).map_err(|e| (path.clone(), e))?;
+    written.push(path);
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        write_man_pages(sub, dir, written)?;
+    }
+    Ok(())
+}
+
+/// clap_mangen's page, with the text after the options (the examples) in
+/// an EXAMPLES section whose lines are kept as they are, for copying.
+fn man_page(cmd: &clap::Command) -> Vec<u8> {
+    let after = cmd.get_after_help().map(|s| s.to_string());
+    let page = cmd
+        .clone()
+        .after_help(None::<&str>)
+        .after_long_help(None::<&str>);
+    let mut out = Vec::new();
+    // Rendering into memory cannot fail.
+    let _ = clap_mangen::Man::new(page).render(&mut out);
+    let Some(after) = after else { return out };
+    let mut lines = after.lines().peekable();
+    let examples = lines
+        .peek()
+        .is_some_and(|l| matches!(l.trim(), "Example:" | "Examples:"));
+    let mut section = roff::Roff::new();
+    if examples {
+        lines.next();
+        section.control("SH", ["EXAMPLES"]).control("nf", []);
+        for line in lines {
+            section.text([roff::roman(line.strip_prefix("  ").unwrap_or(line))]);
+        }
+        section.control("fi", []);
+    } else {
+        section.control("SH", ["NOTES"]);
+        for line in lines {
+            section.text([roff::roman(line)]);
+        }
+    }
+    // Without the preamble clap_mangen's page already has.
+    let text = section.render();
+    out.extend_from_slice(&text.as_bytes()[text.find(".SH").unwrap_or(0)..]);
+    out
 }

@@ -275,7 +275,243 @@ async fn retry_help_names_the_results_file_retry_writes() {
     up.shutdown().await;
 }
 
-#[allow(dead_code)]
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// roff escapes a hyphen as `\-`.
+fn unroff(page: &str) -> String {
+    page.replace("\\-", "-").replace("\\\\", "\\")
+}
+
+#[test]
+fn a_man_page_for_every_command_names_every_option() {
+    use clap::CommandFactory;
+    let w = Work::new();
+    let written = digidesk_upload::assets::write(w.dir.path()).expect("assets written");
+    let mut cli = digidesk_upload::cli::Cli::command();
+    cli.build();
+    let mut commands = vec![(String::from("digidesk-upload"), cli.clone())];
+    for sub in cli.get_subcommands() {
+        if !sub.is_hide_set() && sub.get_name() != "help" {
+            commands.push((format!("digidesk-upload-{}", sub.get_name()), sub.clone()));
+        }
+    }
+    assert!(commands.len() >= 7);
+    let mut options = 0;
+    for (name, cmd) in &commands {
+        let path = w.path("man").join(format!("{name}.1"));
+        assert!(
+            written.contains(&path),
+            "{} among {written:?}",
+            path.display()
+        );
+        let page = unroff(&std::fs::read_to_string(&path).unwrap());
+        assert!(page.starts_with(".ie"), "{name}: roff");
+        assert!(page.contains(&format!(".TH {name} 1")), "{name}: its title");
+        for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+            let shown = match arg.get_long() {
+                Some(long) => format!("--{long}"),
+                None => arg.get_id().to_string().to_uppercase(),
+            };
+            assert!(
+                page.contains(&shown),
+                "man page {name}.1 mentions {shown}:\n{page}"
+            );
+            options += 1;
+        }
+        if let Some(after) = cmd.get_after_help() {
+            let first = after.to_string();
+            let example = first
+                .lines()
+                .find(|l| l.contains("digidesk-upload"))
+                .unwrap();
+            assert!(page.contains(example.trim()), "{name}.1 has the examples");
+        }
+    }
+    assert!(options > 60, "checked {options} options");
+    // The completions beside them are the ones `completions SHELL` prints.
+    let bash = std::fs::read(w.path("completions").join("digidesk-upload")).unwrap();
+    let printed = bin().args(["completions", "bash"]).output().unwrap().stdout;
+    assert_eq!(bash, printed);
+}
+
+/// `[package.metadata.deb]` installs what `generate-assets` writes, where
+/// each shell looks for it, without needing cargo-deb to check.
+#[test]
+fn the_debian_package_installs_the_binary_man_pages_completions_and_units() {
+    let manifest: toml::Value =
+        toml::from_str(&std::fs::read_to_string(root().join("Cargo.toml")).unwrap()).unwrap();
+    let deb = &manifest["package"]["metadata"]["deb"];
+    let assets: Vec<(String, String)> = deb["assets"]
+        .as_array()
+        .expect("explicit assets")
+        .iter()
+        .map(|a| {
+            let a = a.as_array().unwrap();
+            (
+                a[0].as_str().unwrap().to_owned(),
+                a[1].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let installs = |src: &str, dest: &str| {
+        assert!(
+            assets.iter().any(|(s, d)| s == src && d == dest),
+            "installs {src} as {dest}: {assets:?}"
+        );
+    };
+    installs("target/release/digidesk-upload", "usr/bin/");
+    installs("target/release/assets/man/*.1", "usr/share/man/man1/");
+    let w = Work::new();
+    let written = digidesk_upload::assets::write(w.dir.path()).unwrap();
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
+        let installed = digidesk_upload::assets::completion_file(shell).unwrap();
+        let (dir, file) = installed.rsplit_once('/').unwrap();
+        let src = format!("target/release/assets/completions/{file}");
+        assert!(
+            written.contains(&w.path("completions").join(file)),
+            "{src} is generated"
+        );
+        installs(&src, &format!("usr/{dir}/"));
+    }
+    for (src, _) in &assets {
+        if !src.starts_with("target/release/") {
+            let found = std::fs::read_dir(root().join(Path::new(src).parent().unwrap()))
+                .map(|d| d.count())
+                .unwrap_or(0);
+            assert!(found > 0, "{src} exists");
+        }
+    }
+    // The units and the user they run as, installed and left disabled.
+    let units = deb["maintainer-scripts"].as_str().unwrap();
+    assert_eq!(units.trim_end_matches('/'), "contrib/systemd");
+    for f in ["service", "timer", "sysusers"] {
+        assert!(root()
+            .join(units)
+            .join(format!("digidesk-upload.{f}"))
+            .exists());
+    }
+    let systemd = &deb["systemd-units"];
+    assert_eq!(
+        systemd["enable"].as_bool(),
+        Some(false),
+        "nothing is enabled"
+    );
+    assert_eq!(
+        systemd["start"].as_bool(),
+        Some(false),
+        "nothing is started"
+    );
+}
+
+/// A unit file's `Key=value` lines, section by section.
+fn unit_keys(path: &Path) -> Vec<(String, String, String)> {
+    let mut section = String::new();
+    let mut keys = Vec::new();
+    for line in std::fs::read_to_string(path).unwrap().lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_owned();
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("{}: not Key=value: {line}", path.display()));
+        keys.push((section.clone(), key.to_owned(), value.to_owned()));
+    }
+    keys
+}
+
+#[test]
+fn the_systemd_units_run_the_nightly_send_hardened() {
+    use clap::Parser;
+    let dir = root().join("contrib/systemd");
+    let service = dir.join("digidesk-upload.service");
+    let timer = dir.join("digidesk-upload.timer");
+    let keys = unit_keys(&service);
+    let get = |key: &str| -> Vec<&str> {
+        keys.iter()
+            .filter(|(s, k, _)| s == "Service" && k == key)
+            .map(|(_, _, v)| v.as_str())
+            .collect()
+    };
+    for (key, want) in [
+        ("Type", "oneshot"),
+        ("SuccessExitStatus", "1"),
+        ("EnvironmentFile", "/etc/digidesk/env"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "true"),
+        ("PrivateTmp", "true"),
+        ("NoNewPrivileges", "true"),
+        ("StateDirectory", "digidesk-upload"),
+        ("LogsDirectory", "digidesk-upload"),
+        ("ReadWritePaths", "/data/exports"),
+        (
+            "Environment",
+            "DIGIDESK_LEDGER=/var/lib/digidesk-upload/ledger.sqlite3",
+        ),
+    ] {
+        assert_eq!(get(key), [want], "[Service] {key}=");
+    }
+    // ExecStart runs a command line the program accepts, writing only where
+    // the sandboxing lets it: the results beside the export, the summary in
+    // the logs directory.
+    let exec = get("ExecStart");
+    assert_eq!(exec.len(), 1);
+    let script = exec[0]
+        .strip_prefix("/bin/sh -c '")
+        .and_then(|s| s.strip_suffix('\''))
+        .expect("ExecStart=/bin/sh -c '...'")
+        .replace("$$", "$")
+        .replace("%%", "%");
+    let words = shell_words::split(&script).unwrap();
+    assert_eq!(words[..3], ["exec", "/usr/bin/digidesk-upload", "send"]);
+    let cli = digidesk_upload::cli::Cli::try_parse_from(&words[1..])
+        .unwrap_or_else(|e| panic!("ExecStart: {script}: {e}"));
+    let digidesk_upload::cli::Command::Send(args) = cli.command else {
+        panic!("ExecStart runs send");
+    };
+    assert!(args
+        .input
+        .input
+        .starts_with("/data/exports/calls-$(date -d yesterday +%F)"));
+    assert!(args.send.results.is_none(), "results beside the export");
+    assert!(args
+        .send
+        .summary_json
+        .as_deref()
+        .is_some_and(|p| p.starts_with("/var/log/digidesk-upload/")));
+    assert!(args.input.mapping.starts_with("/etc/digidesk/"));
+
+    let keys = unit_keys(&timer);
+    assert!(keys.contains(&("Timer".into(), "OnCalendar".into(), "*-*-* 02:30".into())));
+    assert!(keys.contains(&("Timer".into(), "Persistent".into(), "true".into())));
+    assert!(keys.contains(&("Install".into(), "WantedBy".into(), "timers.target".into())));
+
+    // Where systemd is installed, it must read both files without a word.
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        let out = Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(&service)
+            .arg(&timer)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+            "systemd-analyze verify: {}",
+            text(&out)
+        );
+    }
 }
