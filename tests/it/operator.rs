@@ -515,3 +515,100 @@ fn the_systemd_units_run_the_nightly_send_hardened() {
         );
     }
 }
+
+/// The README's ```sh blocks, continuation lines joined.
+fn readme_sh_lines(readme: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_sh = false;
+    let mut pending = String::new();
+    for line in readme.lines() {
+        let t = line.trim();
+        if t.starts_with("```") {
+            in_sh = t == "```sh";
+            continue;
+        }
+        if !in_sh {
+            continue;
+        }
+        match t.strip_suffix('\\') {
+            Some(head) => {
+                pending.push_str(head);
+                pending.push(' ');
+            }
+            None => {
+                pending.push_str(t);
+                out.push(std::mem::take(&mut pending));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_readme_installs_with_locked_versions_and_never_suggests_force() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let lines = readme_sh_lines(&readme);
+    let installs: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("cargo install"))
+        .collect();
+    assert!(
+        installs.iter().any(|l| l.contains("--path .")),
+        "installing from the clone: {installs:?}"
+    );
+    for l in &installs {
+        assert!(l.contains("--locked"), "`{l}` builds what the tests ran");
+    }
+    assert!(
+        lines.iter().any(|l| l.starts_with("cargo deb")),
+        "building the package"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("sudo apt install ./target/debian/")),
+        "installing the package"
+    );
+    // A command run twice must not send twice: --force resends every row.
+    for l in lines.iter().filter(|l| l.starts_with("digidesk-upload ")) {
+        assert!(!l.contains("--force"), "the README suggests `{l}`");
+    }
+    let backfill: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("--results backfill.csv"))
+        .collect();
+    assert_eq!(backfill.len(), 2, "{backfill:?}");
+    assert!(!backfill[0].contains("--resume") && backfill[1].ends_with("--resume"));
+}
+
+#[test]
+fn the_readme_lists_the_fields_the_ready_mappings_and_the_units() {
+    use digidesk_upload::spec;
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    for field in spec::STRING_FIELDS.iter().chain([&spec::MISC_DATA]) {
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{field}` |")))
+            .unwrap_or_else(|| panic!("the README has a row for {field}"));
+        let want = if spec::REQUIRED_FIELDS.contains(field) {
+            "| required |"
+        } else {
+            "| optional |"
+        };
+        assert!(row.contains(want), "{field}: {want}: {row}");
+    }
+    assert!(readme.contains(&format!("at most {}", spec::MAX_CHARS)));
+    assert!(readme.contains(&format!("up to {} extra", spec::MAX_MISC_ENTRIES)));
+    for entry in std::fs::read_dir(root().join("mappings")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            readme.contains(&format!("`mappings/{name}`")),
+            "the README mentions mappings/{name}"
+        );
+    }
+    for unit in ["service", "timer"] {
+        let path = format!("contrib/systemd/digidesk-upload.{unit}");
+        assert!(root().join(&path).exists());
+        assert!(readme.contains(&format!("]({path})")), "links {path}");
+    }
+}
