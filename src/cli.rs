@@ -210,9 +210,23 @@ pub struct SendOptions {
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
 
+    /// `csv`: UTF-8, comma, no BOM. `excel`: a UTF-8 BOM and the input's
+    /// delimiter, so that Excel opens it in columns whatever its locale.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = ResultsFormat::Csv)]
+    pub results_format: ResultsFormat,
+
     /// Seconds between progress log lines when stderr is not a terminal (cron, pipes).
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub progress_every: f64,
+}
+
+/// How the results file is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ResultsFormat {
+    /// UTF-8, comma-separated, no byte order mark.
+    Csv,
+    /// A UTF-8 byte order mark and the input's delimiter, for Excel.
+    Excel,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -256,9 +270,21 @@ pub struct RetryArgs {
     )]
     pub only: Vec<String>,
 
-    /// Delimiter of the results file.
-    #[arg(long, value_name = "C", default_value = ",")]
-    pub delimiter: String,
+    /// Take the selected rows (by their `digidesk_row`) from this export, the
+    /// original export with its mistakes fixed, instead of from RESULTS;
+    /// they are mapped and validated again. Its rows must be where they were.
+    #[arg(long, value_name = "FIXED_EXPORT")]
+    pub from: Option<PathBuf>,
+
+    /// Encoding of the file the rows come from: FIXED_EXPORT with --from,
+    /// else RESULTS (`windows-1252` once Excel has saved it). A UTF-8 BOM is always stripped.
+    #[arg(long, value_name = "NAME", default_value = "utf-8")]
+    pub encoding: String,
+
+    /// Delimiter of the file the rows come from [default: with --from `,`;
+    /// else found in RESULTS' header].
+    #[arg(long, value_name = "C")]
+    pub delimiter: Option<String>,
 
     #[command(flatten)]
     pub send: SendOptions,

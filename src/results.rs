@@ -28,6 +28,27 @@ pub const COLUMNS: [&str; 6] = [
     "digidesk_errors",
 ];
 
+/// How a results file is written: plain (UTF-8, comma, no BOM), or for
+/// Excel (a UTF-8 BOM, and the input's delimiter, so that a spreadsheet set
+/// to a European locale opens it in columns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Format {
+    pub delimiter: u8,
+    pub bom: bool,
+}
+
+impl Default for Format {
+    fn default() -> Format {
+        Format {
+            delimiter: b',',
+            bom: false,
+        }
+    }
+}
+
+/// The UTF-8 byte order mark, which tells Excel the file is UTF-8.
+pub const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// True for a column the tool writes (and so never maps or copies from input).
 pub fn is_result_column(name: &str) -> bool {
     name.trim().to_ascii_lowercase().starts_with("digidesk_")
@@ -214,10 +235,17 @@ impl Writer {
     pub fn create(
         path: &Path,
         header: &[String],
+        format: Format,
         counters: Arc<Counters>,
     ) -> Result<Writer, ResultsError> {
-        let file = File::create(path).map_err(|e| io_error("create the results file", path, e))?;
-        let mut w = Writer::over(file, path, header.len(), counters);
+        let mut file =
+            File::create(path).map_err(|e| io_error("create the results file", path, e))?;
+        if format.bom {
+            use std::io::Write as _;
+            file.write_all(BOM)
+                .map_err(|e| io_error("write the results file", path, e))?;
+        }
+        let mut w = Writer::over(file, path, header.len(), format, counters);
         w.csv
             .write_record(header)
             .map_err(|e| write_error(path, e))?;
@@ -230,6 +258,7 @@ impl Writer {
         path: &Path,
         good_len: u64,
         width: usize,
+        format: Format,
         counters: Arc<Counters>,
     ) -> Result<Writer, ResultsError> {
         let mut file = OpenOptions::new()
@@ -241,12 +270,19 @@ impl Writer {
             .map_err(|e| io_error("repair the results file", path, e))?;
         file.seek(std::io::SeekFrom::End(0))
             .map_err(|e| io_error("open the results file", path, e))?;
-        Ok(Writer::over(file, path, width, counters))
+        Ok(Writer::over(file, path, width, format, counters))
     }
 
-    fn over(file: File, path: &Path, width: usize, counters: Arc<Counters>) -> Writer {
+    fn over(
+        file: File,
+        path: &Path,
+        width: usize,
+        format: Format,
+        counters: Arc<Counters>,
+    ) -> Writer {
         let csv = csv::WriterBuilder::new()
             .flexible(false)
+            .delimiter(format.delimiter)
             .from_writer(BufWriter::with_capacity(256 * 1024, file));
         Writer {
             csv,
@@ -416,11 +452,16 @@ pub struct Existing {
 
 /// Reads an existing results file: checks its header, collects its rows and
 /// finds where its last whole record ends.
-pub fn read_existing(path: &Path, expected_header: &[String]) -> Result<Existing, ResultsError> {
+pub fn read_existing(
+    path: &Path,
+    expected_header: &[String],
+    format: Format,
+) -> Result<Existing, ResultsError> {
     let file = File::open(path).map_err(|e| io_error("read the results file", path, e))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(false)
+        .delimiter(format.delimiter)
         .flexible(true)
         .from_reader(std::io::BufReader::new(file));
     let mut rec = csv::ByteRecord::new();
@@ -440,9 +481,17 @@ pub fn read_existing(path: &Path, expected_header: &[String]) -> Result<Existing
             first = false;
             let header: Vec<String> = rec
                 .iter()
-                .map(|f| String::from_utf8_lossy(f).into_owned())
+                .enumerate()
+                .map(|(i, f)| {
+                    let f = if i == 0 {
+                        f.strip_prefix(BOM).unwrap_or(f)
+                    } else {
+                        f
+                    };
+                    String::from_utf8_lossy(f).into_owned()
+                })
                 .collect();
-            if !terminated && torn_header(path, expected_header) {
+            if !terminated && torn_header(path, expected_header, format) {
                 // Killed while writing the header: nothing else was written.
                 return Ok(existing);
             }
@@ -477,11 +526,14 @@ pub fn read_existing(path: &Path, expected_header: &[String]) -> Result<Existing
 }
 
 /// True when the file holds a beginning of the header this run writes, cut short.
-fn torn_header(path: &Path, expected: &[String]) -> bool {
+fn torn_header(path: &Path, expected: &[String], format: Format) -> bool {
     let Ok(content) = std::fs::read(path) else {
         return false;
     };
-    let mut w = csv::Writer::from_writer(Vec::new());
+    let start = if format.bom { BOM.to_vec() } else { Vec::new() };
+    let mut w = csv::WriterBuilder::new()
+        .delimiter(format.delimiter)
+        .from_writer(start);
     if w.write_record(expected).is_err() {
         return false;
     }
@@ -565,7 +617,7 @@ mod tests {
         let p = dir.path().join("r.csv");
         let header = header_for(&["A".into(), "B".into()]);
         let counters = Arc::new(Counters::default());
-        let mut w = Writer::create(&p, &header, counters.clone()).unwrap();
+        let mut w = Writer::create(&p, &header, Format::default(), counters.clone()).unwrap();
         w.write(&outcome(1, Status::Created)).unwrap();
         w.write(&outcome(2, Status::Rejected)).unwrap();
         w.sync().unwrap();
@@ -575,7 +627,7 @@ mod tests {
         let mut torn = whole.clone();
         torn.extend_from_slice(b"x,\"line1\n");
         std::fs::write(&p, &torn).unwrap();
-        let ex = read_existing(&p, &header).unwrap();
+        let ex = read_existing(&p, &header, Format::default()).unwrap();
         assert_eq!(ex.good_len, whole.len() as u64);
         assert!(ex.decided.contains(1) && ex.decided.contains(2) && !ex.decided.contains(3));
         assert_eq!(ex.counts[&Status::Rejected], 1);
@@ -591,7 +643,8 @@ mod tests {
                 ("try x: odd".to_string(), 1)
             ]
         );
-        let mut w = Writer::append(&p, ex.good_len, header.len(), counters).unwrap();
+        let mut w =
+            Writer::append(&p, ex.good_len, header.len(), Format::default(), counters).unwrap();
         w.write(&outcome(3, Status::Failed)).unwrap();
         w.sync().unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
@@ -605,7 +658,7 @@ mod tests {
         let p = dir.path().join("r.csv");
         let header = header_for(&["A".into()]);
         std::fs::write(&p, "A,digidesk_row,digidesk_status,digidesk_id,digidesk_http_status,digidesk_attempts,digidesk_errors\nx,1,created,5,201,1,\nx,2,created,6,201,1,").unwrap();
-        let ex = read_existing(&p, &header).unwrap();
+        let ex = read_existing(&p, &header, Format::default()).unwrap();
         assert!(ex.decided.contains(1) && !ex.decided.contains(2));
     }
 
@@ -616,12 +669,12 @@ mod tests {
         let header = header_for(&["A".into()]);
         for content in ["", "A,digidesk_ro"] {
             std::fs::write(&p, content).unwrap();
-            let ex = read_existing(&p, &header).unwrap();
+            let ex = read_existing(&p, &header, Format::default()).unwrap();
             assert_eq!(ex.good_len, 0);
             assert!(ex.decided.is_empty());
         }
         std::fs::write(&p, "B,x").unwrap();
-        assert!(read_existing(&p, &header).is_err());
+        assert!(read_existing(&p, &header, Format::default()).is_err());
     }
 
     #[test]
@@ -629,7 +682,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("r.csv");
         std::fs::write(&p, "x,y\n1,2\n").unwrap();
-        let e = read_existing(&p, &header_for(&["A".into()])).unwrap_err();
+        let e = read_existing(&p, &header_for(&["A".into()]), Format::default()).unwrap_err();
         assert!(crate::exit::Fatal::from(e).message.contains("--force"));
     }
 }

@@ -85,6 +85,7 @@ pub async fn run(args: DemoArgs, log: &LogArgs) -> Result<Exit, Fatal> {
         limit: None,
         progress_every: crate::progress::LOG_EVERY,
         retry_server_errors: false,
+        results_format: crate::results::Format::default(),
     };
     let input = Origin::File(csv_path.clone());
     let reader = Reader::open(

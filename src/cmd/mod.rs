@@ -5,4 +5,5 @@ pub mod demo;
 pub mod job;
 pub mod retry;
 pub mod sandbox;
+pub mod selection;
 pub mod send;

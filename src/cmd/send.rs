@@ -31,8 +31,11 @@ pub async fn run(args: SendArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     let reader = Reader::open(&input, &read)?;
     let rows = Rows::new(reader, input.display_name(), None)?;
     let plan = Plan::compile(&mapping, &rows.columns.names, &input.display_name())?;
-    let settings =
-        SendSettings::from_options(&args.send, default_results_path(&input, ".results.csv"))?;
+    let settings = SendSettings::from_options(
+        &args.send,
+        default_results_path(&input, ".results.csv"),
+        read.delimiter,
+    )?;
     if let Origin::File(p) = &input {
         refuse_same_file(p, &settings.results)?;
     }

@@ -37,6 +37,11 @@ impl Columns {
         }
     }
 
+    /// The kept columns' names of a header.
+    pub fn names_of(headers: &[String]) -> Vec<String> {
+        Columns::of(headers).names
+    }
+
     /// The kept columns of a record (all of them when none is dropped).
     pub fn project(&self, fields: csv::StringRecord) -> csv::StringRecord {
         match &self.keep {
@@ -64,12 +69,16 @@ pub fn decide(
     (fields, mapped)
 }
 
-/// `retry`'s choice of rows from a results file.
+/// `retry`'s choice of rows: from a results file by status, or from a
+/// fixed export by row number.
 #[derive(Debug, Clone)]
-struct Selection {
-    row_column: usize,
-    status_column: usize,
-    statuses: Vec<Status>,
+enum Selection {
+    Status {
+        row_column: usize,
+        status_column: usize,
+        statuses: Vec<Status>,
+    },
+    Numbers(std::collections::BTreeSet<u64>),
 }
 
 /// The rows of an input: its reader, its columns, and for `retry` which
@@ -99,11 +108,12 @@ impl Rows {
                         .iter()
                         .position(|h| h == column)
                         .ok_or_else(|| ReadError::NotResults {
+                            name: name.clone(),
                             column,
                             columns: headers.join(", "),
                         })
                 };
-                Some(Selection {
+                Some(Selection::Status {
                     row_column: find("digidesk_row")?,
                     status_column: find("digidesk_status")?,
                     statuses,
@@ -116,6 +126,17 @@ impl Rows {
             select,
             name,
         })
+    }
+
+    /// Only the records of `reader` with these numbers (`retry --from`).
+    pub fn numbered(reader: Reader, name: String, rows: std::collections::BTreeSet<u64>) -> Rows {
+        let headers = reader.headers().to_vec();
+        Rows {
+            columns: Columns::of(&headers),
+            reader,
+            select: Some(Selection::Numbers(rows)),
+            name,
+        }
     }
 
     /// The next selected record, numbered as in the original input; `None`
@@ -146,15 +167,21 @@ impl Rows {
 
     /// The row number of a record, or `None` when `retry` does not select it.
     fn row_of(&self, read: u64, fields: &csv::StringRecord) -> Result<Option<u64>, ReadError> {
-        let Some(sel) = &self.select else {
-            return Ok(Some(read));
+        let (row_column, status_column, statuses) = match &self.select {
+            None => return Ok(Some(read)),
+            Some(Selection::Numbers(rows)) => return Ok(rows.contains(&read).then_some(read)),
+            Some(Selection::Status {
+                row_column,
+                status_column,
+                statuses,
+            }) => (*row_column, *status_column, statuses),
         };
-        let status = fields.get(sel.status_column).and_then(Status::parse);
-        if !status.is_some_and(|s| sel.statuses.contains(&s)) {
+        let status = fields.get(status_column).and_then(Status::parse);
+        if !status.is_some_and(|s| statuses.contains(&s)) {
             return Ok(None);
         }
         fields
-            .get(sel.row_column)
+            .get(row_column)
             .and_then(|r| r.trim().parse().ok())
             .map(Some)
             .ok_or_else(|| ReadError::BadRowNumber {

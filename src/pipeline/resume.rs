@@ -87,8 +87,13 @@ fn open(
     };
     let fresh = || -> Result<Prepared, RunError> {
         let journal = Journal::create(journal_path, &new_header).map_err(RunError::StartJournal)?;
-        let writer = results::Writer::create(results_path, header, counters.clone())
-            .map_err(RunError::StartResults)?;
+        let writer = results::Writer::create(
+            results_path,
+            header,
+            settings.results_format,
+            counters.clone(),
+        )
+        .map_err(RunError::StartResults)?;
         Ok(Prepared {
             journal,
             writer,
@@ -126,14 +131,15 @@ fn open(
                     command: state.header.command,
                 });
             }
-            let existing =
-                results::read_existing(results_path, header).map_err(RunError::StartResults)?;
+            let existing = results::read_existing(results_path, header, settings.results_format)
+                .map_err(RunError::StartResults)?;
             // Rows with a line in the results file are decided, whatever the journal says.
             let in_flight = state.sent.minus(&existing.decided);
             let writer = results::Writer::append(
                 results_path,
                 existing.good_len,
                 header.len(),
+                settings.results_format,
                 counters.clone(),
             )
             .map_err(RunError::StartResults)?
