@@ -25,6 +25,14 @@ pub(super) struct ReadEnd {
     pub(super) unsent: u64,
 }
 
+/// Reading failed part-way: the error, and how many rows were left unsent
+/// (the row that could not be read and those after it, counted as far as
+/// the input can still be read).
+pub(super) struct ReadFailure {
+    pub(super) error: ReadError,
+    pub(super) unsent: u64,
+}
+
 /// Starts the reader thread.
 pub(super) fn start(
     rows: Rows,
@@ -33,7 +41,7 @@ pub(super) fn start(
     limit: Option<u64>,
     to_dispatch: mpsc::Sender<Vec<SendItem>>,
     ctx: &Arc<Ctx>,
-) -> Result<std::thread::JoinHandle<Result<ReadEnd, ReadError>>, RunError> {
+) -> Result<std::thread::JoinHandle<Result<ReadEnd, ReadFailure>>, RunError> {
     let ctx = ctx.clone();
     std::thread::Builder::new()
         .name("reader".into())
@@ -64,7 +72,7 @@ fn read_rows(
     to_writer: &results::Shared,
     stop: Stop,
     resumed_unknown: &AtomicU64,
-) -> Result<ReadEnd, ReadError> {
+) -> Result<ReadEnd, ReadFailure> {
     let mut handoff: Vec<SendItem> = Vec::with_capacity(HANDOFF_BATCH);
     let mut read = read_all(
         rows,
@@ -82,8 +90,9 @@ fn read_rows(
     if !handoff.is_empty() {
         let n = handoff.len() as u64;
         if stop.is_stopping() || to_dispatch.blocking_send(handoff).is_err() {
-            if let Ok(end) = &mut read {
-                end.unsent += n;
+            match &mut read {
+                Ok(end) => end.unsent += n,
+                Err(failure) => failure.unsent += n,
             }
         }
     }
@@ -101,7 +110,7 @@ fn read_all(
     to_writer: &results::Shared,
     stop: &Stop,
     resumed_unknown: &AtomicU64,
-) -> Result<ReadEnd, ReadError> {
+) -> Result<ReadEnd, ReadFailure> {
     let mut sendable = 0u64;
     let mut body = Vec::with_capacity(512);
     let mut end = ReadEnd {
@@ -110,7 +119,16 @@ fn read_all(
     };
     // Once the run stops (or reaches --limit), the rest is only counted.
     let mut only_count = false;
-    while let Some(record) = rows.next_row()? {
+    loop {
+        let record = match rows.next_row() {
+            Ok(Some(record)) => record,
+            Ok(None) => break,
+            Err(error) => {
+                let done = resume.as_ref().map(|(done, _)| done);
+                let unsent = end.unsent + 1 + count_rest(&mut rows, done);
+                return Err(ReadFailure { error, unsent });
+            }
+        };
         let row = record.row;
         if resume.as_ref().is_some_and(|(done, _)| done.contains(row)) {
             continue;
@@ -173,6 +191,19 @@ fn read_all(
         }
     }
     Ok(end)
+}
+
+/// The rows after a reading error, not yet decided: counted as far as the
+/// input can be read (a row whose text cannot be decoded is still a row).
+fn count_rest(rows: &mut Rows, done: Option<&RowSet>) -> u64 {
+    let mut n = 0;
+    loop {
+        match rows.next_row() {
+            Ok(Some(r)) if done.is_some_and(|d| d.contains(r.row)) => {}
+            Ok(Some(_)) | Err(ReadError::InvalidText { .. }) => n += 1,
+            Ok(None) | Err(_) => return n,
+        }
+    }
 }
 
 /// The outcome of a row decided without a request.

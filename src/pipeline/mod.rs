@@ -168,8 +168,8 @@ pub async fn run(
     }
     let _all = semaphore.acquire_many(pool.size() as u32).await;
     let read = match reader.join() {
-        Ok(read) => read.map_err(|e| Fatal::from(e).message),
-        Err(_) => Err("the reader thread failed".to_string()),
+        Ok(read) => read.map_err(|f| (Fatal::from(f.error).message, f.unsent)),
+        Err(_) => Err(("the reader thread failed".to_string(), 0)),
     };
     let tally = ctx.writer.finish()?;
     if let Some(e) = dispatch_error {
@@ -228,16 +228,19 @@ impl RunSummary {
 /// unsent (`unsent` so far: not dispatched, or abandoned by a stop).
 fn ending(
     stopped: Option<Ended>,
-    read: Result<ReadEnd, String>,
+    read: Result<ReadEnd, (String, u64)>,
     mut unsent: u64,
 ) -> (Ended, bool, u64) {
     let mut limited = false;
     let end = match (stopped, read) {
         (Some(reason), read) => {
-            unsent += read.map(|r| r.unsent).unwrap_or(0);
+            unsent += read.map(|r| r.unsent).unwrap_or_else(|(_, n)| n);
             reason
         }
-        (None, Err(message)) => Ended::InputError(message),
+        (None, Err((message, n))) => {
+            unsent += n;
+            Ended::InputError(message)
+        }
         (None, Ok(read_end)) => {
             limited = read_end.limited;
             unsent += read_end.unsent;
