@@ -158,6 +158,17 @@ pub fn scan(
         *scan.counts.entry(status).or_default() += 1;
         scan.max_row = scan.max_row.max(row);
         if statuses.contains(&status) {
+            // Rows sent from RESULTS are decoded in the run: a wrong
+            // encoding is found now, before any file is written.
+            if !keep_cells
+                && encoding == encoding_rs::UTF_8
+                && std::str::from_utf8(rec.as_slice()).is_err()
+            {
+                return Err(Fatal::usage(format!(
+                    "{name}, row {row}: text that is not valid UTF-8; the file was probably saved in another encoding: \
+try --encoding windows-1252 (Excel on Windows writes it)"
+                )));
+            }
             scan.selected.insert(row);
             if keep_cells {
                 let hashes = export_cells
