@@ -24,7 +24,8 @@ use crate::summary::thousands;
 #[derive(Default)]
 struct Group {
     count: u64,
-    examples: Vec<u64>,
+    /// Example rows, each with the contact its reason quoted, if any.
+    examples: Vec<(u64, Option<String>)>,
 }
 
 /// Reasons and their rows, in a bounded number of examples each.
@@ -37,13 +38,19 @@ struct Groups {
 impl Groups {
     fn add(&mut self, reason: &str, row: u64) {
         let examples = self.examples;
-        let g = match self.by_reason.get_mut(reason) {
+        // A reason quoting a contact is grouped with the others of its kind;
+        // the examples show the values.
+        let (reason, value) = match crate::contact::split_reason(reason) {
+            Some((kind, value)) => (std::borrow::Cow::Owned(kind), Some(value)),
+            None => (std::borrow::Cow::Borrowed(reason), None),
+        };
+        let g = match self.by_reason.get_mut(reason.as_ref()) {
             Some(g) => g,
-            None => self.by_reason.entry(reason.to_string()).or_default(),
+            None => self.by_reason.entry(reason.into_owned()).or_default(),
         };
         g.count += 1;
         if g.examples.len() < examples {
-            g.examples.push(row);
+            g.examples.push((row, value.map(str::to_string)));
         }
     }
 
@@ -55,7 +62,14 @@ impl Groups {
         groups.sort_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(b.0)));
         let _ = writeln!(out, "{title}:");
         for (reason, g) in groups {
-            let rows: Vec<String> = g.examples.iter().map(|r| r.to_string()).collect();
+            let rows: Vec<String> = g
+                .examples
+                .iter()
+                .map(|(r, value)| match value {
+                    Some(v) => format!("{r} {v}"),
+                    None => r.to_string(),
+                })
+                .collect();
             let more = if g.count > g.examples.len() as u64 {
                 ", ..."
             } else {
