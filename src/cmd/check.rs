@@ -340,13 +340,17 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
         shown: 0,
         show: args.show,
     };
-    // One core reads; the others map. With one other core, hand-offs
-    // between threads cost more than they save: all on this thread.
-    let mappers = std::thread::available_parallelism()
+    // One core reads; the others map. Reading costs less than mapping (the
+    // phone numbers most), so with two cores both map and the reader takes
+    // what time is left; with one, all on this thread.
+    let cores = std::thread::available_parallelism()
         .map(|n| n.get())
-        .unwrap_or(1)
-        .saturating_sub(1)
-        .min(8);
+        .unwrap_or(1);
+    let mappers = match cores {
+        0 | 1 => 1,
+        2 => 2,
+        n => (n - 1).min(8),
+    };
     if mappers <= 1 {
         check_inline(&mut reader, width, keep.as_deref(), &plan, &mut report)?;
     } else {
