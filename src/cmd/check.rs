@@ -3,8 +3,8 @@
 //! bodies exactly as they would be sent, and the errors grouped by reason
 //! with example rows, so a broken export is diagnosed in one look.
 //!
-//! Records are checked in batches. With three or more cores one thread
-//! reads while the others map and validate; the verdicts are merged in
+//! Records are checked in batches. With two or more cores one thread
+//! reads while two or more others map and validate; the verdicts are merged in
 //! input order, so the examples and bodies shown are always the first ones.
 //! Bounded channels keep memory flat whatever the input's size.
 
