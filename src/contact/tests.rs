@@ -219,12 +219,12 @@ fn regions_parse_and_mistakes_get_a_hint() {
 }
 
 /// Every row of the fixture generated with Google's libphonenumber (its
-/// Python port; see fixtures/contacts/generate.py) is read the same way.
+/// Python port; see tests/contacts/generate.py) is read the same way.
 #[test]
 fn agrees_with_libphonenumber_on_the_fixture() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/contacts/libphonenumber.tsv"
+        "/tests/contacts/libphonenumber.tsv"
     );
     let text = std::fs::read_to_string(path).expect("the fixture is in the repository");
     let mut rows = 0;
