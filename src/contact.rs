@@ -89,13 +89,16 @@ impl ContactRules {
     }
 
     fn not_a_phone(&self, value: &str, why: &str) -> String {
-        let value = quote(value);
+        let quoted = quote(value);
         match self.region {
             Some(region) => {
-                format!("customer_contact {value} is not a valid phone number for region {region}: {why}")
+                format!("customer_contact {quoted} is not a valid phone number for region {region}: {why}")
+            }
+            None if value.starts_with(['+', '\u{FF0B}']) => {
+                format!("customer_contact {quoted} is not a valid international phone number: {why}")
             }
             None => format!(
-                "customer_contact {value} is not a valid international phone number: {why}; for national numbers set [contact] phone_region in the mapping"
+                "customer_contact {quoted} is not a valid international phone number: {why}; for national numbers set [contact] phone_region in the mapping"
             ),
         }
     }
