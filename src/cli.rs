@@ -66,7 +66,7 @@ pub enum Command {
     #[command(after_help = CHECK_EXAMPLES)]
     Check(CheckArgs),
 
-    /// Resend the rows of a results file whose status is `failed` (or those named by --only).
+    /// Resend the rows of a results file whose status is `failed` (or those named by --only), from it or from a fixed export (--from).
     #[command(after_help = RETRY_EXAMPLES, mut_arg("results", |a| a.help(RETRY_RESULTS_HELP)))]
     Retry(RetryArgs),
 
@@ -116,7 +116,10 @@ Examples:
   digidesk-upload retry calls.results.csv --mapping calls.toml
   # resends the failed rows; their results go to calls.results.retry.csv
   digidesk-upload retry calls.results.csv --mapping calls.toml \\
-      --only failed,unknown --results again.csv";
+      --only failed,unknown --results again.csv
+  # the invalid rows, from the export once they are fixed in it
+  digidesk-upload retry calls.results.csv --mapping calls.toml \\
+      --from calls-fixed.csv --only invalid";
 
 const SANDBOX_EXAMPLES: &str = "\
 Examples:

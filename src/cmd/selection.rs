@@ -312,3 +312,37 @@ Once the export is fixed (same rows, same header), resend them from it with:\n  
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_delimiter_is_the_character_before_digidesk_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.csv");
+        for (content, want) in [
+            (
+                &b"\xEF\xBB\xBFRef;digidesk_row;digidesk_status\n"[..],
+                Some(b';'),
+            ),
+            (b"Ref,\"digidesk_row\",digidesk_status\n", Some(b',')),
+            (b"Ref\tdigidesk_row\n", Some(b'\t')),
+            (b"Ref,Phone\ndigidesk_row\n", None),
+        ] {
+            std::fs::write(&p, content).unwrap();
+            assert_eq!(detect_delimiter(&p), want, "{content:?}");
+        }
+    }
+
+    #[test]
+    fn a_fixed_row_is_the_same_row_a_shifted_one_is_not() {
+        let empty = hash_cell("");
+        let h = |cells: &[&str]| cells.iter().map(|c| hash_cell(c)).collect::<Vec<_>>();
+        let old = h(&["R10", "Zoë", "Smith 10", "", "Billing", ""]);
+        let fixed = h(&["R10", "Zoë", "Smith 10", "07400 100010", "Billing", ""]);
+        let shifted = h(&["R11", "Zoë", "Smith 11", "07400 100011", "Billing", ""]);
+        assert_eq!(same_row(&old, &fixed, empty), (true, 4, 5));
+        assert!(!same_row(&old, &shifted, empty).0);
+    }
+}
