@@ -103,8 +103,8 @@ pub(super) struct RawCondition {
     pub equals: Option<OneOrMany>,
     pub empty: Option<bool>,
     pub matches: Option<Spanned<String>>,
-    pub less_than: Option<f64>,
-    pub greater_than: Option<f64>,
+    pub less_than: Option<Number>,
+    pub greater_than: Option<Number>,
     pub all: Option<Vec<Spanned<RawCondition>>>,
     pub any: Option<Vec<Spanned<RawCondition>>>,
     pub not: Option<Box<Spanned<RawCondition>>>,
@@ -164,6 +164,36 @@ impl<'de> Deserialize<'de> for RawValue {
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawValue, A::Error> {
                 ValueTable::deserialize(de::value::MapAccessDeserializer::new(map))
                     .map(|t| RawValue::Table(Box::new(t)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A number written as a TOML number (`10`, `2.5`), not in quotes.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Number(pub f64);
+
+impl<'de> Deserialize<'de> for Number {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Number;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number such as 10 (without quotes)")
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Number, E> {
+                Ok(Number(n as f64))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Number, E> {
+                Ok(Number(n as f64))
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<Number, E> {
+                if n.is_finite() {
+                    Ok(Number(n))
+                } else {
+                    Err(E::invalid_value(de::Unexpected::Float(n), &self))
+                }
             }
         }
         d.deserialize_any(V)

@@ -234,3 +234,6 @@ pub fn suggest<'a>(word: &str, options: impl Iterator<Item = &'a str>) -> Option
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, o)| o)
 }
+
+#[cfg(test)]
+mod tests;

@@ -251,9 +251,15 @@ impl Check<'_> {
                 regex: self.regex(pattern, place, "matches")?,
             }
         } else if let Some(than) = c.less_than {
-            Condition::LessThan { column, than }
+            Condition::LessThan {
+                column,
+                than: than.0,
+            }
         } else if let Some(than) = c.greater_than {
-            Condition::GreaterThan { column, than }
+            Condition::GreaterThan {
+                column,
+                than: than.0,
+            }
         } else {
             unreachable!("one test is set")
         })
