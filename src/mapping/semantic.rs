@@ -54,7 +54,7 @@ impl Check<'_> {
             message: format!(
                 "{place}: {key} {:?} is not a regular expression ({}); write it in single quotes ('...') so backslashes stay as written",
                 pattern.as_ref(),
-                e.to_string().lines().last().unwrap_or("").trim()
+                e.to_string().lines().last().unwrap_or("").trim().trim_start_matches("error: ")
             ),
             source: Some(Box::new(e)),
         })
