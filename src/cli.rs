@@ -147,13 +147,15 @@ pub struct InputArgs {
     #[arg(long, value_name = "FILE")]
     pub mapping: PathBuf,
 
-    /// Input encoding (`utf-8`, `windows-1252`, `iso-8859-1`, ...). A UTF-8 BOM is always stripped.
-    #[arg(long, value_name = "NAME", default_value = "utf-8")]
-    pub encoding: String,
+    /// Input encoding (`utf-8`, `windows-1252`, `iso-8859-1`, ...); overrides the mapping's
+    /// `[input] encoding`. A UTF-8 BOM is always stripped [default: utf-8].
+    #[arg(long, value_name = "NAME")]
+    pub encoding: Option<String>,
 
-    /// Input delimiter, one character (`;` is common in European exports; `tab` for tabs).
-    #[arg(long, value_name = "C", default_value = ",")]
-    pub delimiter: String,
+    /// Input delimiter, one character (`;` is common in European exports; `tab` for tabs);
+    /// overrides the mapping's `[input] delimiter` [default: ,].
+    #[arg(long, value_name = "C")]
+    pub delimiter: Option<String>,
 }
 
 /// Options shared by `send` and `retry`.
@@ -280,12 +282,13 @@ pub struct RetryArgs {
     pub from: Option<PathBuf>,
 
     /// Encoding of the file the rows come from: FIXED_EXPORT with --from,
-    /// else RESULTS (`windows-1252` once Excel has saved it). A UTF-8 BOM is always stripped.
-    #[arg(long, value_name = "NAME", default_value = "utf-8")]
-    pub encoding: String,
+    /// else RESULTS (`windows-1252` once Excel has saved it) [default: with
+    /// --from, the mapping's `[input]`; else utf-8]. A UTF-8 BOM is always stripped.
+    #[arg(long, value_name = "NAME")]
+    pub encoding: Option<String>,
 
-    /// Delimiter of the file the rows come from [default: with --from `,`;
-    /// else found in RESULTS' header].
+    /// Delimiter of the file the rows come from [default: with --from, the
+    /// mapping's `[input]` or `,`; else found in RESULTS' header].
     #[arg(long, value_name = "C")]
     pub delimiter: Option<String>,
 

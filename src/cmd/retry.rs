@@ -14,8 +14,7 @@ use crate::pipeline::{self, Job};
 use crate::results::Status;
 
 use super::job::{
-    command_line, execute, read_mapping, reading_args, refuse_same_file, retry_results_path,
-    shell_quote,
+    command_line, execute, reading_args, refuse_same_file, retry_results_path, shell_quote,
 };
 use super::selection;
 
@@ -43,7 +42,9 @@ fn parse_only(only: &[String]) -> Result<Vec<Status>, Fatal> {
 
 pub async fn run(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     let statuses = parse_only(&args.only)?;
-    let encoding = parse_encoding(&args.encoding)?;
+    let mapping = Mapping::load(&args.mapping)?;
+    let shape = mapping.input();
+    let given_encoding = args.encoding.as_deref().map(parse_encoding).transpose()?;
     let given = args.delimiter.as_deref().map(parse_delimiter).transpose()?;
     // RESULTS' own delimiter is in its header; --delimiter is the rows' file's.
     let found = selection::detect_delimiter(&args.results_in);
@@ -52,28 +53,32 @@ pub async fn run(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
         (_, _, Some(d)) => d,
         _ => b',',
     };
+    // RESULTS is written in UTF-8; a fixed export is read as `send` reads it.
+    let read = match &args.from {
+        None => ReadOptions {
+            encoding: given_encoding.unwrap_or(encoding_rs::UTF_8),
+            delimiter: results_delimiter,
+        },
+        Some(_) => ReadOptions {
+            encoding: given_encoding
+                .or(shape.encoding)
+                .unwrap_or(encoding_rs::UTF_8),
+            delimiter: given.or(shape.delimiter).unwrap_or(b','),
+        },
+    };
     let scan = selection::scan(
         &args.results_in,
         results_delimiter,
-        encoding,
+        given_encoding.unwrap_or(encoding_rs::UTF_8),
         &statuses,
         args.from.is_some(),
     )?;
     let selection: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
-    let read = ReadOptions {
-        encoding,
-        delimiter: match &args.from {
-            Some(_) => given.unwrap_or(b','),
-            None => results_delimiter,
-        },
-    };
     let settings = SendSettings::from_options(
         &args.send,
         Some(retry_results_path(&args.results_in)),
         read.delimiter,
     )?;
-    let mapping_text = read_mapping(&args.mapping)?;
-    let mapping = Mapping::load(&args.mapping)?;
     if scan.selected.is_empty() {
         let base = format!(
             "digidesk-upload retry {} --mapping {}",
@@ -94,9 +99,9 @@ pub async fn run(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
         }
         Some(fixed) => {
             refuse_same_file(fixed, &settings.results)?;
-            selection::check_lines_up(&scan, &args.results_in, fixed, &read)?;
+            selection::check_lines_up(&scan, &args.results_in, fixed, &read, shape.header)?;
             let input = Origin::File(fixed.clone());
-            let reader = Reader::open(&input, &read)?;
+            let reader = Reader::open_with_header(&input, &read, shape.header)?;
             let rows = Rows::numbered(reader, input.display_name(), scan.selected.clone());
             (input, rows)
         }
@@ -111,7 +116,7 @@ pub async fn run(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     let fingerprint = pipeline::fingerprint(
         &[
             b"retry",
-            &mapping_text,
+            mapping.bytes(),
             rows.columns.names.join("\u{1f}").as_bytes(),
             selection.join(",").as_bytes(),
             from.as_bytes(),

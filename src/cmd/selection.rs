@@ -191,9 +191,10 @@ pub fn check_lines_up(
     results: &Path,
     fixed: &Path,
     read: &ReadOptions,
+    header: bool,
 ) -> Result<(), Fatal> {
     let origin = Origin::File(fixed.to_path_buf());
-    let mut reader = Reader::open(&origin, read)?;
+    let mut reader = Reader::open_with_header(&origin, read, header)?;
     let columns = Columns::names_of(reader.headers());
     let (fixed_name, results_name) = (fixed.display(), results.display());
     if columns != scan.input_columns {
