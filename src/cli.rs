@@ -186,6 +186,23 @@ pub struct SendOptions {
     /// Seconds between progress log lines when stderr is not a terminal (cron, pipes).
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub progress_every: f64,
+
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+}
+
+/// Which ledger of surveys sent a run uses.
+#[derive(Debug, Args, Clone, Default)]
+pub struct LedgerArgs {
+    /// The ledger of every survey sent, shared by all runs
+    /// [default: $XDG_STATE_HOME/digidesk-upload/ledger.sqlite3, else ~/.local/state/digidesk-upload/ledger.sqlite3].
+    #[arg(long, value_name = "FILE", env = "DIGIDESK_LEDGER")]
+    pub ledger: Option<PathBuf>,
+
+    /// Run without the ledger: surveys sent earlier are not looked up, and
+    /// this run's are not recorded (wins over --ledger and DIGIDESK_LEDGER).
+    #[arg(long)]
+    pub no_ledger: bool,
 }
 
 #[derive(Debug, Args, Clone)]

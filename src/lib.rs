@@ -13,6 +13,7 @@
 //! - [`client`]: one HTTP POST, sorted into answered / never sent / maybe arrived / TLS.
 //! - [`pace`]: how fast requests start: the rate, and slowing down on 429.
 //! - [`journal`]: the write-ahead record of rows in flight, for crash-safe `--resume`.
+//! - [`ledger`]: every survey sent by any run on this machine, so none is sent twice.
 //! - [`results`]: the results file, its only writer, and the counters.
 //! - [`pipeline`]: wires reader, workers and writer with bounded channels.
 //! - [`summary`]: the end-of-run table and its JSON twin.
@@ -33,6 +34,7 @@ pub mod contact;
 pub mod direct;
 pub mod exit;
 pub mod journal;
+pub mod ledger;
 pub mod logging;
 pub mod mapping;
 pub mod output;
