@@ -40,6 +40,9 @@ fn main() -> ExitCode {
             Command::Retry(args) => cmd::retry::run(args, &log).await,
             Command::Sandbox(args) => cmd::sandbox::run(args).await,
             Command::Demo(args) => cmd::demo::run(args, &log).await,
+            Command::Ledger { command } => {
+                tokio::task::block_in_place(|| cmd::ledger::run(command))
+            }
             Command::Completions { shell } => {
                 let mut script = Vec::new();
                 clap_complete::generate(shell, &mut Cli::command(), "digidesk-upload", &mut script);

@@ -8,6 +8,7 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use super::Claim;
 use crate::mapping::{Mapping, Plan};
 use crate::request::SurveyRequest;
 
@@ -81,6 +82,23 @@ pub fn survey_key<'a>(
 ) -> Cow<'a, [u8]> {
     // The mapping has no `[dedupe]` table yet: the body is the key.
     Cow::Borrowed(body)
+}
+
+/// A sendable row's claim, as every command computes it: the hash of its
+/// survey key and of its `customer_contact`. `body` is the request body as sent.
+pub fn claim_for(
+    hasher: &Hasher,
+    plan: &Plan,
+    row: u64,
+    fields: &csv::StringRecord,
+    request: &SurveyRequest,
+    body: &[u8],
+) -> Claim {
+    Claim {
+        row,
+        key: hasher.key(&survey_key(plan, fields, request, body)),
+        contact: Some(hasher.contact(&request.customer_contact)),
+    }
 }
 
 /// The mapping's `[dedupe] contact_within`: a contact surveyed within this

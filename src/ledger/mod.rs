@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 pub use error::LedgerError;
-pub use key::{contact_within, survey_key, ContactHash, Hasher, KeyHash};
+pub use key::{claim_for, contact_within, survey_key, ContactHash, Hasher, KeyHash};
 pub use sqlite::{Options, Sqlite, BUSY_TIMEOUT, FORMAT};
 
 /// The file name of the default ledger, in the state directory.
@@ -35,6 +35,17 @@ pub struct Scope {
     pub endpoint: String,
     /// The credentials' username.
     pub username: String,
+}
+
+impl Scope {
+    /// The scope of a run: its endpoint as parsed (so that every command
+    /// spells it the same way) and its username.
+    pub fn new(endpoint: &url::Url, username: &str) -> Scope {
+        Scope {
+            endpoint: endpoint.as_str().to_string(),
+            username: username.to_string(),
+        }
+    }
 }
 
 /// What a run is, for the ledger's record of where each survey came from.

@@ -313,6 +313,60 @@ impl Sqlite {
         Ok(secret)
     }
 
+    /// The outcomes, in one transaction.
+    fn record_all(
+        &mut self,
+        run: RunId,
+        now: i64,
+        outcomes: &[Recorded],
+    ) -> Result<(), LedgerError> {
+        let (path, busy) = (self.path.clone(), self.busy);
+        let fail = |e| LedgerError::from_sqlite(&path, "record outcomes in", busy, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        {
+            let mut create = tx.prepare_cached(CREATE).map_err(fail)?;
+            let mut unknown = tx
+                .prepare_cached(
+                    "UPDATE survey SET state = 2 WHERE scope = ?1 AND key = ?2 AND run = ?3
+                        AND row = ?4 AND state = 0",
+                )
+                .map_err(fail)?;
+            let mut release = tx
+                .prepare_cached(
+                    "DELETE FROM survey WHERE scope = ?1 AND key = ?2 AND run = ?3
+                        AND row = ?4 AND state = 0",
+                )
+                .map_err(fail)?;
+            for o in outcomes {
+                let key = &o.key.0[..];
+                match o.outcome {
+                    // Created is what matters most: recorded even if another
+                    // run took the claim over meanwhile (a `retry`).
+                    Outcome::Created(id) => create.execute(params![
+                        run.scope,
+                        key,
+                        now,
+                        run.run,
+                        int(o.row),
+                        int(id),
+                        o.contact.as_ref().map(|h| &h.0[..]),
+                    ]),
+                    Outcome::Unknown => {
+                        unknown.execute(params![run.scope, key, run.run, int(o.row)])
+                    }
+                    Outcome::Released => {
+                        release.execute(params![run.scope, key, run.run, int(o.row)])
+                    }
+                }
+                .map_err(fail)?;
+            }
+        }
+        tx.commit().map_err(fail)
+    }
+
     /// Fixes "now" (Unix seconds), for tests of windows and retention.
     #[cfg(test)]
     pub(crate) fn set_clock(&mut self, now: i64) {
@@ -520,49 +574,17 @@ impl Store for Sqlite {
         let now = self.now();
         let (path, busy) = (self.path.clone(), self.busy);
         let fail = |e| LedgerError::from_sqlite(&path, "record outcomes in", busy, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
+        // Outcomes need no sync of their own: one lost to a power cut leaves
+        // its claim in flight, which stops the key just as well. The next
+        // claim's sync writes them to disk.
+        self.conn
+            .pragma_update(None, "synchronous", "NORMAL")
             .map_err(fail)?;
-        {
-            let mut create = tx.prepare_cached(CREATE).map_err(fail)?;
-            let mut unknown = tx
-                .prepare_cached(
-                    "UPDATE survey SET state = 2 WHERE scope = ?1 AND key = ?2 AND run = ?3
-                        AND row = ?4 AND state = 0",
-                )
-                .map_err(fail)?;
-            let mut release = tx
-                .prepare_cached(
-                    "DELETE FROM survey WHERE scope = ?1 AND key = ?2 AND run = ?3
-                        AND row = ?4 AND state = 0",
-                )
-                .map_err(fail)?;
-            for o in outcomes {
-                let key = &o.key.0[..];
-                match o.outcome {
-                    // Created is what matters most: recorded even if another
-                    // run took the claim over meanwhile (a `retry`).
-                    Outcome::Created(id) => create.execute(params![
-                        run.scope,
-                        key,
-                        now,
-                        run.run,
-                        int(o.row),
-                        int(id),
-                        o.contact.as_ref().map(|h| &h.0[..]),
-                    ]),
-                    Outcome::Unknown => {
-                        unknown.execute(params![run.scope, key, run.run, int(o.row)])
-                    }
-                    Outcome::Released => {
-                        release.execute(params![run.scope, key, run.run, int(o.row)])
-                    }
-                }
-                .map_err(fail)?;
-            }
-        }
-        tx.commit().map_err(fail)
+        let recorded = self.record_all(run, now, outcomes);
+        self.conn
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(fail)?;
+        recorded
     }
 
     fn end_run(&mut self, run: RunId) -> Result<(), LedgerError> {
@@ -757,7 +779,7 @@ impl Store for Sqlite {
             .map_err(fail)?;
         let runs = tx
             .execute(
-                "DELETE FROM run WHERE started < ?1
+                "DELETE FROM run WHERE (ended IS NOT NULL OR started < ?1)
                     AND id NOT IN (SELECT DISTINCT run FROM survey)",
                 params![before],
             )

@@ -40,6 +40,7 @@ pub fn bin() -> Command {
         .env("DIGIDESK_PASSWORD", "demo")
         .env_remove("DIGIDESK_ENDPOINT")
         .env_remove("DIGIDESK_CREDENTIALS_FILE")
+        .env_remove("DIGIDESK_LEDGER")
         .env_remove("RUST_LOG");
     // Loopback only: no proxy from the machine's environment.
     for v in digidesk_upload::client::PROXY_VARS {

@@ -5,6 +5,7 @@ mod common;
 mod demo;
 mod faults;
 mod interrupt;
+mod ledger;
 mod logs;
 mod mappings;
 mod memory;

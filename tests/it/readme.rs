@@ -78,6 +78,8 @@ async fn every_readme_command_runs() {
         let mut cmd = bin();
         cmd.current_dir(w.dir.path())
             .env("DIGIDESK_ENDPOINT", sb.endpoint())
+            // The default ledger goes here, not in the machine's home.
+            .env("XDG_STATE_HOME", w.path("state"))
             .args(&args);
         if args[0] == "sandbox" {
             // Starts, prints its endpoint, stops cleanly on SIGTERM.
