@@ -20,7 +20,7 @@ fn stdout(o: &Output) -> String {
 }
 
 /// The number on the line of `ledger check`'s report that starts with `label`.
-fn count(report: &str, label: &str) -> u64 {
+fn count_of(report: &str, label: &str) -> u64 {
     let line = report
         .lines()
         .find(|l| l.trim_start().starts_with(label))
@@ -83,17 +83,17 @@ async fn imported_results_make_check_count_their_rows_as_duplicates() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let report = stdout(&out);
     assert_eq!(
-        count(&report, "created earlier"),
+        count_of(&report, "created earlier"),
         created_of(40),
         "{report}"
     );
-    assert_eq!(count(&report, "duplicate"), created_of(40), "{report}");
+    assert_eq!(count_of(&report, "duplicate"), created_of(40), "{report}");
     assert_eq!(
-        count(&report, "would be sent"),
+        count_of(&report, "would be sent"),
         created_of(60) - created_of(40),
         "{report}"
     );
-    assert_eq!(count(&report, "rows"), 60, "{report}");
+    assert_eq!(count_of(&report, "rows"), 60, "{report}");
     // Each duplicate names the earlier survey: its id, and where it came from.
     let first_id = read_results(&results)
         .into_iter()
@@ -132,7 +132,7 @@ async fn imported_results_make_check_count_their_rows_as_duplicates() {
         .arg(w.path("map.toml"))
         .args(["--endpoint", &sb.endpoint()])
         .env("DIGIDESK_USERNAME", "someone-else"));
-    assert_eq!(count(&stdout(&out), "duplicate"), 0, "{}", text(&out));
+    assert_eq!(count_of(&stdout(&out), "duplicate"), 0, "{}", text(&out));
     sb.shutdown().await;
 }
 
@@ -146,8 +146,8 @@ fn check_counts_a_row_repeated_in_the_export_once() {
     let out = check(&w, &w.path("l.sqlite3"), &input, "https://api.example.com/");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let report = stdout(&out);
-    assert_eq!(count(&report, "repeated in this export"), 1, "{report}");
-    assert_eq!(count(&report, "would be sent"), 5, "{report}");
+    assert_eq!(count_of(&report, "repeated in this export"), 1, "{report}");
+    assert_eq!(count_of(&report, "would be sent"), 5, "{report}");
     assert!(
         report.contains("row 6: the same survey as row 2 of this export"),
         "{report}"
@@ -193,7 +193,7 @@ async fn forget_drops_the_surveys_sent_before_the_date_and_stats_shows_what_is_l
     let s = stdout(&out);
     assert!(s.contains(&format!("{both} surveys, 2 runs")), "{s}");
     assert!(s.contains(&format!("{} as demo:", sb.endpoint())), "{s}");
-    assert_eq!(count(&s, "created"), both, "{s}");
+    assert_eq!(count_of(&s, "created"), both, "{s}");
     assert!(
         s.contains("from 2020-03-01T12:00:00Z to 2024-06-01T12:00:00Z"),
         "{s}"
@@ -210,16 +210,16 @@ async fn forget_drops_the_surveys_sent_before_the_date_and_stats_shows_what_is_l
         text(&out)
     );
     let s = stdout(&run(&mut ledger_cmd("stats", &ledger)));
-    assert_eq!(count(&s, "created"), created_of(50), "{s}");
+    assert_eq!(count_of(&s, "created"), created_of(50), "{s}");
     assert!(
         s.contains("from 2024-06-01T12:00:00Z to 2024-06-01T12:00:00Z"),
         "{s}"
     );
     // The old export's rows would be sent again; the new one's would not.
     let report = stdout(&check(&w, &ledger, &w.path("old.csv"), &sb.endpoint()));
-    assert_eq!(count(&report, "duplicate"), 0, "{report}");
+    assert_eq!(count_of(&report, "duplicate"), 0, "{report}");
     let report = stdout(&check(&w, &ledger, &input, &sb.endpoint()));
-    assert_eq!(count(&report, "duplicate"), created_of(50), "{report}");
+    assert_eq!(count_of(&report, "duplicate"), created_of(50), "{report}");
 
     // A date in the future would forget surveys being sent: refused.
     let out = run(ledger_cmd("forget", &ledger).args(["--before", "2999-01-01"]));
