@@ -18,6 +18,7 @@ mod key;
 mod sqlite;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub use error::LedgerError;
@@ -128,6 +129,15 @@ pub enum State {
     Unknown,
 }
 
+/// The run an earlier survey came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// `send`, `retry` or `import`.
+    pub command: String,
+    /// Its results file.
+    pub results: PathBuf,
+}
+
 /// The earlier survey that makes a row a `duplicate`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Earlier {
@@ -137,11 +147,8 @@ pub struct Earlier {
     /// When it was claimed or created (for an imported one, when its results
     /// file was last written).
     pub at: SystemTime,
-    /// The command of its run (`send`, `retry`, `import`); `None` when that
-    /// run was forgotten.
-    pub command: Option<String>,
-    /// Its run's results file.
-    pub results: Option<PathBuf>,
+    /// Its run; `None` when that run was forgotten.
+    pub origin: Option<Arc<Origin>>,
     /// Its row in that file's source.
     pub row: u64,
     /// It was claimed by the run asking.
@@ -163,12 +170,17 @@ impl Earlier {
             return format!("{what} in this run: row {}", self.row);
         }
         let when = humantime::format_rfc3339_seconds(self.at);
-        let place = match (&self.results, self.command.as_deref()) {
-            (Some(r), Some("import")) => {
-                format!("imported from {} row {}", r.display(), self.row)
+        let place = match self.origin.as_deref() {
+            Some(o) if o.command == "import" => {
+                format!("imported from {} row {}", o.results.display(), self.row)
             }
-            (Some(r), Some(cmd)) => format!("by `{cmd}`, {} row {}", r.display(), self.row),
-            _ => format!("row {} of a run since forgotten", self.row),
+            Some(o) => format!(
+                "by `{}`, {} row {}",
+                o.command,
+                o.results.display(),
+                self.row
+            ),
+            None => format!("row {} of a run since forgotten", self.row),
         };
         match self.state {
             State::Created => format!(
@@ -362,7 +374,13 @@ pub fn file(given: Option<&Path>) -> Result<PathBuf, LedgerError> {
 
 /// Opens (creating it if need be) the ledger at `path`.
 pub fn open(path: &Path) -> Result<Box<dyn Store>, LedgerError> {
-    Ok(Box::new(Sqlite::open(path, Options::default())?))
+    open_with(path, Options::default())
+}
+
+/// Like [`open`], with options (a larger cache for a command that looks up
+/// every row of a large export).
+pub fn open_with(path: &Path, options: Options) -> Result<Box<dyn Store>, LedgerError> {
+    Ok(Box::new(Sqlite::open(path, options)?))
 }
 
 #[cfg(test)]
@@ -396,8 +414,10 @@ mod tests {
             state: State::Created,
             id: Some(42),
             at,
-            command: Some("send".into()),
-            results: Some("/data/calls.results.csv".into()),
+            origin: Some(Arc::new(Origin {
+                command: "send".into(),
+                results: "/data/calls.results.csv".into(),
+            })),
             row: 17,
             same_run: false,
             by_contact: false,

@@ -8,17 +8,19 @@
 //! DigiDesk id, and the contact's hash (indexed for `contact_within`).
 //! A released claim is deleted: the key is free again.
 
+use std::collections::HashMap;
 use std::fs::{DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rand::RngCore;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use super::{
-    Claim, Earlier, Forgotten, Hasher, ImportCounts, Imported, LedgerError, Outcome, Policy,
-    Recorded, RunId, RunInfo, Scope, ScopeStats, State, Stats, Store, Verdict,
+    Claim, Earlier, Forgotten, Hasher, ImportCounts, Imported, LedgerError, Origin, Outcome,
+    Policy, Recorded, RunId, RunInfo, Scope, ScopeStats, State, Stats, Store, Verdict,
 };
 
 /// The newest ledger format this version reads and writes. A ledger with a
@@ -67,16 +69,14 @@ const IN_FLIGHT: i64 = 0;
 const CREATED: i64 = 1;
 const UNKNOWN: i64 = 2;
 
-const FIND: &str = "SELECT s.state, s.at, s.run, s.row, s.id, r.command, r.results
-    FROM survey s LEFT JOIN run r ON r.id = s.run
-    WHERE s.scope = ?1 AND s.key = ?2";
+const FIND: &str = "SELECT state, at, run, row, id FROM survey WHERE scope = ?1 AND key = ?2";
 
 /// The latest survey to a contact since a time, other than the row's own key.
-const FIND_CONTACT: &str = "SELECT s.state, s.at, s.run, s.row, s.id, r.command, r.results
-    FROM survey s LEFT JOIN run r ON r.id = s.run
-    WHERE s.scope = ?1 AND s.contact = ?2 AND s.at >= ?3 AND s.key <> ?4
-      AND (s.state = 1 OR ?5)
-    ORDER BY s.at DESC LIMIT 1";
+const FIND_CONTACT: &str = "SELECT state, at, run, row, id FROM survey
+    WHERE scope = ?1 AND contact = ?2 AND at >= ?3 AND key <> ?4 AND (state = 1 OR ?5)
+    ORDER BY at DESC LIMIT 1";
+
+const ORIGIN: &str = "SELECT command, results FROM run WHERE id = ?1";
 
 const CLAIM: &str = "INSERT INTO survey (scope, key, state, at, run, row, id, contact)
     VALUES (?1, ?2, 0, ?3, ?4, ?5, NULL, ?6)
@@ -93,12 +93,16 @@ const CREATE: &str = "INSERT INTO survey (scope, key, state, at, run, row, id, c
 pub struct Options {
     /// How long to wait for another process's write.
     pub busy_timeout: Duration,
+    /// Most memory SQLite may keep pages in, in MiB (it grows only as
+    /// pages are read).
+    pub cache_mib: u32,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             busy_timeout: BUSY_TIMEOUT,
+            cache_mib: 8,
         }
     }
 }
@@ -109,6 +113,8 @@ pub struct Sqlite {
     path: PathBuf,
     busy: Duration,
     hasher: Hasher,
+    /// Runs' origins read so far (a run's never change; forgetting clears them).
+    origins: HashMap<i64, Option<Arc<Origin>>>,
     /// Fixed "now", in Unix seconds, for tests.
     clock: Option<i64>,
 }
@@ -120,8 +126,6 @@ struct Found {
     run: i64,
     row: i64,
     id: Option<i64>,
-    command: Option<String>,
-    results: Option<String>,
 }
 
 impl Found {
@@ -132,13 +136,16 @@ impl Found {
             run: r.get(2)?,
             row: r.get(3)?,
             id: r.get(4)?,
-            command: r.get(5)?,
-            results: r.get(6)?,
         })
     }
 
-    fn earlier(self, asking: Option<RunId>, by_contact: bool) -> Earlier {
-        Earlier {
+    fn earlier(
+        self,
+        asking: Option<RunId>,
+        by_contact: bool,
+        origins: &mut Origins<'_, '_>,
+    ) -> rusqlite::Result<Earlier> {
+        Ok(Earlier {
             state: match self.state {
                 CREATED => State::Created,
                 UNKNOWN => State::Unknown,
@@ -148,11 +155,36 @@ impl Found {
             id: self.id.map(|i| i as u64),
             at: from_unix(self.at),
             same_run: asking.is_some_and(|r| r.run == self.run),
-            command: self.command,
-            results: self.results.map(PathBuf::from),
+            origin: origins.get(self.run)?,
             row: self.row as u64,
             by_contact,
+        })
+    }
+}
+
+/// Runs' origins, each read once.
+struct Origins<'a, 'c> {
+    known: &'a mut HashMap<i64, Option<Arc<Origin>>>,
+    read: rusqlite::CachedStatement<'c>,
+}
+
+impl Origins<'_, '_> {
+    fn get(&mut self, run: i64) -> rusqlite::Result<Option<Arc<Origin>>> {
+        if let Some(o) = self.known.get(&run) {
+            return Ok(o.clone());
         }
+        let o = self
+            .read
+            .query_row(params![run], |r| {
+                Ok(Origin {
+                    command: r.get(0)?,
+                    results: PathBuf::from(r.get::<_, String>(1)?),
+                })
+            })
+            .optional()?
+            .map(Arc::new);
+        self.known.insert(run, o.clone());
+        Ok(o)
     }
 }
 
@@ -229,11 +261,15 @@ impl Sqlite {
         // A claim is on disk before its request leaves.
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(fail("open"))?;
+        // Pages read once stay decoded in SQLite's cache, up to this much.
+        conn.pragma_update(None, "cache_size", -(opts.cache_mib as i64) * 1024)
+            .map_err(fail("open"))?;
         let mut ledger = Sqlite {
             conn,
             path: path.to_path_buf(),
             busy,
             hasher: Hasher::new(b""),
+            origins: HashMap::new(),
             clock: None,
         };
         let secret = ledger.prepare()?;
@@ -401,9 +437,11 @@ impl Sqlite {
 }
 
 /// The survey stopping `c`, by key then by contact, or `None`.
+#[allow(clippy::too_many_arguments)]
 fn stopping(
     find: &mut rusqlite::CachedStatement<'_>,
     find_contact: &mut rusqlite::CachedStatement<'_>,
+    origins: &mut Origins<'_, '_>,
     scope: i64,
     asking: Option<RunId>,
     policy: Policy,
@@ -420,11 +458,11 @@ fn stopping(
             return Ok(if f.row == int(c.row) && f.state == IN_FLIGHT {
                 Stop::Mine
             } else {
-                Stop::By(f.earlier(asking, false))
+                Stop::By(f.earlier(asking, false, origins)?)
             });
         }
         if f.state == CREATED || policy.unknown_blocks {
-            return Ok(Stop::By(f.earlier(asking, false)));
+            return Ok(Stop::By(f.earlier(asking, false, origins)?));
         }
     }
     if let (Some(contact), Some(within)) = (c.contact, policy.contact_within) {
@@ -442,7 +480,7 @@ fn stopping(
             )
             .optional()?;
         if let Some(f) = found {
-            return Ok(Stop::By(f.earlier(asking, true)));
+            return Ok(Stop::By(f.earlier(asking, true, origins)?));
         }
     }
     Ok(Stop::Free)
@@ -535,11 +573,16 @@ impl Store for Sqlite {
         {
             let mut find = tx.prepare_cached(FIND).map_err(fail)?;
             let mut find_contact = tx.prepare_cached(FIND_CONTACT).map_err(fail)?;
+            let mut origins = Origins {
+                known: &mut self.origins,
+                read: tx.prepare_cached(ORIGIN).map_err(fail)?,
+            };
             let mut insert = tx.prepare_cached(CLAIM).map_err(fail)?;
             for c in claims {
                 let stop = stopping(
                     &mut find,
                     &mut find_contact,
+                    &mut origins,
                     run.scope,
                     Some(run),
                     policy,
@@ -616,9 +659,22 @@ impl Store for Sqlite {
         {
             let mut find = tx.prepare_cached(FIND).map_err(fail)?;
             let mut find_contact = tx.prepare_cached(FIND_CONTACT).map_err(fail)?;
+            let mut origins = Origins {
+                known: &mut self.origins,
+                read: tx.prepare_cached(ORIGIN).map_err(fail)?,
+            };
             for c in claims {
-                let stop = stopping(&mut find, &mut find_contact, scope_id, None, policy, now, c)
-                    .map_err(fail)?;
+                let stop = stopping(
+                    &mut find,
+                    &mut find_contact,
+                    &mut origins,
+                    scope_id,
+                    None,
+                    policy,
+                    now,
+                    c,
+                )
+                .map_err(fail)?;
                 found.push(match stop {
                     Stop::By(e) => Some(e),
                     Stop::Free | Stop::Mine => None,
@@ -791,6 +847,7 @@ impl Store for Sqlite {
         )
         .map_err(fail)?;
         tx.commit().map_err(fail)?;
+        self.origins.clear();
         if surveys > 0 {
             // Give the space back. Not essential: a busy ledger keeps it for reuse.
             let shrunk = self

@@ -88,7 +88,7 @@ fn a_created_key_is_a_duplicate_in_any_later_run_with_its_id_and_origin() {
     assert_eq!(e.id, Some(1234));
     assert_eq!(e.row, 7);
     assert_eq!(
-        e.results.as_deref(),
+        e.origin.as_ref().map(|o| o.results.as_path()),
         Some(Path::new("/data/mon.results.csv"))
     );
     assert!(!e.same_run);
@@ -192,7 +192,7 @@ fn a_claim_never_recorded_reads_as_unknown_with_its_run_and_row_and_resume_can_r
     let e = earlier(&v[0]);
     assert_eq!(e.state, State::InFlight);
     assert_eq!(
-        (e.row, e.results.as_deref()),
+        (e.row, e.origin.as_ref().map(|o| o.results.as_path())),
         (41, Some(Path::new("/data/crashed.results.csv")))
     );
     assert!(e.reason().contains("never recorded"), "{}", e.reason());
@@ -558,9 +558,15 @@ fn a_ledger_locked_longer_than_the_busy_timeout_is_a_clear_error() {
         .unwrap();
     let busy = Duration::from_millis(200);
     let started = Instant::now();
-    let e = Sqlite::open(&path, Options { busy_timeout: busy })
-        .err()
-        .expect("locked");
+    let e = Sqlite::open(
+        &path,
+        Options {
+            busy_timeout: busy,
+            ..Options::default()
+        },
+    )
+    .err()
+    .expect("locked");
     assert!(
         started.elapsed() >= busy,
         "gave up after {:?}",
@@ -570,7 +576,14 @@ fn a_ledger_locked_longer_than_the_busy_timeout_is_a_clear_error() {
     assert!(e.to_string().contains("locked by another process"), "{e}");
     // Once the lock is gone, it opens.
     tx.rollback().unwrap();
-    assert!(Sqlite::open(&path, Options { busy_timeout: busy }).is_ok());
+    assert!(Sqlite::open(
+        &path,
+        Options {
+            busy_timeout: busy,
+            ..Options::default()
+        }
+    )
+    .is_ok());
 }
 
 #[test]

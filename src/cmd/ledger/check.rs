@@ -16,6 +16,10 @@ use crate::mapping::{Mapped, Mapping};
 use crate::reading::{self, InputSource, ReadOptions, Reader};
 use crate::summary::thousands;
 
+/// The most memory the ledger's pages may take while checking, in MiB
+/// (a million surveys are about 90 MiB).
+const CACHE_MIB: u32 = 256;
+
 /// Sendable rows looked up in the ledger at once.
 const BATCH: usize = 2048;
 
@@ -121,7 +125,15 @@ pub fn run(args: LedgerCheckArgs) -> Result<Exit, Fatal> {
     let columns = Columns::of(reader.headers());
     let plan = crate::mapping::Plan::compile(&mapping, &columns.names, &name)?;
     let path = ledger::file(args.file.ledger.as_deref())?;
-    let mut store = ledger::open(&path)?;
+    // Every row is looked up: the whole ledger may be read, so let it stay
+    // in memory (SQLite's cache grows only as pages are read).
+    let mut store = ledger::open_with(
+        &path,
+        ledger::Options {
+            cache_mib: CACHE_MIB,
+            ..ledger::Options::default()
+        },
+    )?;
     let within = ledger::contact_within(&mapping);
     let policy = Policy::send(within);
     let hasher = store.hasher().clone();
