@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod demo;
+pub mod job;
 pub mod ledger;
 pub mod retry;
 pub mod sandbox;

@@ -2,13 +2,16 @@
 
 mod check;
 mod common;
+mod contacts;
 mod demo;
 mod faults;
+mod hardening;
 mod interrupt;
 mod ledger;
 mod logs;
 mod mappings;
 mod memory;
+mod operator;
 mod readme;
 mod resume;
 mod retry;

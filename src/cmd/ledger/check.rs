@@ -10,10 +10,11 @@ use std::time::Instant;
 
 use super::Columns;
 use crate::cli::LedgerCheckArgs;
+use crate::config::{parse_delimiter, parse_encoding};
 use crate::exit::{Exit, Fatal};
+use crate::input::{Origin, ReadOptions, Reader};
 use crate::ledger::{self, Claim, ContactHash, Earlier, KeyHash, Policy, Scope, State, Store};
 use crate::mapping::{Mapped, Mapping};
-use crate::reading::{self, InputSource, ReadOptions, Reader};
 use crate::summary::thousands;
 
 /// The most memory the ledger's pages may take while checking, in MiB
@@ -113,10 +114,10 @@ impl Tally {
 
 pub fn run(args: LedgerCheckArgs) -> Result<Exit, Fatal> {
     let started = Instant::now();
-    let input = InputSource::parse(&args.input.input);
+    let input = Origin::parse(&args.input.input);
     let read = ReadOptions {
-        encoding: reading::parse_encoding(&args.input.encoding)?,
-        delimiter: reading::parse_delimiter(&args.input.delimiter)?,
+        encoding: parse_encoding(&args.input.encoding)?,
+        delimiter: parse_delimiter(&args.input.delimiter)?,
     };
     let mapping = Mapping::load(&args.input.mapping)?;
     let scope = super::scope(&args.scope)?;

@@ -9,10 +9,11 @@ use std::time::SystemTime;
 
 use super::Columns;
 use crate::cli::LedgerImportArgs;
+use crate::config::parse_delimiter;
 use crate::exit::{Exit, Fatal};
+use crate::input::{Origin, ReadOptions, Reader};
 use crate::ledger::{self, ImportCounts, Imported, RunInfo, Scope, Store};
 use crate::mapping::{Mapped, Mapping, Plan};
-use crate::reading::{self, InputSource, ReadOptions, Reader};
 use crate::results::Status;
 use crate::summary::thousands;
 
@@ -51,7 +52,7 @@ pub fn run(args: LedgerImportArgs) -> Result<Exit, Fatal> {
     let scope = super::scope(&args.scope)?;
     let read = ReadOptions {
         encoding: encoding_rs::UTF_8,
-        delimiter: reading::parse_delimiter(&args.delimiter)?,
+        delimiter: parse_delimiter(&args.delimiter)?,
     };
     // Every file is opened and checked before anything is imported.
     let files = args
@@ -88,7 +89,7 @@ pub fn run(args: LedgerImportArgs) -> Result<Exit, Fatal> {
 }
 
 fn prepare(path: &Path, mapping: &Mapping, read: &ReadOptions) -> Result<Prepared, Fatal> {
-    let input = InputSource::File(path.to_path_buf());
+    let input = Origin::File(path.to_path_buf());
     let name = input.display_name();
     let reader = Reader::open(&input, read)?;
     let headers = reader.headers().to_vec();
