@@ -13,7 +13,7 @@ use crate::config::parse_delimiter;
 use crate::exit::{Exit, Fatal};
 use crate::input::{Origin, ReadOptions, Reader};
 use crate::ledger::{self, ImportCounts, Imported, RunInfo, Scope, Store};
-use crate::mapping::{Mapped, Mapping, Plan};
+use crate::mapping::{Decision, Mapping, Plan};
 use crate::results::Status;
 use crate::summary::thousands;
 
@@ -171,9 +171,9 @@ fn import(
         let mapped = if fields.len() == width {
             f.plan.apply(f.columns.project(&fields, &mut projected))
         } else {
-            Mapped::Invalid(Vec::new())
+            Decision::Invalid(Vec::new())
         };
-        let Mapped::Send(request) = mapped else {
+        let Decision::Send(request) = mapped else {
             report.unkeyed += 1;
             if report.unkeyed_rows.len() < EXAMPLES {
                 report.unkeyed_rows.push(row);
