@@ -15,6 +15,7 @@
 //! - [`client`]: one HTTP POST, sorted into answered / never sent / maybe arrived / TLS.
 //! - [`pace`]: how fast requests start: the rate, and slowing down on 429.
 //! - [`journal`]: the write-ahead record of rows in flight, for crash-safe `--resume`.
+//! - [`lock`]: one process per results file.
 //! - [`results`]: the results file and the counters.
 //! - [`pipeline`]: runs a job with the client it is given; `run` wires its stages,
 //!   one file each: `feed` (the reader thread), `dispatch` (group commit of the
@@ -41,6 +42,7 @@ pub mod direct;
 pub mod exit;
 pub mod input;
 pub mod journal;
+pub mod lock;
 pub mod logging;
 pub mod mapping;
 pub mod output;

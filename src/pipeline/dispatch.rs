@@ -199,7 +199,7 @@ fn journal_groups(
             let mut j = journal.lock().unwrap_or_else(|p| p.into_inner());
             group
                 .iter()
-                .try_for_each(|(item, _)| j.sending(item.row))
+                .try_for_each(|(item, _)| j.sending(item.row, item.hash))
                 .and_then(|_| j.commit())
         };
         if let Err(e) = journaled {

@@ -76,6 +76,8 @@ pub enum Ended {
     InputError(String),
     /// Ctrl-C or SIGTERM.
     Interrupted,
+    /// `--resume` found a row that is not the one the run decided earlier.
+    InputChanged(String),
 }
 
 /// The facts of a finished run: what the summary table and its JSON twin show.
@@ -93,6 +95,8 @@ pub struct RunSummary {
     pub results: PathBuf,
     /// `--limit` was reached.
     pub limited: bool,
+    /// The run's `--limit`, if any: a stopped run continues with it.
+    pub limit: Option<u64>,
     /// Rows of the input not in the results file because the run stopped
     /// (or reached `--limit`) before sending them; `--resume` sends them.
     pub unsent: u64,
@@ -128,6 +132,8 @@ const HANDOFF_BATCH: usize = 16;
 /// A row ready to send.
 struct SendItem {
     row: u64,
+    /// The fingerprint of the row's content, for the journal.
+    hash: u64,
     fields: csv::StringRecord,
     body: Bytes,
 }
@@ -147,13 +153,17 @@ pub async fn run(
         return Ok(RunSummary::already_complete(&job, r, &counters, started));
     }
     let before = counters.total();
-    let resume = prepared.resume.map(|r| (r.decided, r.in_flight));
+    let check = prepared.resume.map(|r| feed::Check {
+        sent_before: r.sent() + r.known.in_flight.len() as u64,
+        known: r.known,
+        results: job.settings.results.display().to_string(),
+    });
     let files = (prepared.journal, prepared.writer);
     let ctx = Ctx::new(client, &job.settings, &stop, files, &counters);
 
     let (to_dispatch, inbox) = dispatch::channel(job.settings.concurrency);
     let limit = job.settings.limit;
-    let reader = feed::start(job.rows, job.plan, resume, limit, to_dispatch, &ctx)?;
+    let reader = feed::start(job.rows, job.plan, check, limit, to_dispatch, &ctx)?;
     let semaphore = Arc::new(Semaphore::new(job.settings.concurrency));
     let pool = ctx.pool.clone();
     let sizer = pool::start(&ctx.pace, &semaphore, &pool);
@@ -181,6 +191,7 @@ pub async fn run(
     Ok(RunSummary {
         ended,
         limited,
+        limit,
         unsent,
         resumed_unknown: ctx.resumed_unknown.load(Ordering::Relaxed),
         tally,
@@ -203,6 +214,7 @@ impl RunSummary {
             tally: Tally::default(),
             results,
             limited: false,
+            limit: None,
             unsent: 0,
             resumed_unknown: 0,
             already_complete: false,

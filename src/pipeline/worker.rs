@@ -111,7 +111,9 @@ impl Ctx {
 
 /// Sends one row with retries, and writes its outcome to the results file.
 pub(super) async fn worker(ctx: Arc<Ctx>, item: SendItem, permit: OwnedSemaphorePermit) {
-    let SendItem { row, fields, body } = item;
+    let SendItem {
+        row, fields, body, ..
+    } = item;
     let mut errors: Vec<String> = Vec::new();
     let mut attempts = 0u32;
     let mut http: Option<u16> = None;
