@@ -336,7 +336,7 @@ async fn absurd_row_numbers_in_a_journal_are_refused_naming_the_line() {
     let journal = s.path("calls.results.csv.journal");
     let text = std::fs::read_to_string(&journal).unwrap();
     let lines = text.lines().count();
-    for bad in ["s 18446744073709551615 00", "s 68719476736 00"] {
+    for bad in ["s 18446744073709551615", "s 68719476736"] {
         s.write("calls.results.csv.journal", format!("{text}{bad}\n"));
         let run = s.send(&["--resume", "--rate", "0"]).exits(2);
         assert!(
