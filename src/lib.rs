@@ -12,7 +12,8 @@
 //! - [`validate`]: the spec's field rules, applied before anything is sent.
 //! - [`request`]: the survey request and its JSON body.
 //! - [`api`]: what a DigiDesk answer means (JSON or XML, `message` or `messages`).
-//! - [`client`]: one HTTP POST, sorted into answered / never sent / maybe arrived / TLS.
+//! - [`transport`]: one HTTP POST (direct, or through a proxy), sorted into answered /
+//!   never sent / maybe arrived / TLS; the TLS set-up and the credentials.
 //! - [`pace`]: how fast requests start: the rate, and slowing down on 429.
 //! - [`journal`]: the write-ahead record of rows in flight, for crash-safe `--resume`.
 //! - [`lock`]: one process per results file.
@@ -35,11 +36,9 @@
 pub mod api;
 pub mod assets;
 pub mod cli;
-pub mod client;
 pub mod cmd;
 pub mod config;
 pub mod contact;
-pub mod direct;
 pub mod exit;
 pub mod input;
 pub mod journal;
@@ -57,6 +56,7 @@ pub mod sandbox;
 pub mod signals;
 pub mod spec;
 pub mod summary;
+pub mod transport;
 pub mod validate;
 
 pub use exit::{Exit, Fatal};

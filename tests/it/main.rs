@@ -4,6 +4,7 @@ mod check;
 mod common;
 mod demo;
 mod faults;
+mod hardening;
 mod integrity;
 mod interrupt;
 mod logs;
