@@ -40,7 +40,6 @@ use crate::mapping::Plan;
 use crate::results::{self, Counters, Status, Tally};
 use crate::transport::Client;
 
-use dispatch::Dispatcher;
 use feed::ReadEnd;
 use resume::Resume;
 use worker::Ctx;
@@ -168,8 +167,9 @@ pub async fn run(
     let pool = ctx.pool.clone();
     let sizer = pool::start(&ctx.pace, &semaphore, &pool);
     let syncer = tokio::spawn(sync_results(ctx.writer.clone()));
-    let dispatcher = Dispatcher::start(inbox, &ctx)?;
-    let (undispatched, dispatch_error) = dispatcher.run(&ctx, &semaphore, &pool).await;
+    let (intents, journal_thread) = dispatch::start_journal(ctx.journal.clone(), stop.clone())?;
+    *ctx.intents.lock().unwrap_or_else(|p| p.into_inner()) = Some(intents);
+    let undispatched = dispatch::dispatch(inbox, &ctx, &semaphore).await;
 
     // Wait for every in-flight row: each permit comes back once its outcome is written.
     for task in [sizer, syncer] {
@@ -177,6 +177,16 @@ pub async fn run(
         let _ = task.await;
     }
     let _all = semaphore.acquire_many(pool.size() as u32).await;
+    // Every worker is done: the journal thread ends once its queue is closed.
+    drop(ctx.intents.lock().unwrap_or_else(|p| p.into_inner()).take());
+    let journaled = tokio::task::spawn_blocking(move || journal_thread.join())
+        .await
+        .map_err(|_| RunError::Thread("the journal thread failed".into()))
+        .and_then(|j| match j {
+            Ok(journaled) => journaled.map_err(RunError::Journal),
+            Err(_) => Err(RunError::Thread("the journal thread failed".into())),
+        });
+    let dispatch_error = journaled.err();
     let read = match reader.join() {
         Ok(read) => read.map_err(|e| Fatal::from(e).message),
         Err(_) => Err("the reader thread failed".to_string()),
