@@ -1,13 +1,17 @@
-//! The pipeline: a reader thread maps and validates rows, a dispatcher
-//! journals sendable rows (one sync per group) and hands each to a worker
-//! task, workers post with retries under a shared rate limit, and whoever
+//! The pipeline: a reader thread maps and validates rows (and on `--resume`
+//! checks them against what the run decided before), a dispatcher hands each
+//! sendable row to a worker task, workers wait for their rate slot, have the
+//! journal thread sync their row's line just before it (one sync per group
+//! of lines), post with retries under a shared rate limit, and whoever
 //! decides a row (a worker, or the reader for invalid and skipped rows)
 //! writes its results line. A bounded channel and the concurrency permits
 //! connect them, so a slow server slows reading instead of filling memory.
 //!
 //! ```text
 //! reader ──sendable──▶ dispatcher ──spawn──▶ workers ──outcome──▶ results file
-//!    └──────────── invalid / skipped / unknown-on-resume ──────────────▲
+//!    │                                     ▲ ▼ "sending" lines            ▲
+//!    │                                   journal thread                   │
+//!    └──────────── invalid / skipped / unknown-on-resume ─────────────────┘
 //! ```
 //!
 //! A row is in flight from its journal line (written and synced before its
