@@ -8,7 +8,7 @@
 //!   columns dropped and `retry`'s selection applied; and `decide`, the verdict on
 //!   a row before any request, shared by `check` and `send`.
 //! - [`mapping`]: the TOML mapping file, compiled against the header into a plan.
-//! - [`contact`]: phone numbers to E.164, emails trimmed and lower-cased.
+//! - [`contact`]: phone numbers to E.164 as libphonenumber reads them, emails cleaned.
 //! - [`validate`]: the spec's field rules, applied before anything is sent.
 //! - [`request`]: the survey request and its JSON body.
 //! - [`api`]: what a DigiDesk answer means (JSON or XML, `message` or `messages`).
@@ -47,7 +47,6 @@ pub mod logging;
 pub mod mapping;
 pub mod output;
 pub mod pace;
-pub mod phone;
 pub mod pipeline;
 pub mod progress;
 pub mod request;
