@@ -68,7 +68,7 @@ async fn a_second_run_on_the_same_results_file_exits_2_naming_the_first() {
     let s = Scenario::new()
         .export(n)
         .sandbox(SandboxConfig {
-            latency_ms: 40,
+            latency_ms: 100,
             ..SandboxConfig::default()
         })
         .await;
@@ -91,7 +91,6 @@ async fn a_second_run_on_the_same_results_file_exits_2_naming_the_first() {
         assert_eq!(summary["exit_code"], 2, "{summary}");
         assert!(summary["stop_reason"].as_str().unwrap().contains("in use"));
     }
-    // retry on the first run's results file is another process on another file: not refused.
     let first = s.wait(first).await;
     assert_eq!(first.code(), Some(1), "{}", first.text());
     s.assert_consistent(&first.results());
@@ -491,5 +490,29 @@ async fn kill_9_at_a_low_rate_leaves_unknown_only_rows_that_were_leaving() {
         false_unknown <= 2 * kills,
         "{false_unknown} rows unknown that the server never received, after {kills} kills"
     );
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_results_line_past_the_end_of_the_input_is_refused_before_sending() {
+    let s = Scenario::new()
+        .export(40)
+        .sandbox(SandboxConfig::default())
+        .await;
+    s.send(&["--limit", "5", "--rate", "0"]).exits(0);
+    let sent = s.accepted().len();
+    let text = std::fs::read_to_string(s.results_path()).unwrap();
+    let line = text.lines().find(|l| l.contains(",2,created,")).unwrap();
+    let extra = line.replacen(",2,created,", ",500,created,", 1);
+    let content = format!("{text}{extra}\n");
+    s.write("calls.results.csv", &content);
+    let run = s.send(&["--resume", "--rate", "0"]).exits(2);
+    assert!(
+        run.stdout().contains("ends at row 40") && run.stdout().contains("records row 500"),
+        "{}",
+        run.text()
+    );
+    assert_eq!(s.accepted().len(), sent, "nothing is sent");
+    assert_eq!(std::fs::read_to_string(s.results_path()).unwrap(), content);
     s.shutdown().await;
 }
