@@ -202,7 +202,7 @@ pub fn command_line(
     parts.join(" ")
 }
 
-/// The reading options a resumed run must repeat (they are part of its fingerprint).
+/// The reading options a resumed run repeats (its rows must read the same as before).
 pub fn reading_args(read: &ReadOptions) -> Vec<String> {
     let mut args = Vec::new();
     if read.encoding != encoding_rs::UTF_8 {
