@@ -12,8 +12,8 @@ use crate::pipeline::{self, Job};
 use crate::results::Status;
 
 use super::job::{
-    check_summary_json, command_line, execute, lock_results, read_mapping, reading_args,
-    refuse_same_file, retry_results_path, summary_on_error,
+    check_summary_json, command_line, execute, lock_results, reading_args, refuse_same_file,
+    retry_results_path, summary_on_error,
 };
 
 pub async fn run(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
@@ -52,7 +52,6 @@ async fn retry(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     let settings =
         SendSettings::from_options(&args.send, Some(retry_results_path(&args.results_in)))?;
     refuse_same_file(&args.results_in, &settings.results)?;
-    let mapping_text = read_mapping(&args.mapping)?;
     let mapping = Mapping::load(&args.mapping)?;
     // Every line is checked before anything is sent: a row listed twice, or
     // a line that is no results line, would otherwise be found part-way.
@@ -69,7 +68,7 @@ async fn retry(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     let selection: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
     let fingerprint = pipeline::fingerprint(&[
         b"retry",
-        &mapping_text,
+        mapping.bytes(),
         rows.columns.names.join("\u{1f}").as_bytes(),
         selection.join(",").as_bytes(),
     ]);

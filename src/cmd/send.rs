@@ -5,14 +5,14 @@
 use crate::cli::{LogArgs, SendArgs};
 use crate::config::{parse_delimiter, parse_encoding, SendSettings};
 use crate::exit::{Exit, Fatal};
+use crate::input::Origin;
 use crate::input::Rows;
-use crate::input::{Origin, ReadOptions, Reader};
 use crate::mapping::{Mapping, Plan};
 use crate::pipeline::{self, Job};
 
 use super::job::{
-    check_summary_json, command_line, default_results_path, execute, lock_results, read_mapping,
-    reading_args, refuse_same_file, summary_on_error,
+    check_summary_json, command_line, default_results_path, execute, lock_results, reading_args,
+    refuse_same_file, summary_on_error,
 };
 
 pub async fn run(args: SendArgs, log: &LogArgs) -> Result<Exit, Fatal> {
@@ -24,10 +24,12 @@ pub async fn run(args: SendArgs, log: &LogArgs) -> Result<Exit, Fatal> {
 async fn send(args: SendArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     check_summary_json(args.send.summary_json.as_deref())?;
     let input = Origin::parse(&args.input.input);
-    let read = ReadOptions {
-        encoding: parse_encoding(&args.input.encoding)?,
-        delimiter: parse_delimiter(&args.input.delimiter)?,
-    };
+    if let Some(e) = &args.input.encoding {
+        parse_encoding(e)?;
+    }
+    if let Some(d) = &args.input.delimiter {
+        parse_delimiter(d)?;
+    }
     if input == Origin::Stdin && args.send.results.is_none() {
         return Err(Fatal::usage(
             "--results FILE is required when the input is standard input",
@@ -38,9 +40,8 @@ async fn send(args: SendArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     let results = results.or_else(|| default_results_path(&input, ".results.csv"));
     let _lock = results.as_deref().map(lock_results).transpose()?;
     // The mapping and the input first: their mistakes are the likeliest.
-    let mapping_text = read_mapping(&args.input.mapping)?;
     let mapping = Mapping::load(&args.input.mapping)?;
-    let reader = Reader::open(&input, &read)?;
+    let (reader, read) = super::open_input(&args.input, &input, &mapping)?;
     let rows = Rows::new(reader, input.display_name(), None)?;
     let plan = Plan::compile(&mapping, &rows.columns.names, &input.display_name())?;
     let settings =
@@ -50,7 +51,7 @@ async fn send(args: SendArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     }
     let fingerprint = pipeline::fingerprint(&[
         b"send",
-        &mapping_text,
+        mapping.bytes(),
         rows.columns.names.join("\u{1f}").as_bytes(),
     ]);
     let resume_cmd = format!(

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::input::{self, ReadError, Rows};
-use crate::mapping::{Mapped, Plan};
+use crate::mapping::{Decision, Plan};
 use crate::results::{self, Outcome, Status};
 
 use super::resume::Known;
@@ -217,7 +217,7 @@ impl Feed<'_> {
                 Decided::Write(outcome(row, fields, Status::Unknown, vec!["in flight when an earlier run stopped: it may have been created; check DigiDesk before resending (retry --only unknown)".into()]))
             } else {
                 match input::decide(&rows.columns, &plan, record.fields) {
-                    (fields, Mapped::Send(req)) => {
+                    (fields, Decision::Send(req)) => {
                         if limit.is_some_and(|l| sendable >= l) {
                             self.end.limited = true;
                             self.only_count = true;
@@ -234,10 +234,10 @@ impl Feed<'_> {
                             body: Bytes::copy_from_slice(&body),
                         })
                     }
-                    (fields, Mapped::Skip(reason)) => {
+                    (fields, Decision::Skip(reason)) => {
                         Decided::Write(outcome(row, fields, Status::Skipped, vec![reason]))
                     }
-                    (fields, Mapped::Invalid(reasons)) => {
+                    (fields, Decision::Invalid(reasons)) => {
                         Decided::Write(outcome(row, fields, Status::Invalid, reasons))
                     }
                 }
