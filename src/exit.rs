@@ -106,6 +106,9 @@ impl From<crate::results::ResultsError> for Fatal {
         use crate::results::ResultsError;
         match &e {
             ResultsError::Io { .. } | ResultsError::Write { .. } => Fatal::stopped(e.to_string()),
+            ResultsError::Damaged { .. } => Fatal::usage(format!(
+                "{e}. It cannot be resumed safely: restore it from a copy, or correct that line by hand (never delete a line with a digidesk_id: it is the only record of that survey), then --resume again"
+            )),
             ResultsError::OtherColumns { .. } => Fatal::usage(format!(
                 "{e}; use another --results file, or --force to replace it"
             )),
@@ -128,6 +131,13 @@ impl From<crate::pipeline::error::RunError> for Fatal {
             RunError::OtherRun { .. } => Fatal::usage(format!(
                 "{e}. Resume with the same arguments, or choose another --results file (or --force to replace it)"
             )),
+            RunError::OtherEndpoint { .. } => Fatal::usage(format!(
+                "{e}. Resume with the endpoint it sent to, or choose another --results file"
+            )),
+            RunError::NoResults { .. } => Fatal::usage(format!(
+                "{e}. Restore the results file if you can; otherwise check DigiDesk, then use another --results file (or --force, which sends every row again)"
+            )),
+            RunError::Locked(_) => Fatal::usage(e.to_string()),
             RunError::StartJournal(e) => Fatal::usage(Fatal::from(e).message),
             RunError::StartResults(e) => Fatal::usage(Fatal::from(e).message),
             RunError::Journal(e) => Fatal::from(e),

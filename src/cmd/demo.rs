@@ -102,7 +102,7 @@ pub async fn run(args: DemoArgs, log: &LogArgs) -> Result<Exit, Fatal> {
         rows,
         plan,
         settings,
-        fingerprint: pipeline::fingerprint(&[b"demo"], Some(&csv_path)),
+        fingerprint: pipeline::fingerprint(&[b"demo"]),
         durable: false,
     };
     let show = |p: &PathBuf| p.display().to_string();

@@ -11,9 +11,19 @@ use crate::mapping::{Mapping, Plan};
 use crate::pipeline::{self, Job};
 use crate::results::Status;
 
-use super::job::{command_line, execute, reading_args, refuse_same_file, retry_results_path};
+use super::job::{
+    check_summary_json, command_line, execute, lock_results, reading_args, refuse_same_file,
+    retry_results_path, summary_on_error,
+};
 
 pub async fn run(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
+    let summary_json = args.send.summary_json.clone();
+    let result = retry(args, log).await;
+    summary_on_error("retry", summary_json.as_deref(), result)
+}
+
+async fn retry(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
+    check_summary_json(args.send.summary_json.as_deref())?;
     let mut statuses = Vec::new();
     for s in args.only.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
         let status = Status::parse(s).ok_or_else(|| {
@@ -31,6 +41,9 @@ pub async fn run(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     if statuses.is_empty() {
         return Err(Fatal::usage("--only needs at least one status"));
     }
+    // One process per results file, before anything is read.
+    let results = args.send.results.clone();
+    let _lock = lock_results(&results.unwrap_or_else(|| retry_results_path(&args.results_in)))?;
     let input = Origin::File(args.results_in.clone());
     let read = ReadOptions {
         encoding: encoding_rs::UTF_8,
@@ -40,19 +53,25 @@ pub async fn run(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
         SendSettings::from_options(&args.send, Some(retry_results_path(&args.results_in)))?;
     refuse_same_file(&args.results_in, &settings.results)?;
     let mapping = Mapping::load(&args.mapping)?;
+    // Every line is checked before anything is sent: a row listed twice, or
+    // a line that is no results line, would otherwise be found part-way.
+    let mut scan = Rows::new(
+        Reader::open(&input, &read)?,
+        input.display_name(),
+        Some(statuses.clone()),
+    )?;
+    let mut fields = csv::StringRecord::new();
+    while scan.next_row_into(&mut fields)?.is_some() {}
     let reader = Reader::open(&input, &read)?;
     let rows = Rows::new(reader, input.display_name(), Some(statuses.clone()))?;
     let plan = Plan::compile(&mapping, &rows.columns.names, &input.display_name())?;
     let selection: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
-    let fingerprint = pipeline::fingerprint(
-        &[
-            b"retry",
-            mapping.bytes(),
-            rows.columns.names.join("\u{1f}").as_bytes(),
-            selection.join(",").as_bytes(),
-        ],
-        Some(&args.results_in),
-    );
+    let fingerprint = pipeline::fingerprint(&[
+        b"retry",
+        mapping.bytes(),
+        rows.columns.names.join("\u{1f}").as_bytes(),
+        selection.join(",").as_bytes(),
+    ]);
     let resume_cmd = format!(
         "{} --only {} --resume",
         command_line(

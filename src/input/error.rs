@@ -58,4 +58,7 @@ pub enum ReadError {
     },
     #[error("{name}, record {record}: digidesk_row is not a row number; is this a results file of digidesk-upload?")]
     BadRowNumber { name: String, record: u64 },
+    /// A results file that lists a row twice: which line is right cannot be told.
+    #[error("{name}, record {record}: row {row} is listed again (each row has one line in a results file); remove the wrong line, then retry")]
+    RepeatedRow { name: String, record: u64, row: u64 },
 }

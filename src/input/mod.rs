@@ -70,6 +70,8 @@ struct Selection {
     row_column: usize,
     status_column: usize,
     statuses: Vec<Status>,
+    /// Every row number seen so far: a row listed twice is refused.
+    seen: std::collections::HashSet<u64>,
 }
 
 /// The rows of an input: its reader, its columns, and for `retry` which
@@ -107,6 +109,7 @@ impl Rows {
                     row_column: find("digidesk_row")?,
                     status_column: find("digidesk_status")?,
                     statuses,
+                    seen: Default::default(),
                 })
             }
         };
@@ -145,21 +148,30 @@ impl Rows {
     }
 
     /// The row number of a record, or `None` when `retry` does not select it.
-    fn row_of(&self, read: u64, fields: &csv::StringRecord) -> Result<Option<u64>, ReadError> {
-        let Some(sel) = &self.select else {
+    fn row_of(&mut self, read: u64, fields: &csv::StringRecord) -> Result<Option<u64>, ReadError> {
+        let Some(sel) = &mut self.select else {
             return Ok(Some(read));
         };
+        let row = fields
+            .get(sel.row_column)
+            .and_then(|r| r.trim().parse::<u64>().ok())
+            .filter(|r| (1..=crate::journal::MAX_ROW).contains(r));
+        if let Some(row) = row {
+            if !sel.seen.insert(row) {
+                return Err(ReadError::RepeatedRow {
+                    name: self.name.clone(),
+                    record: read,
+                    row,
+                });
+            }
+        }
         let status = fields.get(sel.status_column).and_then(Status::parse);
         if !status.is_some_and(|s| sel.statuses.contains(&s)) {
             return Ok(None);
         }
-        fields
-            .get(sel.row_column)
-            .and_then(|r| r.trim().parse().ok())
-            .map(Some)
-            .ok_or_else(|| ReadError::BadRowNumber {
-                name: self.name.clone(),
-                record: read,
-            })
+        row.map(Some).ok_or_else(|| ReadError::BadRowNumber {
+            name: self.name.clone(),
+            record: read,
+        })
     }
 }

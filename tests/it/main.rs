@@ -7,6 +7,7 @@ mod contacts;
 mod demo;
 mod faults;
 mod hardening;
+mod integrity;
 mod interrupt;
 mod ledger;
 mod logs;
