@@ -11,11 +11,7 @@ use reqwest::header::HeaderValue;
 
 use crate::cli::SendOptions;
 use crate::exit::Fatal;
-use crate::input::read::InputSource;
-
-/// The default `--rate`: conservative, so that an account whose limit we do
-/// not know is not hammered.
-pub const DEFAULT_RATE: u32 = 10;
+use crate::pipeline::pool;
 
 /// The latency `--concurrency`'s default is sized for.
 pub const DESIGN_LATENCY: Duration = Duration::from_millis(250);
@@ -175,25 +171,6 @@ fn is_loopback(url: &url::Url) -> bool {
     }
 }
 
-/// The default results path: `INPUT` with `.results.csv` in place of `.csv`
-/// (`.csv.gz` too); stdin has none.
-pub fn default_results_path(input: &InputSource, suffix: &str) -> Option<PathBuf> {
-    let InputSource::File(path) = input else {
-        return None;
-    };
-    let name = path.file_name()?.to_string_lossy().into_owned();
-    let lower = name.to_ascii_lowercase();
-    let stem = [".csv.gz", ".csv", ".gz", ".txt", ".tsv"]
-        .iter()
-        .find_map(|ext| {
-            lower
-                .ends_with(ext)
-                .then(|| &name[..name.len() - ext.len()])
-        })
-        .unwrap_or(&name);
-    Some(path.with_file_name(format!("{stem}{suffix}")))
-}
-
 /// How the run treats an existing results file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartMode {
@@ -298,21 +275,22 @@ impl SendSettings {
 pub fn default_concurrency(rate: Option<u32>) -> usize {
     match rate {
         None => UNLIMITED_CONCURRENCY,
-        Some(r) => {
-            let needed = (f64::from(r) * DESIGN_LATENCY.as_secs_f64() * 2.0).ceil() as usize;
-            needed.clamp(4, 512)
-        }
+        Some(r) => pool::in_flight(f64::from(r), DESIGN_LATENCY, 2.0).clamp(4, 512),
     }
 }
 
-/// How far the default pool may grow: enough for `rate` at 2 s latency, at
-/// most [`CONCURRENCY_CAP`].
+/// How far the default pool may grow: enough for `rate` at [`MAX_LATENCY`],
+/// at most [`CONCURRENCY_CAP`].
 pub fn max_concurrency(rate: Option<u32>) -> usize {
     match rate {
         None => UNLIMITED_CONCURRENCY,
-        Some(r) => (r as usize * 2).clamp(default_concurrency(rate), CONCURRENCY_CAP),
+        Some(r) => pool::in_flight(f64::from(r), MAX_LATENCY, 1.0)
+            .clamp(default_concurrency(rate), CONCURRENCY_CAP),
     }
 }
+
+/// The latency the default pool may grow to hold the rate at.
+pub const MAX_LATENCY: Duration = Duration::from_secs(2);
 
 /// The most requests the default pool ever has in flight.
 pub const CONCURRENCY_CAP: usize = 1024;
@@ -333,16 +311,6 @@ mod tests {
             parse_endpoint(None).unwrap().as_str(),
             crate::spec::DEFAULT_ENDPOINT
         );
-    }
-
-    #[test]
-    fn results_path_replaces_csv() {
-        let p =
-            |s: &str| default_results_path(&InputSource::File(s.into()), ".results.csv").unwrap();
-        assert_eq!(p("dir/calls.csv"), PathBuf::from("dir/calls.results.csv"));
-        assert_eq!(p("calls.CSV.gz"), PathBuf::from("calls.results.csv"));
-        assert_eq!(p("calls"), PathBuf::from("calls.results.csv"));
-        assert!(default_results_path(&InputSource::Stdin, ".results.csv").is_none());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod demo;
+pub mod job;
 pub mod retry;
 pub mod sandbox;
 pub mod send;

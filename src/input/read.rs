@@ -14,26 +14,26 @@ use crate::exit::Fatal;
 
 /// Where the export comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InputSource {
+pub enum Origin {
     Stdin,
     File(PathBuf),
 }
 
-impl InputSource {
+impl Origin {
     /// `-` means standard input; anything else is a path.
-    pub fn parse(arg: &str) -> InputSource {
+    pub fn parse(arg: &str) -> Origin {
         if arg == "-" {
-            InputSource::Stdin
+            Origin::Stdin
         } else {
-            InputSource::File(PathBuf::from(arg))
+            Origin::File(PathBuf::from(arg))
         }
     }
 
     /// How errors name this input.
     pub fn display_name(&self) -> String {
         match self {
-            InputSource::Stdin => "standard input".to_string(),
-            InputSource::File(p) => p.display().to_string(),
+            Origin::Stdin => "standard input".to_string(),
+            Origin::File(p) => p.display().to_string(),
         }
     }
 }
@@ -174,13 +174,13 @@ pub struct Reader {
 
 impl Reader {
     /// Opens the input and reads its header.
-    pub fn open(source: &InputSource, opts: &ReadOptions) -> Result<Reader, Fatal> {
+    pub fn open(source: &Origin, opts: &ReadOptions) -> Result<Reader, Fatal> {
         let name = source.display_name();
         let bytes_read = Arc::new(AtomicU64::new(0));
         let (raw, total_bytes, gz_by_name): (Box<dyn Read + Send>, Option<u64>, bool) = match source
         {
-            InputSource::Stdin => (Box::new(std::io::stdin()), None, false),
-            InputSource::File(path) => {
+            Origin::Stdin => (Box::new(std::io::stdin()), None, false),
+            Origin::File(path) => {
                 let file = File::open(path).map_err(|e| {
                     Fatal::usage(format!("cannot open the input {}: {e}", path.display()))
                 })?;
@@ -447,7 +447,7 @@ mod tests {
             encoding: parse_encoding(enc).unwrap(),
             delimiter: parse_delimiter(delim).unwrap(),
         };
-        let r = Reader::open(&InputSource::File(path), &opts);
+        let r = Reader::open(&Origin::File(path), &opts);
         drop(dir); // the reader holds the file open
         r
     }
@@ -578,7 +578,7 @@ mod tests {
         assert_eq!(parse_delimiter("tab").unwrap(), b'\t');
         assert!(parse_delimiter(";;").is_err());
         let dir = tempfile::tempdir().unwrap();
-        let missing = InputSource::File(dir.path().join("nope.csv"));
+        let missing = Origin::File(dir.path().join("nope.csv"));
         let opts = ReadOptions {
             encoding: encoding_rs::UTF_8,
             delimiter: b',',

@@ -9,11 +9,12 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::exit::Fatal;
+use crate::input::{self, Rows};
 use crate::journal::RowSet;
 use crate::mapping::{Mapped, Plan};
 use crate::results::{self, Outcome, Status};
 
-use super::{End, SendItem, Source, Stop, HANDOFF_BATCH};
+use super::{End, SendItem, Stop, HANDOFF_BATCH};
 
 /// How reading ended.
 pub(super) struct ReadEnd {
@@ -27,7 +28,7 @@ pub(super) struct ReadEnd {
 /// Starts the reader thread.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn start(
-    source: Source,
+    rows: Rows,
     plan: Plan,
     resume: Option<(RowSet, RowSet)>,
     limit: Option<u64>,
@@ -40,7 +41,7 @@ pub(super) fn start(
         .name("reader".into())
         .spawn(move || {
             read_rows(
-                source,
+                rows,
                 plan,
                 resume,
                 limit,
@@ -57,7 +58,7 @@ pub(super) fn start(
 /// ones to the dispatcher in small groups and writes decided ones itself.
 #[allow(clippy::too_many_arguments)]
 fn read_rows(
-    source: Source,
+    rows: Rows,
     plan: Plan,
     resume: Option<(RowSet, RowSet)>,
     limit: Option<u64>,
@@ -68,7 +69,7 @@ fn read_rows(
 ) -> Result<ReadEnd, Fatal> {
     let mut handoff: Vec<SendItem> = Vec::with_capacity(HANDOFF_BATCH);
     let mut read = read_all(
-        source,
+        rows,
         plan,
         resume,
         limit,
@@ -93,7 +94,7 @@ fn read_rows(
 
 #[allow(clippy::too_many_arguments)]
 fn read_all(
-    mut source: Source,
+    mut rows: Rows,
     plan: Plan,
     resume: Option<(RowSet, RowSet)>,
     limit: Option<u64>,
@@ -103,7 +104,6 @@ fn read_all(
     stop: &Stop,
     resumed_unknown: Arc<AtomicU64>,
 ) -> Result<ReadEnd, Fatal> {
-    let width = source.reader.headers().len();
     let mut sendable = 0u64;
     let mut body = Vec::with_capacity(512);
     let mut end = ReadEnd {
@@ -112,10 +112,8 @@ fn read_all(
     };
     // Once the run stops (or reaches --limit), the rest is only counted.
     let mut only_count = false;
-    while let Some(record) = source.reader.next_record()? {
-        let Some(row) = row_of(&source, &record)? else {
-            continue;
-        };
+    while let Some(record) = rows.next_row()? {
+        let row = record.row;
         if resume.as_ref().is_some_and(|(done, _)| done.contains(row)) {
             continue;
         }
@@ -124,41 +122,16 @@ fn read_all(
             end.unsent += 1;
             continue;
         }
-        let raw_width = record.fields.len();
-        let fields = source.project(record.fields);
-        let outcome = |status: Status, errors: Vec<String>| Outcome {
-            row,
-            fields: fields.clone(),
-            status,
-            id: None,
-            http: None,
-            attempts: 0,
-            errors,
-            permit: None,
-        };
-        let decided = if let Some((_, in_flight)) = &resume {
-            if in_flight.contains(row) {
-                resumed_unknown.fetch_add(1, Ordering::Relaxed);
-                Some(outcome(
-                    Status::Unknown,
-                    vec!["in flight when an earlier run stopped: it may have been created; check DigiDesk before resending (retry --only unknown)".into()],
-                ))
-            } else {
-                None
-            }
+        let decided = if resume
+            .as_ref()
+            .is_some_and(|(_, in_flight)| in_flight.contains(row))
+        {
+            resumed_unknown.fetch_add(1, Ordering::Relaxed);
+            let fields = rows.columns.project(record.fields);
+            outcome(row, fields, Status::Unknown, vec!["in flight when an earlier run stopped: it may have been created; check DigiDesk before resending (retry --only unknown)".into()])
         } else {
-            None
-        };
-        let decided = match decided {
-            Some(o) => o,
-            None if raw_width != width => outcome(
-                Status::Invalid,
-                vec![format!(
-                    "row has {raw_width} fields, the header has {width}"
-                )],
-            ),
-            None => match plan.apply(&fields) {
-                Mapped::Send(req) => {
+            match input::decide(&rows.columns, &plan, record.fields) {
+                (fields, Mapped::Send(req)) => {
                     if limit.is_some_and(|l| sendable >= l) {
                         end.limited = true;
                         only_count = true;
@@ -186,9 +159,13 @@ fn read_all(
                     }
                     continue;
                 }
-                Mapped::Skip(reason) => outcome(Status::Skipped, vec![reason]),
-                Mapped::Invalid(reasons) => outcome(Status::Invalid, reasons),
-            },
+                (fields, Mapped::Skip(reason)) => {
+                    outcome(row, fields, Status::Skipped, vec![reason])
+                }
+                (fields, Mapped::Invalid(reasons)) => {
+                    outcome(row, fields, Status::Invalid, reasons)
+                }
+            }
         };
         if !to_writer.record(decided) {
             // The results file failed: the run ends with that error.
@@ -200,19 +177,16 @@ fn read_all(
     Ok(end)
 }
 
-/// The row number of a record, or `None` when `retry` does not select it.
-fn row_of(source: &Source, record: &crate::input::read::Record) -> Result<Option<u64>, Fatal> {
-    let Some(sel) = &source.select else {
-        return Ok(Some(record.row));
-    };
-    let status = record.fields.get(sel.status_column).and_then(Status::parse);
-    if !status.is_some_and(|s| sel.statuses.contains(&s)) {
-        return Ok(None);
+/// The outcome of a row decided without a request.
+fn outcome(row: u64, fields: csv::StringRecord, status: Status, errors: Vec<String>) -> Outcome {
+    Outcome {
+        row,
+        fields,
+        status,
+        id: None,
+        http: None,
+        attempts: 0,
+        errors,
+        permit: None,
     }
-    record.fields.get(sel.row_column).and_then(|r| r.trim().parse().ok()).map(Some).ok_or_else(|| {
-        Fatal::usage(format!(
-            "{}, record {}: digidesk_row is not a row number; is this a results file of digidesk-upload?",
-            source.name, record.row
-        ))
-    })
 }

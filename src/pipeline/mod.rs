@@ -34,7 +34,7 @@ use crate::api::StopKind;
 use crate::client::Client;
 use crate::config::SendSettings;
 use crate::exit::Fatal;
-use crate::input::read::Reader;
+use crate::input::Rows;
 use crate::journal::Journal;
 use crate::mapping::Plan;
 use crate::results::{self, Counters, Status, Tally};
@@ -51,90 +51,11 @@ pub use worker::{
     backoff, BACKOFF_BASE, BACKOFF_CAP, BREAKER_FAILURES, BREAKER_WINDOW, DEFAULT_429_PAUSE,
 };
 
-/// Rows come from here: the input reader, the columns kept, and for `retry`
-/// where the row numbers and statuses are.
-pub struct Source {
-    pub reader: Reader,
-    /// Indexes of the input columns kept (all but `digidesk_*`); `None` = all.
-    pub keep: Option<Vec<usize>>,
-    /// The kept columns' names: the mapping's header and the results file's first columns.
-    pub columns: Vec<String>,
-    /// For `retry`: which rows to take and their original numbers.
-    pub select: Option<Selection>,
-    /// What the input is called in messages.
-    pub name: String,
-}
-
-impl Source {
-    /// The kept columns of a record (all of them when none is dropped).
-    pub fn project(&self, fields: csv::StringRecord) -> csv::StringRecord {
-        project(self.keep.as_deref(), fields)
-    }
-}
-
-/// Keeps the `keep` columns of a record (all of them for `None`).
-pub fn project(keep: Option<&[usize]>, fields: csv::StringRecord) -> csv::StringRecord {
-    match keep {
-        None => fields,
-        Some(keep) => keep.iter().map(|&i| fields.get(i).unwrap_or("")).collect(),
-    }
-}
-
-/// `retry`'s choice of rows from a results file.
-#[derive(Debug, Clone)]
-pub struct Selection {
-    pub row_column: usize,
-    pub status_column: usize,
-    pub statuses: Vec<Status>,
-}
-
-impl Source {
-    /// Builds a source over a reader: `digidesk_*` columns are dropped (they
-    /// are never mapped, and the results file writes its own).
-    pub fn new(
-        reader: Reader,
-        name: String,
-        statuses: Option<Vec<Status>>,
-    ) -> Result<Source, Fatal> {
-        let headers = reader.headers().to_vec();
-        let keep: Vec<usize> = (0..headers.len())
-            .filter(|&i| !results::is_result_column(&headers[i]))
-            .collect();
-        let columns: Vec<String> = keep.iter().map(|&i| headers[i].clone()).collect();
-        let select = match statuses {
-            None => None,
-            Some(statuses) => {
-                let find = |name: &str| {
-                    headers.iter().position(|h| h == name).ok_or_else(|| {
-                        Fatal::usage(format!(
-                            "{name} is not a results file of digidesk-upload: it has no {name:?} column (columns: {})",
-                            headers.join(", ")
-                        ))
-                    })
-                };
-                Some(Selection {
-                    row_column: find("digidesk_row")?,
-                    status_column: find("digidesk_status")?,
-                    statuses,
-                })
-            }
-        };
-        let keep = (keep.len() != headers.len()).then_some(keep);
-        Ok(Source {
-            reader,
-            keep,
-            columns,
-            select,
-            name,
-        })
-    }
-}
-
 /// One run of `send` or `retry`.
 pub struct Job {
     /// `send` or `retry`, for the journal and messages.
     pub command: String,
-    pub source: Source,
+    pub rows: Rows,
     pub plan: Plan,
     pub settings: SendSettings,
     /// Identifies the run; `--resume` refuses a different one.
@@ -210,18 +131,23 @@ struct SendItem {
     body: Bytes,
 }
 
-/// Runs a job to its end. `stop` lets the caller interrupt it.
-pub async fn run(job: Job, stop: Stop, counters: Arc<Counters>) -> Result<Report, Fatal> {
+/// Runs a job to its end, posting with `client`. `stop` lets the caller interrupt it.
+pub async fn run(
+    job: Job,
+    client: Client,
+    stop: Stop,
+    counters: Arc<Counters>,
+) -> Result<Report, Fatal> {
     let started = Instant::now();
     let Job {
         command,
-        source,
+        rows,
         plan,
         settings,
         fingerprint,
         durable,
     } = job;
-    let header = results::header_for(&source.columns);
+    let header = results::header_for(&rows.columns.names);
     // Decide how to start: fresh, forced, or resumed.
     let Prepared {
         mut journal,
@@ -245,13 +171,6 @@ pub async fn run(job: Job, stop: Stop, counters: Arc<Counters>) -> Result<Report
         }
     }
     let before = counters.total();
-    let client = Client::new(&crate::client::ClientConfig {
-        endpoint: settings.endpoint.clone(),
-        credentials: settings.credentials.clone(),
-        timeout: settings.timeout,
-        ca_cert_pem: settings.ca_cert_pem.clone(),
-        pool_size: settings.max_concurrency,
-    })?;
     let writer = Arc::new(results::Shared::new(writer));
     let journal = Arc::new(Mutex::new(journal));
     let ctx = Arc::new(Ctx::new(
@@ -267,7 +186,7 @@ pub async fn run(job: Job, stop: Stop, counters: Arc<Counters>) -> Result<Report
     let resumed_unknown = Arc::new(AtomicU64::new(0));
     let resume = resume.map(|r| (r.decided, r.in_flight));
     let reader = feed::start(
-        source,
+        rows,
         plan,
         resume,
         settings.limit,

@@ -29,11 +29,15 @@ impl Pool {
     }
 }
 
-/// How many requests must be in flight to hold `rate` at `latency`
-/// (Little's law), with half again as headroom for jitter.
-pub fn needed_concurrency(rate: f64, latency: Duration) -> usize {
-    (rate * latency.as_secs_f64() * 1.5).ceil() as usize
+/// Little's law: how many requests must be in flight to hold `rate` (per
+/// second) at `latency`, times `headroom`. Every pool size comes from here:
+/// the default `--concurrency`, how far it may grow, and the growing itself.
+pub fn in_flight(rate: f64, latency: Duration, headroom: f64) -> usize {
+    (rate * latency.as_secs_f64() * headroom).ceil() as usize
 }
+
+/// The growing pool keeps half again what the observed latency needs, for jitter.
+pub const GROWTH_HEADROOM: f64 = 1.5;
 
 /// Grows the pool when the observed latency needs more requests in flight
 /// than it has, never past its cap. It never shrinks: the rate limit, not
@@ -46,7 +50,7 @@ pub(super) async fn size_pool(ctx: Arc<Ctx>, semaphore: Arc<Semaphore>, pool: Ar
             return;
         };
         let latency = Duration::from_micros(ctx.latency_us.load(Ordering::Relaxed));
-        let want = needed_concurrency(rate, latency).min(pool.max);
+        let want = in_flight(rate, latency, GROWTH_HEADROOM).min(pool.max);
         let have = pool.size();
         if want > have {
             semaphore.add_permits(want - have);
@@ -79,9 +83,10 @@ mod tests {
 
     #[test]
     fn pool_size_follows_littles_law() {
-        assert_eq!(needed_concurrency(200.0, Duration::from_millis(250)), 75);
-        assert_eq!(needed_concurrency(50.0, Duration::from_millis(350)), 27);
-        assert_eq!(needed_concurrency(10.0, Duration::ZERO), 0);
+        let needed = |rate, latency| in_flight(rate, latency, GROWTH_HEADROOM);
+        assert_eq!(needed(200.0, Duration::from_millis(250)), 75);
+        assert_eq!(needed(50.0, Duration::from_millis(350)), 27);
+        assert_eq!(needed(10.0, Duration::ZERO), 0);
         let avg = AtomicU64::new(0);
         record_latency(&avg, Duration::from_millis(100));
         assert_eq!(avg.load(Ordering::Relaxed), 100_000);
