@@ -643,6 +643,37 @@ impl Plan {
         })
     }
 
+    /// Every column (by its index in the header the plan was compiled
+    /// against) that deciding a row reads.
+    pub fn columns_read(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        let values = [
+            Some(&self.contact),
+            Some(&self.campaign),
+            self.name.as_ref(),
+            self.account.as_ref(),
+            self.agent.as_ref(),
+        ];
+        for v in values
+            .into_iter()
+            .flatten()
+            .chain(self.extra.iter().map(|(_, v)| v))
+        {
+            match &v.source {
+                Compiled::Column(i) => out.push(*i),
+                Compiled::Columns(is) => out.extend(is),
+                Compiled::Template(parts) => out.extend(parts.iter().filter_map(|p| match p {
+                    CompiledPart::Column(i) => Some(*i),
+                    CompiledPart::Text(_) => None,
+                })),
+                Compiled::Value(_) => {}
+            }
+        }
+        out.extend(self.misc.iter().map(|(_, i)| *i));
+        out.extend(self.skip.iter().map(|(i, ..)| *i));
+        out
+    }
+
     /// Maps and validates one row whose fields line up with the header.
     pub fn apply(&self, row: &csv::StringRecord) -> Mapped {
         for (col, values, name) in &self.skip {

@@ -65,6 +65,15 @@ pub fn render(command: &str, report: &Report, resend: &str, resume: &str) -> Str
         "requests",
         thousands(report.requests)
     );
+    if report.input.ignored() > 0 {
+        let _ = writeln!(
+            out,
+            "  {:<10} {:>10}",
+            "ignored",
+            thousands(report.input.ignored())
+        );
+    }
+    out.push_str(&report.input.render());
     if report.resumed_unknown > 0 {
         let _ = writeln!(
             out,
@@ -133,6 +142,10 @@ pub struct JsonSummary<'a> {
     pub counts: std::collections::BTreeMap<&'static str, u64>,
     pub top_errors: Vec<ErrorCount>,
     pub results: String,
+    /// Records of the input that are not rows (a footer), per reason, and
+    /// warnings about the input.
+    #[serde(flatten)]
+    pub input: crate::input::shape::NotesJson,
 }
 
 #[derive(Debug, Serialize)]
@@ -176,6 +189,7 @@ pub fn to_json(command: &str, report: &Report) -> String {
             .map(|(message, count)| ErrorCount { message, count })
             .collect(),
         results: report.results.display().to_string(),
+        input: report.input.to_json(),
     };
     serde_json::to_string_pretty(&summary).expect("serialising a summary to memory")
 }

@@ -16,7 +16,7 @@ use std::time::Instant;
 use crate::cli::CheckArgs;
 use crate::exit::{Exit, Fatal};
 use crate::input::read::{self, Origin, ReadOptions, Reader, Record};
-use crate::input::{self, Columns, Rows};
+use crate::input::{self, Columns, Meta, Rows};
 use crate::mapping::{Mapped, Mapping, Plan};
 use crate::summary::thousands;
 
@@ -122,7 +122,15 @@ fn check_batch(
 ) -> Checked {
     let mut c = Checked::new(index);
     for record in records {
-        check_row(&mut c, record.row, record.fields, columns, plan, show);
+        check_row(
+            &mut c,
+            record.row,
+            record.fields,
+            &record.meta,
+            columns,
+            plan,
+            show,
+        );
     }
     c
 }
@@ -132,12 +140,13 @@ fn check_row(
     c: &mut Checked,
     row: u64,
     fields: csv::StringRecord,
+    meta: &Meta,
     columns: &Columns,
     plan: &Plan,
     show: usize,
 ) -> csv::StringRecord {
     c.counts.rows += 1;
-    let (fields, mapped) = input::decide(columns, plan, fields);
+    let (fields, mapped) = input::decide(columns, plan, fields, meta);
     match mapped {
         Mapped::Send(req) => {
             c.counts.sendable += 1;
@@ -207,7 +216,15 @@ fn check_inline(rows: &mut Rows, plan: &Plan, report: &mut Report) -> Result<(),
     let mut checked = Checked::new(0);
     while let Some(row) = rows.next_row_into(&mut fields)? {
         let record = std::mem::take(&mut fields);
-        fields = check_row(&mut checked, row, record, &rows.columns, plan, report.show);
+        fields = check_row(
+            &mut checked,
+            row,
+            record,
+            rows.reader.meta(),
+            &rows.columns,
+            plan,
+            report.show,
+        );
         if checked.counts.rows as usize >= BATCH {
             report.merge(std::mem::replace(&mut checked, Checked::new(0)));
         }
@@ -282,6 +299,7 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
     let reader = Reader::open(&input, &read)?;
     let mut rows = Rows::new(reader, input.display_name(), None)?;
     let plan = Plan::compile(&mapping, &rows.columns.names, &input.display_name())?;
+    rows.columns.bind(&plan);
 
     let mut report = Report {
         counts: Counts::default(),
@@ -310,6 +328,7 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
         check_parallel(mappers, &mut rows, &plan, &mut report)?;
     }
     let name = rows.name;
+    let notes = input::shape::snapshot(&rows.reader.notes());
     let Report {
         counts,
         invalid,
@@ -331,6 +350,10 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
     let _ = writeln!(out, "  {:<9} {:>10}", "sendable", thousands(sendable));
     let _ = writeln!(out, "  {:<9} {:>10}", "skipped", thousands(skipped_n));
     let _ = writeln!(out, "  {:<9} {:>10}", "invalid", thousands(invalid_n));
+    if notes.ignored() > 0 {
+        let _ = writeln!(out, "  {:<9} {:>10}", "ignored", thousands(notes.ignored()));
+    }
+    out.push_str(&notes.render());
     if !bodies.is_empty() {
         let _ = writeln!(out, "First {shown} request bodies, as they would be sent:");
         out.push_str(&bodies);

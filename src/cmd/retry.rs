@@ -44,8 +44,9 @@ pub async fn run(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     let mapping_text = read_mapping(&args.mapping)?;
     let mapping = Mapping::load(&args.mapping)?;
     let reader = Reader::open(&input, &read)?;
-    let rows = Rows::new(reader, input.display_name(), Some(statuses.clone()))?;
+    let mut rows = Rows::new(reader, input.display_name(), Some(statuses.clone()))?;
     let plan = Plan::compile(&mapping, &rows.columns.names, &input.display_name())?;
+    rows.columns.bind(&plan);
     let selection: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
     let fingerprint = pipeline::fingerprint(
         &[

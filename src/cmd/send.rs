@@ -29,8 +29,9 @@ pub async fn run(args: SendArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     let mapping_text = read_mapping(&args.input.mapping)?;
     let mapping = Mapping::load(&args.input.mapping)?;
     let reader = Reader::open(&input, &read)?;
-    let rows = Rows::new(reader, input.display_name(), None)?;
+    let mut rows = Rows::new(reader, input.display_name(), None)?;
     let plan = Plan::compile(&mapping, &rows.columns.names, &input.display_name())?;
+    rows.columns.bind(&plan);
     let settings =
         SendSettings::from_options(&args.send, default_results_path(&input, ".results.csv"))?;
     if let Origin::File(p) = &input {

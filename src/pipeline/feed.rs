@@ -130,7 +130,7 @@ fn read_all(
             let fields = rows.columns.project(record.fields);
             outcome(row, fields, Status::Unknown, vec!["in flight when an earlier run stopped: it may have been created; check DigiDesk before resending (retry --only unknown)".into()])
         } else {
-            match input::decide(&rows.columns, &plan, record.fields) {
+            match input::decide(&rows.columns, &plan, record.fields, &record.meta) {
                 (fields, Mapped::Send(req)) => {
                     if limit.is_some_and(|l| sendable >= l) {
                         end.limited = true;

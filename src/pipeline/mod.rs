@@ -99,6 +99,9 @@ pub struct Report {
     pub resumed_unknown: u64,
     /// The previous run had already completed; nothing was done.
     pub already_complete: bool,
+    /// What the reader noticed about the input: a footer ignored, bytes
+    /// replaced, the shape it found.
+    pub input: crate::input::Notes,
 }
 
 impl Report {
@@ -148,6 +151,7 @@ pub async fn run(
         durable,
     } = job;
     let header = results::header_for(&rows.columns.names);
+    let notes = rows.reader.notes();
     // Decide how to start: fresh, forced, or resumed.
     let Prepared {
         mut journal,
@@ -235,6 +239,7 @@ pub async fn run(
         unsent,
         resumed_unknown: resumed_unknown.load(Ordering::Relaxed),
         already_complete: false,
+        input: crate::input::shape::snapshot(&notes),
     })
 }
 
@@ -258,6 +263,7 @@ impl Report {
             unsent: 0,
             resumed_unknown: 0,
             already_complete: true,
+            input: crate::input::Notes::default(),
         }
     }
 }
