@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine as _;
+use encoding_rs::Encoding;
 use reqwest::header::HeaderValue;
 
 use crate::cli::SendOptions;
@@ -124,6 +125,28 @@ impl Credentials {
                 path.display()
             ))),
         }
+    }
+}
+
+/// Parses `--encoding` (any WHATWG label: `utf-8`, `windows-1252`, `latin1`, ...).
+pub fn parse_encoding(name: &str) -> Result<&'static Encoding, Fatal> {
+    Encoding::for_label(name.trim().as_bytes()).ok_or_else(|| {
+        Fatal::usage(format!(
+            "--encoding {name:?} is not an encoding I know; common ones: utf-8, windows-1252 (Excel on Windows), iso-8859-1, iso-8859-15, utf-16le, shift_jis"
+        ))
+    })
+}
+
+/// Parses `--delimiter`: one ASCII character, or `tab` / `\t`.
+pub fn parse_delimiter(s: &str) -> Result<u8, Fatal> {
+    match s {
+        "tab" | "\\t" | "\t" => Ok(b'\t'),
+        _ if s.len() == 1 && s.is_ascii() && s != "\"" && s != "\n" && s != "\r" => {
+            Ok(s.as_bytes()[0])
+        }
+        _ => Err(Fatal::usage(format!(
+            "--delimiter {s:?} must be one ASCII character such as ',' ';' '|' or the word tab"
+        ))),
     }
 }
 

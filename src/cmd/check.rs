@@ -14,9 +14,10 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::cli::CheckArgs;
+use crate::config::{parse_delimiter, parse_encoding};
 use crate::exit::{Exit, Fatal};
-use crate::input::read::{self, Origin, ReadOptions, Reader, Record};
 use crate::input::{self, Columns, Meta, Rows};
+use crate::input::{Origin, ReadOptions, Reader, Record};
 use crate::mapping::{Mapped, Mapping, Plan};
 use crate::summary::thousands;
 
@@ -170,7 +171,7 @@ fn check_row(
 }
 
 /// What is printed at the end, gathered batch by batch in input order.
-struct Report {
+struct Findings {
     counts: Counts,
     invalid: Groups,
     skipped: Groups,
@@ -179,7 +180,7 @@ struct Report {
     show: usize,
 }
 
-impl Report {
+impl Findings {
     fn merge(&mut self, c: Checked) {
         self.counts.add(&c.counts);
         for (reason, row) in &c.invalid {
@@ -211,7 +212,7 @@ fn read_batch(rows: &mut Rows) -> Result<Vec<Record>, Fatal> {
 
 /// Everything on this thread, one record reused: no allocation per row for
 /// reading.
-fn check_inline(rows: &mut Rows, plan: &Plan, report: &mut Report) -> Result<(), Fatal> {
+fn check_inline(rows: &mut Rows, plan: &Plan, report: &mut Findings) -> Result<(), Fatal> {
     let mut fields = csv::StringRecord::new();
     let mut checked = Checked::new(0);
     while let Some(row) = rows.next_row_into(&mut fields)? {
@@ -239,7 +240,7 @@ fn check_parallel(
     mappers: usize,
     rows: &mut Rows,
     plan: &Plan,
-    report: &mut Report,
+    report: &mut Findings,
 ) -> Result<(), Fatal> {
     let show = report.show;
     let columns = &rows.columns.clone();
@@ -292,8 +293,8 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
     let started = Instant::now();
     let input = Origin::parse(&args.input.input);
     let read = ReadOptions {
-        encoding: read::parse_encoding(&args.input.encoding)?,
-        delimiter: read::parse_delimiter(&args.input.delimiter)?,
+        encoding: parse_encoding(&args.input.encoding)?,
+        delimiter: parse_delimiter(&args.input.delimiter)?,
     };
     let mapping = Mapping::load(&args.input.mapping)?;
     let reader = Reader::open(&input, &read)?;
@@ -301,7 +302,7 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
     let plan = Plan::compile(&mapping, &rows.columns.names, &input.display_name())?;
     rows.columns.bind(&plan);
 
-    let mut report = Report {
+    let mut report = Findings {
         counts: Counts::default(),
         invalid: Groups {
             examples: args.examples,
@@ -329,7 +330,7 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
     }
     let name = rows.name;
     let notes = input::shape::snapshot(&rows.reader.notes());
-    let Report {
+    let Findings {
         counts,
         invalid,
         skipped,
@@ -399,7 +400,7 @@ rules = [{ column = "Opt Out", equals = ["Y"] }]
     fn checked(path: &std::path::Path, mappers: usize) -> String {
         let input = Origin::parse(path.to_str().unwrap());
         let opts = ReadOptions {
-            encoding: read::parse_encoding("utf-8").unwrap(),
+            encoding: parse_encoding("utf-8").unwrap(),
             delimiter: b',',
         };
         let reader = Reader::open(&input, &opts).unwrap();
@@ -410,7 +411,7 @@ rules = [{ column = "Opt Out", equals = ["Y"] }]
             "in",
         )
         .unwrap();
-        let mut report = Report {
+        let mut report = Findings {
             counts: Counts::default(),
             invalid: Groups {
                 examples: 4,

@@ -71,7 +71,7 @@ pub async fn execute(
             ))
         })?;
     }
-    if let pipeline::End::Stopped(_, msg) | pipeline::End::InputError(msg) = &report.end {
+    if let pipeline::Ended::Stopped(_, msg) | pipeline::Ended::InputError(msg) = &report.ended {
         tracing::error!("{msg}");
     }
     Ok(summary::exit_code(&report))

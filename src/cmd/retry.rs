@@ -3,10 +3,10 @@
 //! results file holds just those rows, keeping their `digidesk_row`.
 
 use crate::cli::{LogArgs, RetryArgs};
-use crate::config::SendSettings;
+use crate::config::{parse_delimiter, SendSettings};
 use crate::exit::{Exit, Fatal};
-use crate::input::read::{self, Origin, ReadOptions, Reader};
 use crate::input::Rows;
+use crate::input::{Origin, ReadOptions, Reader};
 use crate::mapping::{Mapping, Plan};
 use crate::pipeline::{self, Job};
 use crate::results::Status;
@@ -36,7 +36,7 @@ pub async fn run(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     let input = Origin::File(args.results_in.clone());
     let read = ReadOptions {
         encoding: encoding_rs::UTF_8,
-        delimiter: read::parse_delimiter(&args.delimiter)?,
+        delimiter: parse_delimiter(&args.delimiter)?,
     };
     let settings =
         SendSettings::from_options(&args.send, Some(retry_results_path(&args.results_in)))?;

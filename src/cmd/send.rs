@@ -3,10 +3,10 @@
 //! as a job (see [`super::job`]).
 
 use crate::cli::{LogArgs, SendArgs};
-use crate::config::SendSettings;
+use crate::config::{parse_delimiter, parse_encoding, SendSettings};
 use crate::exit::{Exit, Fatal};
-use crate::input::read::{self, Origin, ReadOptions, Reader};
 use crate::input::Rows;
+use crate::input::{Origin, ReadOptions, Reader};
 use crate::mapping::{Mapping, Plan};
 use crate::pipeline::{self, Job};
 
@@ -17,8 +17,8 @@ use super::job::{
 pub async fn run(args: SendArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     let input = Origin::parse(&args.input.input);
     let read = ReadOptions {
-        encoding: read::parse_encoding(&args.input.encoding)?,
-        delimiter: read::parse_delimiter(&args.input.delimiter)?,
+        encoding: parse_encoding(&args.input.encoding)?,
+        delimiter: parse_delimiter(&args.input.delimiter)?,
     };
     if input == Origin::Stdin && args.send.results.is_none() {
         return Err(Fatal::usage(

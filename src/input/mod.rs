@@ -7,11 +7,10 @@ pub mod read;
 pub mod shape;
 mod stream;
 
-use crate::exit::Fatal;
 use crate::mapping::{Mapped, Plan};
 use crate::results::{self, Status};
 
-pub use read::{Origin, ReadOptions, Reader, Record};
+pub use read::{Origin, ReadError, ReadOptions, Reader, Record};
 pub use shape::{Meta, Notes, SharedNotes};
 
 /// The columns of the input: how wide a record must be, and which columns
@@ -120,18 +119,23 @@ pub struct Rows {
 impl Rows {
     /// The rows of `reader`; for `retry`, only those whose `digidesk_status`
     /// is one of `statuses`.
-    pub fn new(reader: Reader, name: String, statuses: Option<Vec<Status>>) -> Result<Rows, Fatal> {
+    pub fn new(
+        reader: Reader,
+        name: String,
+        statuses: Option<Vec<Status>>,
+    ) -> Result<Rows, ReadError> {
         let headers = reader.headers().to_vec();
         let select = match statuses {
             None => None,
             Some(statuses) => {
-                let find = |name: &str| {
-                    headers.iter().position(|h| h == name).ok_or_else(|| {
-                        Fatal::usage(format!(
-                            "{name} is not a results file of digidesk-upload: it has no {name:?} column (columns: {})",
-                            headers.join(", ")
-                        ))
-                    })
+                let find = |column: &'static str| {
+                    headers
+                        .iter()
+                        .position(|h| h == column)
+                        .ok_or_else(|| ReadError::NotResults {
+                            column,
+                            columns: headers.join(", "),
+                        })
                 };
                 Some(Selection {
                     row_column: find("digidesk_row")?,
@@ -150,7 +154,7 @@ impl Rows {
 
     /// The next selected record, numbered as in the original input; `None`
     /// at the end.
-    pub fn next_row(&mut self) -> Result<Option<Record>, Fatal> {
+    pub fn next_row(&mut self) -> Result<Option<Record>, ReadError> {
         while let Some(mut record) = self.reader.next_record()? {
             if let Some(row) = self.row_of(record.row, &record.fields)? {
                 record.row = row;
@@ -162,7 +166,10 @@ impl Rows {
 
     /// Like [`next_row`](Self::next_row), into a record the caller keeps reusing
     /// (no allocation per row once it has grown). Returns the row number.
-    pub fn next_row_into(&mut self, fields: &mut csv::StringRecord) -> Result<Option<u64>, Fatal> {
+    pub fn next_row_into(
+        &mut self,
+        fields: &mut csv::StringRecord,
+    ) -> Result<Option<u64>, ReadError> {
         while let Some(read) = self.reader.next_record_into(fields)? {
             if let Some(row) = self.row_of(read, fields)? {
                 return Ok(Some(row));
@@ -172,7 +179,7 @@ impl Rows {
     }
 
     /// The row number of a record, or `None` when `retry` does not select it.
-    fn row_of(&self, read: u64, fields: &csv::StringRecord) -> Result<Option<u64>, Fatal> {
+    fn row_of(&self, read: u64, fields: &csv::StringRecord) -> Result<Option<u64>, ReadError> {
         let Some(sel) = &self.select else {
             return Ok(Some(read));
         };
@@ -180,11 +187,13 @@ impl Rows {
         if !status.is_some_and(|s| sel.statuses.contains(&s)) {
             return Ok(None);
         }
-        fields.get(sel.row_column).and_then(|r| r.trim().parse().ok()).map(Some).ok_or_else(|| {
-            Fatal::usage(format!(
-                "{}, record {}: digidesk_row is not a row number; is this a results file of digidesk-upload?",
-                self.name, read
-            ))
-        })
+        fields
+            .get(sel.row_column)
+            .and_then(|r| r.trim().parse().ok())
+            .map(Some)
+            .ok_or_else(|| ReadError::BadRowNumber {
+                name: self.name.clone(),
+                record: read,
+            })
     }
 }

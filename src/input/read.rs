@@ -16,7 +16,6 @@ use encoding_rs::Encoding;
 use super::raw::{Parser, RawRecord};
 use super::shape::{self, BadCell, Footer, Meta, Notes, SharedNotes};
 use super::stream;
-use crate::exit::Fatal;
 
 /// Where the export comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,28 +62,6 @@ pub struct Record {
     pub meta: Meta,
 }
 
-/// Parses `--encoding` (any WHATWG label: `utf-8`, `windows-1252`, `latin1`, ...).
-pub fn parse_encoding(name: &str) -> Result<&'static Encoding, Fatal> {
-    Encoding::for_label(name.trim().as_bytes()).ok_or_else(|| {
-        Fatal::usage(format!(
-            "--encoding {name:?} is not an encoding I know; common ones: utf-8, windows-1252 (Excel on Windows), iso-8859-1, iso-8859-15, utf-16le, shift_jis"
-        ))
-    })
-}
-
-/// Parses `--delimiter`: one ASCII character, or `tab` / `\t`.
-pub fn parse_delimiter(s: &str) -> Result<u8, Fatal> {
-    match s {
-        "tab" | "\\t" | "\t" => Ok(b'\t'),
-        _ if s.len() == 1 && s.is_ascii() && s != "\"" && s != "\n" && s != "\r" => {
-            Ok(s.as_bytes()[0])
-        }
-        _ => Err(Fatal::usage(format!(
-            "--delimiter {s:?} must be one ASCII character such as ',' ';' '|' or the word tab"
-        ))),
-    }
-}
-
 /// A footer is at most this many records: more short records at the end of
 /// a file are rows of it (and `invalid`).
 pub const MAX_FOOTER_RECORDS: usize = 32;
@@ -117,7 +94,7 @@ pub struct Reader {
 
 impl Reader {
     /// Opens the input and reads its header.
-    pub fn open(origin: &Origin, opts: &ReadOptions) -> Result<Reader, Fatal> {
+    pub fn open(origin: &Origin, opts: &ReadOptions) -> Result<Reader, ReadError> {
         let name = origin.display_name();
         let opened = stream::open(origin, opts)?;
         let notes = Notes {
@@ -152,24 +129,15 @@ impl Reader {
         let got = reader
             .parser
             .read(&mut header)
-            .map_err(|e| read_error(&reader.name, 0, &e))?;
+            .map_err(|e| read_error(&reader.name, 0, e))?;
         if !got {
-            return Err(Fatal::usage(format!(
-                "{} is empty: it has no header line",
-                reader.name
-            )));
+            return Err(ReadError::Empty { name: reader.name });
         }
         if header.is_broken() {
-            return Err(Fatal::usage(format!(
-                "{}: the header line opens a quoted field that is never closed (or holds more than a megabyte); fix the header's quotes",
-                reader.name
-            )));
+            return Err(ReadError::BrokenHeader { name: reader.name });
         }
         if header.bytes().contains(&0) {
-            return Err(Fatal::usage(format!(
-                "{}: the header holds NUL bytes: the file looks like UTF-16 without a byte-order mark; try --encoding utf-16le (or utf-16be)",
-                reader.name
-            )));
+            return Err(ReadError::Utf16WithoutBom { name: reader.name });
         }
         let mut headers = Vec::with_capacity(header.fields);
         for i in 0..header.fields {
@@ -186,10 +154,7 @@ impl Reader {
             headers.push(text.trim().to_string());
         }
         if headers.iter().all(|h| h.is_empty()) {
-            return Err(Fatal::usage(format!(
-                "{}: the header line is empty",
-                reader.name
-            )));
+            return Err(ReadError::EmptyHeader { name: reader.name });
         }
         reader.headers = headers;
         Ok(reader)
@@ -212,7 +177,7 @@ impl Reader {
     }
 
     /// The next data record, or `None` at the end of the input.
-    pub fn next_record(&mut self) -> Result<Option<Record>, Fatal> {
+    pub fn next_record(&mut self) -> Result<Option<Record>, ReadError> {
         let mut fields = csv::StringRecord::with_capacity(64, self.headers.len());
         Ok(self.next_record_into(&mut fields)?.map(|row| Record {
             row,
@@ -227,7 +192,7 @@ impl Reader {
     pub fn next_record_into(
         &mut self,
         fields: &mut csv::StringRecord,
-    ) -> Result<Option<u64>, Fatal> {
+    ) -> Result<Option<u64>, ReadError> {
         let Some(row) = self.next_raw()? else {
             return Ok(None);
         };
@@ -244,7 +209,7 @@ impl Reader {
     /// record of the data follows (then they are rows like any other: a
     /// short row in the middle of a file is `invalid`) or the input ends
     /// (then they are counted as ignored).
-    fn next_raw(&mut self) -> Result<Option<u64>, Fatal> {
+    fn next_raw(&mut self) -> Result<Option<u64>, ReadError> {
         loop {
             if self.release {
                 if let Some((row, rec)) = self.held.pop_front() {
@@ -259,7 +224,7 @@ impl Reader {
             let got = self
                 .parser
                 .read(&mut rec)
-                .map_err(|e| read_error(&self.name, self.row + 1, &e))?;
+                .map_err(|e| read_error(&self.name, self.row + 1, e))?;
             if !got {
                 self.end_footer();
                 return Ok(None);
@@ -401,19 +366,19 @@ impl Reader {
         }
     }
 
-    fn invalid_header(&self, col: usize, bytes: &[u8]) -> Fatal {
-        let encoding = self.encoding.name();
+    fn invalid_header(&self, col: usize, bytes: &[u8]) -> ReadError {
         let bad = bytes
             .iter()
             .find(|b| **b >= 0x80)
             .map(|b| format!(" (byte 0x{b:02X})"))
             .unwrap_or_default();
-        Fatal::usage(format!(
-            "{}, the header, column {}: text that is not valid {encoding}{bad}; {}",
-            self.name,
-            col + 1,
-            encoding_hint(encoding, bytes.contains(&0))
-        ))
+        ReadError::InvalidText {
+            name: self.name.clone(),
+            place: "the header".into(),
+            column: format!("column {}", col + 1),
+            encoding: self.encoding.name(),
+            bad,
+        }
     }
 
     /// How far through the file reading is, in bytes: the end of the last
@@ -461,21 +426,79 @@ pub fn encoding_hint(encoding: &str, nul_bytes: bool) -> String {
     }
 }
 
-fn read_error(name: &str, row: u64, e: &std::io::Error) -> Fatal {
+fn read_error(name: &str, row: u64, e: std::io::Error) -> ReadError {
     let place = if row == 0 {
         "the header".to_string()
     } else {
         format!("around row {row}")
     };
-    Fatal::usage(format!("cannot read {name} ({place}): {e}"))
+    ReadError::Io {
+        name: name.to_string(),
+        place,
+        source: e,
+    }
+}
+
+/// What can go wrong reading an input.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot open the input {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{name} is empty: it has no header line")]
+    Empty { name: String },
+    #[error("{name}: the header line is empty")]
+    EmptyHeader { name: String },
+    /// Text that is not valid in the input's encoding.
+    #[error("{name}, {place}, {column}: text that is not valid {encoding}{bad}")]
+    InvalidText {
+        name: String,
+        place: String,
+        column: String,
+        encoding: &'static str,
+        /// The first byte that is not ASCII, when there is one.
+        bad: String,
+    },
+    /// NUL bytes in the header: UTF-16 read as something else.
+    #[error(
+        "{name}: the header holds NUL bytes: the file looks like UTF-16 without a byte-order mark"
+    )]
+    Utf16WithoutBom { name: String },
+    /// The header opens a quote it never closes.
+    #[error("{name}: the header line opens a quoted field that is never closed (or holds more than a megabyte); fix the header's quotes")]
+    BrokenHeader { name: String },
+    #[error("cannot read {name} ({place}): {source}")]
+    Io {
+        name: String,
+        place: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `retry`'s input is not a results file.
+    #[error("{column} is not a results file of digidesk-upload: it has no {column:?} column (columns: {columns})")]
+    NotResults {
+        column: &'static str,
+        columns: String,
+    },
+    #[error("{name}, record {record}: digidesk_row is not a row number; is this a results file of digidesk-upload?")]
+    BadRowNumber { name: String, record: u64 },
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{parse_delimiter, parse_encoding};
     use std::io::Write;
 
-    fn open(bytes: &[u8], name: &str, enc: &str, delim: &str) -> Result<Reader, Fatal> {
+    /// What the user reads for `e`.
+    fn message(e: ReadError) -> String {
+        crate::exit::Fatal::from(e).message
+    }
+
+    fn open(bytes: &[u8], name: &str, enc: &str, delim: &str) -> Result<Reader, ReadError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(name);
         std::fs::write(&path, bytes).unwrap();
@@ -667,9 +690,9 @@ mod tests {
     #[test]
     fn utf16_without_a_byte_order_mark_is_never_told_to_try_windows_1252() {
         let bytes = utf16("Name,Phone\n", false)[2..].to_vec();
-        let e = open(&bytes, "a.csv", "utf-8", ",").err().unwrap();
-        assert!(e.message.contains("utf-16le"), "{}", e.message);
-        assert!(!e.message.contains("windows-1252"), "{}", e.message);
+        let e = message(open(&bytes, "a.csv", "utf-8", ",").err().unwrap());
+        assert!(e.contains("utf-16le"), "{e}");
+        assert!(!e.contains("windows-1252"), "{e}");
         assert!(!encoding_hint("UTF-16LE", false).contains("windows-1252"));
         assert!(!encoding_hint("UTF-8", true).contains("windows-1252"));
         assert!(encoding_hint("UTF-8", false).contains("windows-1252"));
@@ -781,12 +804,12 @@ mod tests {
         assert!(Reader::open(&missing, &opts)
             .err()
             .unwrap()
-            .message
+            .to_string()
             .contains("nope.csv"));
         assert!(open(b"", "e.csv", "utf-8", ",")
             .err()
             .unwrap()
-            .message
+            .to_string()
             .contains("empty"));
     }
 }

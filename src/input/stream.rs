@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use encoding_rs::{Encoding, UTF_8};
 
+use super::read::ReadError;
 use super::read::{Origin, ReadOptions};
-use crate::exit::Fatal;
 
 /// An opened export, ready for the CSV parser.
 pub(super) struct Opened {
@@ -38,13 +38,14 @@ pub(super) struct Opened {
 }
 
 /// Opens the export and reads what precedes the first CSV line.
-pub(super) fn open(origin: &Origin, opts: &ReadOptions) -> Result<Opened, Fatal> {
+pub(super) fn open(origin: &Origin, opts: &ReadOptions) -> Result<Opened, ReadError> {
     let name = origin.display_name();
     let (raw, total_bytes, gz_by_name): (Box<dyn Read + Send>, Option<u64>, bool) = match origin {
         Origin::Stdin => (Box::new(std::io::stdin()), None, false),
         Origin::File(path) => {
-            let file = File::open(path).map_err(|e| {
-                Fatal::usage(format!("cannot open the input {}: {e}", path.display()))
+            let file = File::open(path).map_err(|e| ReadError::Open {
+                path: path.clone(),
+                source: e,
             })?;
             let size = file.metadata().ok().map(|m| m.len());
             let gz = path
@@ -53,7 +54,11 @@ pub(super) fn open(origin: &Origin, opts: &ReadOptions) -> Result<Opened, Fatal>
             (Box::new(file), size, gz)
         }
     };
-    let io_err = |e: std::io::Error| Fatal::usage(format!("cannot read {name}: {e}"));
+    let io_err = |e: std::io::Error| ReadError::Io {
+        name: name.clone(),
+        place: "the start".into(),
+        source: e,
+    };
     let raw_read = Arc::new(AtomicU64::new(0));
     let mut stream: Box<dyn Read + Send> = Box::new(Counting {
         inner: raw,

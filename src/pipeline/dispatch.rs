@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
-use crate::exit::Fatal;
-use crate::journal::Journal;
+use crate::journal::{Journal, JournalError};
 
 use super::pool::Pool;
 use super::worker::{worker, Ctx};
-use super::{End, SendItem, Stop, HANDOFF_BATCH};
+use super::{Ended, RunError, SendItem, Stop, HANDOFF_BATCH};
 
 /// Rows journaled with one sync, at most.
 const MAX_BATCH: usize = 512;
@@ -79,12 +78,12 @@ type Group = Vec<(SendItem, OwnedSemaphorePermit)>;
 pub(super) struct Dispatcher {
     inbox: Inbox,
     journal_tx: mpsc::Sender<Group>,
-    journal_thread: std::thread::JoinHandle<Result<(), Fatal>>,
+    journal_thread: std::thread::JoinHandle<Result<(), JournalError>>,
 }
 
 impl Dispatcher {
     /// Starts the journal thread.
-    pub(super) fn start(inbox: Inbox, ctx: &Arc<Ctx>) -> Result<Dispatcher, Fatal> {
+    pub(super) fn start(inbox: Inbox, ctx: &Arc<Ctx>) -> Result<Dispatcher, RunError> {
         // One group is synced while the next gathers.
         let (journal_tx, journal_rx) = mpsc::channel::<Group>(1);
         let ctx = ctx.clone();
@@ -92,7 +91,7 @@ impl Dispatcher {
         let journal_thread = std::thread::Builder::new()
             .name("journal".into())
             .spawn(move || journal_groups(journal_rx, &ctx.journal, &ctx, &ctx.stop, &runtime))
-            .map_err(|e| Fatal::stopped(format!("cannot start the journal writer: {e}")))?;
+            .map_err(|e| RunError::Thread(format!("cannot start the journal writer: {e}")))?;
         Ok(Dispatcher {
             inbox,
             journal_tx,
@@ -109,7 +108,7 @@ impl Dispatcher {
         ctx: &Ctx,
         semaphore: &Arc<Semaphore>,
         pool: &Pool,
-    ) -> (u64, Option<Fatal>) {
+    ) -> (u64, Option<RunError>) {
         let Dispatcher {
             inbox: mut send_rx,
             journal_tx,
@@ -117,7 +116,7 @@ impl Dispatcher {
         } = self;
         let stop = &ctx.stop;
         let mut batch: Group = Vec::with_capacity(MAX_BATCH);
-        let mut dispatch_error: Option<Fatal> = None;
+        let mut dispatch_error: Option<RunError> = None;
         'dispatch: loop {
             let permit = tokio::select! {
                 p = semaphore.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -168,8 +167,11 @@ impl Dispatcher {
         drop(journal_tx);
         let journaled = tokio::task::spawn_blocking(move || journal_thread.join())
             .await
-            .map_err(|_| Fatal::stopped("the journal thread failed"))
-            .and_then(|j| j.unwrap_or_else(|_| Err(Fatal::stopped("the journal thread failed"))));
+            .map_err(|_| RunError::Thread("the journal thread failed".into()))
+            .and_then(|j| match j {
+                Ok(journaled) => journaled.map_err(RunError::Journal),
+                Err(_) => Err(RunError::Thread("the journal thread failed".into())),
+            });
         if let Err(e) = journaled {
             dispatch_error = Some(e);
         }
@@ -191,7 +193,7 @@ fn journal_groups(
     ctx: &Arc<Ctx>,
     stop: &Stop,
     runtime: &tokio::runtime::Handle,
-) -> Result<(), Fatal> {
+) -> Result<(), JournalError> {
     while let Some(group) = groups.blocking_recv() {
         let journaled = {
             let mut j = journal.lock().unwrap_or_else(|p| p.into_inner());
@@ -201,7 +203,7 @@ fn journal_groups(
                 .and_then(|_| j.commit())
         };
         if let Err(e) = journaled {
-            stop.set(End::Interrupted);
+            stop.set(Ended::Interrupted);
             return Err(e);
         }
         // One wake-up of the runtime per group: its workers are spawned

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::exit::Fatal;
-use crate::input::{self, Rows};
+use crate::input::{self, ReadError, Rows};
 use crate::journal::RowSet;
 use crate::mapping::{Mapped, Plan};
 use crate::results::{self, Outcome, Status};
 
-use super::{End, SendItem, Stop, HANDOFF_BATCH};
+use super::worker::Ctx;
+use super::{Ended, RunError, SendItem, Stop, HANDOFF_BATCH};
 
 /// How reading ended.
 pub(super) struct ReadEnd {
@@ -26,17 +26,15 @@ pub(super) struct ReadEnd {
 }
 
 /// Starts the reader thread.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn start(
     rows: Rows,
     plan: Plan,
     resume: Option<(RowSet, RowSet)>,
     limit: Option<u64>,
     to_dispatch: mpsc::Sender<Vec<SendItem>>,
-    writer: Arc<results::Shared>,
-    stop: Stop,
-    resumed_unknown: Arc<AtomicU64>,
-) -> Result<std::thread::JoinHandle<Result<ReadEnd, Fatal>>, Fatal> {
+    ctx: &Arc<Ctx>,
+) -> Result<std::thread::JoinHandle<Result<ReadEnd, ReadError>>, RunError> {
+    let ctx = ctx.clone();
     std::thread::Builder::new()
         .name("reader".into())
         .spawn(move || {
@@ -46,12 +44,12 @@ pub(super) fn start(
                 resume,
                 limit,
                 to_dispatch,
-                &writer,
-                stop,
-                resumed_unknown,
+                &ctx.writer,
+                ctx.stop.clone(),
+                &ctx.resumed_unknown,
             )
         })
-        .map_err(|e| Fatal::stopped(format!("cannot start the reader: {e}")))
+        .map_err(|e| RunError::Thread(format!("cannot start the reader: {e}")))
 }
 
 /// The reader thread: reads, maps and validates every row; hands sendable
@@ -65,8 +63,8 @@ fn read_rows(
     to_dispatch: mpsc::Sender<Vec<SendItem>>,
     to_writer: &results::Shared,
     stop: Stop,
-    resumed_unknown: Arc<AtomicU64>,
-) -> Result<ReadEnd, Fatal> {
+    resumed_unknown: &AtomicU64,
+) -> Result<ReadEnd, ReadError> {
     let mut handoff: Vec<SendItem> = Vec::with_capacity(HANDOFF_BATCH);
     let mut read = read_all(
         rows,
@@ -102,8 +100,8 @@ fn read_all(
     handoff: &mut Vec<SendItem>,
     to_writer: &results::Shared,
     stop: &Stop,
-    resumed_unknown: Arc<AtomicU64>,
-) -> Result<ReadEnd, Fatal> {
+    resumed_unknown: &AtomicU64,
+) -> Result<ReadEnd, ReadError> {
     let mut sendable = 0u64;
     let mut body = Vec::with_capacity(512);
     let mut end = ReadEnd {
@@ -169,7 +167,7 @@ fn read_all(
         };
         if !to_writer.record(decided) {
             // The results file failed: the run ends with that error.
-            stop.set(End::Interrupted);
+            stop.set(Ended::Interrupted);
             only_count = true;
             end.unsent += 1;
         }

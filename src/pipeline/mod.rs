@@ -16,6 +16,7 @@
 //! most `--concurrency` rows are ever in flight.
 
 mod dispatch;
+pub mod error;
 mod feed;
 pub mod pool;
 pub mod resume;
@@ -23,7 +24,7 @@ mod stop;
 pub mod worker;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,16 +36,16 @@ use crate::client::Client;
 use crate::config::SendSettings;
 use crate::exit::Fatal;
 use crate::input::Rows;
-use crate::journal::Journal;
+use crate::journal::{Journal, JournalError};
 use crate::mapping::Plan;
 use crate::results::{self, Counters, Status, Tally};
 
 use dispatch::Dispatcher;
 use feed::ReadEnd;
-use pool::Pool;
-use resume::Prepared;
+use resume::Resume;
 use worker::Ctx;
 
+pub use error::RunError;
 pub use resume::fingerprint;
 pub use stop::Stop;
 pub use worker::{
@@ -66,7 +67,7 @@ pub struct Job {
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum End {
+pub enum Ended {
     /// Every row was read and decided (or `--limit` was reached).
     Completed,
     /// Stopped part-way for a reason the user must fix.
@@ -77,10 +78,10 @@ pub enum End {
     Interrupted,
 }
 
-/// What a finished run reports.
+/// The facts of a finished run: what the summary table and its JSON twin show.
 #[derive(Debug, Clone)]
-pub struct Report {
-    pub end: End,
+pub struct RunSummary {
+    pub ended: Ended,
     /// Rows per status in the whole results file (a resumed run included).
     pub counts: Vec<(Status, u64)>,
     /// Rows decided by this invocation.
@@ -104,7 +105,7 @@ pub struct Report {
     pub input: crate::input::Notes,
 }
 
-impl Report {
+impl RunSummary {
     pub fn count(&self, s: Status) -> u64 {
         self.counts
             .iter()
@@ -140,157 +141,122 @@ pub async fn run(
     client: Client,
     stop: Stop,
     counters: Arc<Counters>,
-) -> Result<Report, Fatal> {
+) -> Result<RunSummary, RunError> {
     let started = Instant::now();
-    let Job {
-        command,
-        rows,
-        plan,
-        settings,
-        fingerprint,
-        durable,
-    } = job;
-    let header = results::header_for(&rows.columns.names);
-    let notes = rows.reader.notes();
     // Decide how to start: fresh, forced, or resumed.
-    let Prepared {
-        mut journal,
-        writer,
-        resume,
-    } = resume::prepare(&settings, &header, &fingerprint, &command, counters.clone())
-        // Nothing has been sent yet: a results file that cannot be made is bad usage.
-        .map_err(|e| Fatal::usage(e.message))?;
-    journal.set_sync(durable);
-    if let Some(r) = &resume {
-        for (s, n) in &r.counts {
-            counters.add(*s, *n);
-        }
-        if r.done {
-            return Ok(Report::already_complete(
-                &counters,
-                r.tally.clone(),
-                settings.results,
-                started,
-            ));
-        }
+    let mut prepared = resume::prepare(&job, &counters)?;
+    prepared.journal.set_sync(job.durable);
+    if let Some(r) = prepared.resume.as_ref().filter(|r| r.done) {
+        return Ok(RunSummary::already_complete(&job, r, &counters, started));
     }
     let before = counters.total();
-    let writer = Arc::new(results::Shared::new(writer));
-    let journal = Arc::new(Mutex::new(journal));
-    let ctx = Arc::new(Ctx::new(
-        client,
-        &settings,
-        stop.clone(),
-        journal.clone(),
-        writer.clone(),
-        counters.clone(),
-    ));
+    let resume = prepared.resume.map(|r| (r.decided, r.in_flight));
+    let files = (prepared.journal, prepared.writer);
+    let ctx = Ctx::new(client, &job.settings, &stop, files, &counters);
 
-    let (to_dispatch, inbox) = dispatch::channel(settings.concurrency);
-    let resumed_unknown = Arc::new(AtomicU64::new(0));
-    let resume = resume.map(|r| (r.decided, r.in_flight));
-    let reader = feed::start(
-        rows,
-        plan,
-        resume,
-        settings.limit,
-        to_dispatch,
-        writer.clone(),
-        stop.clone(),
-        resumed_unknown.clone(),
-    )?;
-    let semaphore = Arc::new(Semaphore::new(settings.concurrency));
-    let pool = Arc::new(Pool::new(settings.concurrency, settings.max_concurrency));
-    let sizer = tokio::spawn(pool::size_pool(
-        ctx.clone(),
-        semaphore.clone(),
-        pool.clone(),
-    ));
-    let syncer = tokio::spawn(sync_results(writer.clone()));
+    let (to_dispatch, inbox) = dispatch::channel(job.settings.concurrency);
+    let limit = job.settings.limit;
+    let notes = job.rows.reader.notes();
+    let reader = feed::start(job.rows, job.plan, resume, limit, to_dispatch, &ctx)?;
+    let semaphore = Arc::new(Semaphore::new(job.settings.concurrency));
+    let pool = ctx.pool.clone();
+    let sizer = pool::start(&ctx.pace, &semaphore, &pool);
+    let syncer = tokio::spawn(sync_results(ctx.writer.clone()));
     let dispatcher = Dispatcher::start(inbox, &ctx)?;
     let (undispatched, dispatch_error) = dispatcher.run(&ctx, &semaphore, &pool).await;
 
     // Wait for every in-flight row: each permit comes back once its outcome is written.
-    sizer.abort();
-    let _ = sizer.await;
-    syncer.abort();
-    let _ = syncer.await;
+    for task in [sizer, syncer] {
+        task.abort();
+        let _ = task.await;
+    }
     let _all = semaphore.acquire_many(pool.size() as u32).await;
-    let read = reader
-        .join()
-        .unwrap_or_else(|_| Err(Fatal::stopped("the reader thread failed")));
-    let abandoned = ctx.abandoned.load(Ordering::Relaxed);
-    drop(ctx);
-    let tally = writer.finish()?;
+    let read = match reader.join() {
+        Ok(read) => read.map_err(|e| Fatal::from(e).message),
+        Err(_) => Err("the reader thread failed".to_string()),
+    };
+    let tally = ctx.writer.finish()?;
     if let Some(e) = dispatch_error {
         return Err(e);
     }
-    let (end, limited, unsent) = ending(stop.reason(), read, undispatched + abandoned);
-    close_journal(&journal, &end, limited)?;
-    Ok(Report {
-        end,
-        counts: Status::ALL.iter().map(|s| (*s, counters.get(*s))).collect(),
-        rows_this_run: counters.total() - before,
-        requests: counters.requests.load(Ordering::Relaxed),
-        elapsed: started.elapsed(),
-        tally,
-        results: settings.results,
+    let unsent = undispatched + ctx.abandoned.load(Ordering::Relaxed);
+    let (ended, limited, unsent) = ending(stop.reason(), read, unsent);
+    close_journal(&ctx.journal, &ended, limited)?;
+    Ok(RunSummary {
+        ended,
         limited,
         unsent,
-        resumed_unknown: resumed_unknown.load(Ordering::Relaxed),
-        already_complete: false,
+        resumed_unknown: ctx.resumed_unknown.load(Ordering::Relaxed),
+        tally,
+        rows_this_run: counters.total() - before,
+        requests: counters.requests.load(Ordering::Relaxed),
         input: crate::input::shape::snapshot(&notes),
+        ..RunSummary::counted(&counters, job.settings.results, started)
     })
 }
 
-impl Report {
-    /// The report of a run whose previous invocation had already completed.
-    fn already_complete(
-        counters: &Counters,
-        tally: Tally,
-        results: PathBuf,
-        started: Instant,
-    ) -> Report {
-        Report {
-            end: End::Completed,
+impl RunSummary {
+    /// The counts of every status, the time taken and the results file; no
+    /// row or request of this invocation.
+    fn counted(counters: &Counters, results: PathBuf, started: Instant) -> RunSummary {
+        RunSummary {
+            ended: Ended::Completed,
             counts: Status::ALL.iter().map(|s| (*s, counters.get(*s))).collect(),
             rows_this_run: 0,
             requests: 0,
             elapsed: started.elapsed(),
-            tally,
+            tally: Tally::default(),
             results,
             limited: false,
             unsent: 0,
             resumed_unknown: 0,
-            already_complete: true,
+            already_complete: false,
             input: crate::input::Notes::default(),
+        }
+    }
+
+    /// A run whose previous invocation had already completed: nothing to do.
+    fn already_complete(
+        job: &Job,
+        r: &Resume,
+        counters: &Counters,
+        started: Instant,
+    ) -> RunSummary {
+        RunSummary {
+            tally: r.tally.clone(),
+            already_complete: true,
+            ..RunSummary::counted(counters, job.settings.results.clone(), started)
         }
     }
 }
 
 /// How the run ended, whether `--limit` was reached, and the rows left
 /// unsent (`unsent` so far: not dispatched, or abandoned by a stop).
-fn ending(stopped: Option<End>, read: Result<ReadEnd, Fatal>, mut unsent: u64) -> (End, bool, u64) {
+fn ending(
+    stopped: Option<Ended>,
+    read: Result<ReadEnd, String>,
+    mut unsent: u64,
+) -> (Ended, bool, u64) {
     let mut limited = false;
     let end = match (stopped, read) {
         (Some(reason), read) => {
             unsent += read.map(|r| r.unsent).unwrap_or(0);
             reason
         }
-        (None, Err(e)) => End::InputError(e.message),
+        (None, Err(message)) => Ended::InputError(message),
         (None, Ok(read_end)) => {
             limited = read_end.limited;
             unsent += read_end.unsent;
-            End::Completed
+            Ended::Completed
         }
     };
     (end, limited, unsent)
 }
 
 /// A run that completed marks its journal done; any other leaves it for `--resume`.
-fn close_journal(journal: &Mutex<Journal>, end: &End, limited: bool) -> Result<(), Fatal> {
+fn close_journal(journal: &Mutex<Journal>, end: &Ended, limited: bool) -> Result<(), JournalError> {
     let mut j = journal.lock().unwrap_or_else(|p| p.into_inner());
-    if *end == End::Completed && !limited {
+    if *end == Ended::Completed && !limited {
         j.done()
     } else {
         j.commit()

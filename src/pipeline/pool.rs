@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use super::worker::Ctx;
+use crate::pace::Pace;
 
 /// The size of the worker pool, which grows with observed latency.
 pub(super) struct Pool {
     size: AtomicU64,
     max: usize,
+    /// Answer latency, an exponentially weighted average in microseconds.
+    pub(super) latency_us: AtomicU64,
 }
 
 impl Pool {
@@ -21,6 +23,7 @@ impl Pool {
         Pool {
             size: AtomicU64::new(size as u64),
             max: max.max(size),
+            latency_us: AtomicU64::new(0),
         }
     }
 
@@ -42,14 +45,22 @@ pub const GROWTH_HEADROOM: f64 = 1.5;
 /// Grows the pool when the observed latency needs more requests in flight
 /// than it has, never past its cap. It never shrinks: the rate limit, not
 /// the pool, decides how fast requests go.
-pub(super) async fn size_pool(ctx: Arc<Ctx>, semaphore: Arc<Semaphore>, pool: Arc<Pool>) {
+pub(super) fn start(
+    pace: &Arc<Pace>,
+    semaphore: &Arc<Semaphore>,
+    pool: &Arc<Pool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(size_pool(pace.clone(), semaphore.clone(), pool.clone()))
+}
+
+async fn size_pool(pace: Arc<Pace>, semaphore: Arc<Semaphore>, pool: Arc<Pool>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tick.tick().await;
-        let Some(rate) = ctx.pace.current_rate() else {
+        let Some(rate) = pace.current_rate() else {
             return;
         };
-        let latency = Duration::from_micros(ctx.latency_us.load(Ordering::Relaxed));
+        let latency = Duration::from_micros(pool.latency_us.load(Ordering::Relaxed));
         let want = in_flight(rate, latency, GROWTH_HEADROOM).min(pool.max);
         let have = pool.size();
         if want > have {

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::config::{SendSettings, StartMode};
-use crate::exit::Fatal;
 use crate::journal::{self, Journal, RowSet};
 use crate::results::{self, Counters, Status, Tally};
+
+use super::{Job, RunError};
 
 /// A fingerprint of what a run sends: the mapping, the input's header and
 /// first 64 KiB, the reading options and `retry`'s selection.
@@ -51,14 +52,29 @@ pub(super) struct Resume {
     pub(super) done: bool,
 }
 
-/// Opens the results file and the journal for a fresh, forced or resumed run.
-pub(super) fn prepare(
+/// Opens the results file and the journal for a fresh, forced or resumed
+/// run; a resumed run's counts are added to `counters`.
+pub(super) fn prepare(job: &Job, counters: &Arc<Counters>) -> Result<Prepared, RunError> {
+    let prepared = open(
+        &job.settings,
+        &results::header_for(&job.rows.columns.names),
+        &job.fingerprint,
+        &job.command,
+        counters.clone(),
+    )?;
+    for (s, n) in prepared.resume.iter().flat_map(|r| &r.counts) {
+        counters.add(*s, *n);
+    }
+    Ok(prepared)
+}
+
+fn open(
     settings: &SendSettings,
     header: &[String],
     fingerprint: &str,
     command: &str,
     counters: Arc<Counters>,
-) -> Result<Prepared, Fatal> {
+) -> Result<Prepared, RunError> {
     let results_path = settings.results.as_path();
     let journal_path = journal::path_for(results_path);
     let journal_path = journal_path.as_path();
@@ -69,9 +85,10 @@ pub(super) fn prepare(
         fingerprint: fingerprint.to_string(),
         command: command.to_string(),
     };
-    let fresh = || -> Result<Prepared, Fatal> {
-        let journal = Journal::create(journal_path, &new_header)?;
-        let writer = results::Writer::create(results_path, header, counters.clone())?;
+    let fresh = || -> Result<Prepared, RunError> {
+        let journal = Journal::create(journal_path, &new_header).map_err(RunError::StartJournal)?;
+        let writer = results::Writer::create(results_path, header, counters.clone())
+            .map_err(RunError::StartResults)?;
         Ok(Prepared {
             journal,
             writer,
@@ -86,10 +103,9 @@ pub(super) fn prepare(
             } else {
                 journal_path
             };
-            Err(Fatal::usage(format!(
-                "{} already exists: add --resume to continue the run that wrote it, or --force to start again and replace it (rows it lists as created would then be sent again)",
-                which.display()
-            )))
+            Err(RunError::Exists {
+                path: which.to_path_buf(),
+            })
         }
         StartMode::Fresh => fresh(),
         StartMode::Resume if !results_exist => {
@@ -98,21 +114,20 @@ pub(super) fn prepare(
         }
         StartMode::Resume => {
             if !journal_exists {
-                return Err(Fatal::usage(format!(
-                    "cannot resume safely: {} exists but its journal {} does not, so the rows that were in flight cannot be told. Check DigiDesk, then use another --results file or --force",
-                    results_path.display(),
-                    journal_path.display()
-                )));
+                return Err(RunError::NoJournal {
+                    results: results_path.to_path_buf(),
+                    journal: journal_path.to_path_buf(),
+                });
             }
-            let (journal, state) = Journal::resume(journal_path)?;
+            let (journal, state) = Journal::resume(journal_path).map_err(RunError::StartJournal)?;
             if state.header.fingerprint != fingerprint || state.header.command != command {
-                return Err(Fatal::usage(format!(
-                    "--resume refused: {} belongs to a run of `{}` with a different input, mapping or selection. Resume with the same arguments, or choose another --results file (or --force to replace it)",
-                    results_path.display(),
-                    state.header.command
-                )));
+                return Err(RunError::OtherRun {
+                    results: results_path.to_path_buf(),
+                    command: state.header.command,
+                });
             }
-            let existing = results::read_existing(results_path, header)?;
+            let existing =
+                results::read_existing(results_path, header).map_err(RunError::StartResults)?;
             // Rows with a line in the results file are decided, whatever the journal says.
             let in_flight = state.sent.minus(&existing.decided);
             let writer = results::Writer::append(
@@ -120,7 +135,8 @@ pub(super) fn prepare(
                 existing.good_len,
                 header.len(),
                 counters.clone(),
-            )?
+            )
+            .map_err(RunError::StartResults)?
             .with_tally(existing.tally.clone());
             let mut counts: Vec<(Status, u64)> =
                 existing.counts.iter().map(|(s, n)| (*s, *n)).collect();

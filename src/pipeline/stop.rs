@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
-use super::End;
+use super::Ended;
 
 /// Stops a run from outside (signals) or inside (a 401): a soft stop ends
 /// reading and new requests; a hard stop abandons requests still waiting
@@ -15,13 +15,13 @@ use super::End;
 pub struct Stop {
     pub(super) soft: CancellationToken,
     pub(super) hard: CancellationToken,
-    reason: Arc<Mutex<Option<End>>>,
+    reason: Arc<Mutex<Option<Ended>>>,
 }
 
 impl Stop {
     /// Ctrl-C / SIGTERM: finish in-flight requests, send nothing new.
     pub fn interrupt(&self) {
-        self.set(End::Interrupted);
+        self.set(Ended::Interrupted);
     }
 
     /// In-flight requests stop waiting for answers (they become `unknown`).
@@ -34,7 +34,7 @@ impl Stop {
         self.soft.is_cancelled()
     }
 
-    pub(super) fn set(&self, end: End) {
+    pub(super) fn set(&self, end: Ended) {
         let mut reason = self.reason.lock().unwrap_or_else(|p| p.into_inner());
         if reason.is_none() {
             *reason = Some(end);
@@ -42,7 +42,7 @@ impl Stop {
         self.soft.cancel();
     }
 
-    pub(super) fn reason(&self) -> Option<End> {
+    pub(super) fn reason(&self) -> Option<Ended> {
         self.reason
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -16,8 +16,8 @@ use crate::journal::Journal;
 use crate::pace::Pace;
 use crate::results::{self, Counters, Outcome, Status};
 
-use super::pool::record_latency;
-use super::{End, SendItem, Stop};
+use super::pool::{record_latency, Pool};
+use super::{Ended, SendItem, Stop};
 
 /// The circuit breaker opens after this many consecutive transient failures...
 pub const BREAKER_FAILURES: u64 = 50;
@@ -69,60 +69,55 @@ impl Breaker {
 /// What workers share.
 pub(super) struct Ctx {
     client: Client,
-    pub(super) pace: Pace,
+    pub(super) pace: Arc<Pace>,
+    pub(super) pool: Arc<Pool>,
     breaker: Breaker,
     pub(super) stop: Stop,
     pub(super) journal: Arc<Mutex<Journal>>,
-    writer: Arc<results::Shared>,
+    pub(super) writer: Arc<results::Shared>,
     counters: Arc<Counters>,
     max_attempts: u32,
-    /// Answer latency, an exponentially weighted average in microseconds.
-    pub(super) latency_us: AtomicU64,
     /// Rows dropped by a stop before they were created (left for `--resume`).
     pub(super) abandoned: AtomicU64,
+    /// Rows in flight when a previous run died, recorded `unknown` by the reader.
+    pub(super) resumed_unknown: AtomicU64,
 }
 
 impl Ctx {
+    /// What the workers of a run share: its client and rate, its journal
+    /// and results file.
     pub(super) fn new(
         client: Client,
         settings: &SendSettings,
-        stop: Stop,
-        journal: Arc<Mutex<Journal>>,
-        writer: Arc<results::Shared>,
-        counters: Arc<Counters>,
-    ) -> Ctx {
-        Ctx {
+        stop: &Stop,
+        (journal, writer): (Journal, results::Writer),
+        counters: &Arc<Counters>,
+    ) -> Arc<Ctx> {
+        Arc::new(Ctx {
             client,
-            pace: Pace::new(settings.rate),
+            pace: Arc::new(Pace::new(settings.rate)),
+            pool: Arc::new(Pool::new(settings.concurrency, settings.max_concurrency)),
             breaker: Breaker::new(),
-            stop,
-            journal,
-            writer,
-            counters,
+            stop: stop.clone(),
+            journal: Arc::new(Mutex::new(journal)),
+            writer: Arc::new(results::Shared::new(writer)),
+            counters: counters.clone(),
             max_attempts: settings.max_attempts,
-            latency_us: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
-        }
+            resumed_unknown: AtomicU64::new(0),
+        })
     }
 }
 
-/// How a row's tries ended.
-enum Fate {
-    /// Decided: its outcome goes to the results file.
-    Decided(Status, Option<u64>),
-    /// Not created, and left for `--resume` (the run is stopping).
-    Abandoned,
-}
-
-/// Sends one row with retries, and hands its outcome to the writer.
+/// Sends one row with retries, and writes its outcome to the results file.
 pub(super) async fn worker(ctx: Arc<Ctx>, item: SendItem, permit: OwnedSemaphorePermit) {
     let SendItem { row, fields, body } = item;
     let mut errors: Vec<String> = Vec::new();
     let mut attempts = 0u32;
     let mut http: Option<u16> = None;
-    let fate = tries(&ctx, row, &body, &mut errors, &mut attempts, &mut http).await;
-    match fate {
-        Fate::Decided(status, id) => {
+    let decided = tries(&ctx, row, &body, &mut errors, &mut attempts, &mut http).await;
+    match decided {
+        Some((status, id)) => {
             let outcome = Outcome {
                 row,
                 fields,
@@ -135,11 +130,12 @@ pub(super) async fn worker(ctx: Arc<Ctx>, item: SendItem, permit: OwnedSemaphore
             };
             deliver(&ctx, outcome, permit);
         }
-        Fate::Abandoned => abandon(&ctx, row, permit),
+        None => abandon(&ctx, row, permit),
     }
 }
 
-/// Tries one row until it is decided or the run stops.
+/// Tries one row until it is decided: its status and DigiDesk id. `None`
+/// when the run stops first: the row was not created and is left for `--resume`.
 async fn tries(
     ctx: &Ctx,
     row: u64,
@@ -147,11 +143,11 @@ async fn tries(
     errors: &mut Vec<String>,
     attempts: &mut u32,
     http: &mut Option<u16>,
-) -> Fate {
+) -> Option<(Status, Option<u64>)> {
     loop {
         tokio::select! {
             _ = ctx.pace.ready() => {}
-            _ = ctx.stop.soft.cancelled() => return Fate::Abandoned,
+            _ = ctx.stop.soft.cancelled() => return None,
         }
         *attempts += 1;
         ctx.counters.requests.fetch_add(1, Ordering::Relaxed);
@@ -159,10 +155,10 @@ async fn tries(
         tracing::trace!(row, attempt = *attempts, body = %String::from_utf8_lossy(body), "sending");
         let sent_at = tokio::time::Instant::now();
         let attempt = tokio::select! {
-            a = ctx.client.post(body.clone()) => { record_latency(&ctx.latency_us, sent_at.elapsed()); a }
+            a = ctx.client.post(body.clone()) => { record_latency(&ctx.pool.latency_us, sent_at.elapsed()); a }
             _ = ctx.stop.hard.cancelled() => {
                 errors.push("interrupted while waiting for the answer: it may have been created; check DigiDesk before resending (retry --only unknown)".into());
-                return Fate::Decided(Status::Unknown, None);
+                return Some((Status::Unknown, None));
             }
         };
         let (reason, retry_after) = match attempt {
@@ -176,20 +172,20 @@ async fn tries(
                     Verdict::Created(id) => {
                         ctx.breaker.success();
                         ctx.pace.succeeded();
-                        return Fate::Decided(Status::Created, Some(id));
+                        return Some((Status::Created, Some(id)));
                     }
                     Verdict::Rejected(messages) => {
                         ctx.breaker.success();
                         errors.extend(messages);
-                        return Fate::Decided(Status::Rejected, None);
+                        return Some((Status::Rejected, None));
                     }
                     Verdict::Unknown(msg) => {
                         errors.push(msg);
-                        return Fate::Decided(Status::Unknown, None);
+                        return Some((Status::Unknown, None));
                     }
                     Verdict::Stop(kind, msg) => {
-                        ctx.stop.set(End::Stopped(kind, msg));
-                        return Fate::Abandoned;
+                        ctx.stop.set(Ended::Stopped(kind, msg));
+                        return None;
                     }
                     Verdict::Transient(msg) => {
                         if h == 429 {
@@ -202,30 +198,30 @@ async fn tries(
             Attempt::NotSent(msg) => (msg, None),
             Attempt::Lost(msg) => {
                 errors.push(msg);
-                return Fate::Decided(Status::Unknown, None);
+                return Some((Status::Unknown, None));
             }
             Attempt::Tls(msg) => {
-                ctx.stop.set(End::Stopped(StopKind::Tls, msg));
-                return Fate::Abandoned;
+                ctx.stop.set(Ended::Stopped(StopKind::Tls, msg));
+                return None;
             }
         };
         errors.push(format!("try {attempts}: {reason}"));
         if ctx.breaker.failure() {
-            ctx.stop.set(End::Stopped(
+            ctx.stop.set(Ended::Stopped(
                 StopKind::ServiceDown,
                 format!(
                     "the service kept failing: {BREAKER_FAILURES} tries in a row failed with transient errors over {}s without a success (last: {reason})",
                     BREAKER_WINDOW.as_secs()
                 ),
             ));
-            return Fate::Abandoned;
+            return None;
         }
         if *attempts >= ctx.max_attempts {
-            return Fate::Decided(Status::Failed, None);
+            return Some((Status::Failed, None));
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff(*attempts, retry_after)) => {}
-            _ = ctx.stop.soft.cancelled() => return Fate::Abandoned,
+            _ = ctx.stop.soft.cancelled() => return None,
         }
     }
 }
@@ -257,7 +253,7 @@ fn deliver(ctx: &Ctx, mut outcome: Outcome, permit: OwnedSemaphorePermit) {
     outcome.permit = Some(permit);
     if !ctx.writer.record(outcome) {
         // The results file failed: the run ends with that error.
-        ctx.stop.set(End::Interrupted);
+        ctx.stop.set(Ended::Interrupted);
     }
 }
 
