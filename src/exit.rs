@@ -52,9 +52,9 @@ impl Fatal {
 
 /// Reading the input: nothing was sent yet, so bad usage (exit 2); text in
 /// the wrong encoding names the option that fixes it.
-impl From<crate::input::read::ReadError> for Fatal {
-    fn from(e: crate::input::read::ReadError) -> Fatal {
-        use crate::input::read::ReadError;
+impl From<crate::input::error::ReadError> for Fatal {
+    fn from(e: crate::input::error::ReadError) -> Fatal {
+        use crate::input::error::ReadError;
         let hint = match &e {
             ReadError::InvalidText { encoding, .. } if *encoding == "UTF-8" => {
                 "; the file is probably in another encoding: try --encoding windows-1252 (Excel on Windows writes it)"

@@ -2,6 +2,7 @@
 //! for `retry`, only the selected rows under their original numbers; and the
 //! decision made on each row before any request (width, columns, mapping).
 
+pub mod error;
 mod raw;
 pub mod read;
 pub mod shape;
@@ -10,7 +11,8 @@ mod stream;
 use crate::mapping::{Mapped, Plan};
 use crate::results::{self, Status};
 
-pub use read::{Origin, ReadError, ReadOptions, Reader, Record};
+pub use error::ReadError;
+pub use read::{Origin, ReadOptions, Reader, Record};
 pub use shape::{Meta, Notes, SharedNotes};
 
 /// The columns of the input: how wide a record must be, and which columns

@@ -19,9 +19,9 @@ mod dispatch;
 pub mod error;
 mod feed;
 pub mod pool;
-pub mod resume;
+mod resume;
 mod stop;
-pub mod worker;
+mod worker;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
