@@ -15,7 +15,7 @@ use encoding_rs::Encoding;
 
 pub use super::error::ReadError;
 use super::raw::{Parser, RawRecord};
-use super::shape::{self, BadCell, Footer, Meta, Notes, SharedNotes};
+use super::shape::{self, BadCell, Broken, Footer, Meta, Notes, SharedNotes};
 use super::stream;
 
 /// Where the export comes from.
@@ -75,6 +75,7 @@ pub struct Reader {
     decode: Option<&'static Encoding>,
     /// The file's own encoding, for messages.
     encoding: &'static Encoding,
+    delimiter: u8,
     name: String,
     row: u64,
     raw: RawRecord,
@@ -113,6 +114,7 @@ impl Reader {
             headers: Vec::new(),
             decode: (opened.decode != encoding_rs::UTF_8).then_some(opened.decode),
             encoding: opened.file_encoding,
+            delimiter: opened.delimiter,
             name,
             row: 0,
             raw: RawRecord::default(),
@@ -274,13 +276,41 @@ impl Reader {
     /// Decodes `self.raw` into `fields` and fills `self.meta`.
     fn decode_into(&mut self, fields: &mut csv::StringRecord) {
         let raw = &self.raw;
-        fields.clear();
         self.meta.bad.clear();
         self.meta.line = raw.line;
         self.meta.lines = raw.lines;
-        self.meta.broken = raw
-            .is_broken()
-            .then(|| shape::broken_reason(raw.line, raw.lines, raw.unclosed, raw.overflow));
+        let broken = if raw.unclosed {
+            Some(Broken::Unclosed)
+        } else if raw.overflow {
+            Some(Broken::TooLarge)
+        } else {
+            None
+        };
+        self.decode_fields(fields);
+        let broken = broken.or_else(|| {
+            (self.meta.lines > 1 && self.holds_rows(fields)).then_some(Broken::HoldsRows)
+        });
+        self.meta.broken =
+            broken.map(|why| shape::broken_reason(self.meta.line, self.meta.lines, why));
+    }
+
+    /// Whether a line inside a field has as many delimiters as a row of the
+    /// export has: rows folded into one field by a quote not closed where it
+    /// should be (whatever the record's width happens to be).
+    fn holds_rows(&self, fields: &csv::StringRecord) -> bool {
+        let width = self.headers.len();
+        width >= 2
+            && fields.iter().any(|f| {
+                f.split('\n')
+                    .skip(1)
+                    .any(|line| line.bytes().filter(|b| *b == self.delimiter).count() >= width - 1)
+            })
+    }
+
+    /// Decodes `self.raw` into `fields`, noting the cells with bad bytes.
+    fn decode_fields(&mut self, fields: &mut csv::StringRecord) {
+        let raw = &self.raw;
+        fields.clear();
         match self.decode {
             None => {
                 // One UTF-8 check for the whole record; field by field only
@@ -735,6 +765,21 @@ mod tests {
         assert!(why.contains("starting on line 3 is never closed"), "{why}");
         assert!(why.contains("lines 3-5 (3 lines)"), "{why}");
         assert!(r.next_record().unwrap().is_none());
+        // Rows folded into a field by two stray quotes, whatever the width.
+        let data = "A,B,C\n1,\"2\n3,4,5\n6,7\",8\n9,10,11\n";
+        let mut r = open(data.as_bytes(), "a.csv", "utf-8", ",").unwrap();
+        let rec = r.next_record().unwrap().unwrap();
+        assert_eq!(rec.fields.len(), 3, "a width that happens to fit");
+        let why = rec.meta.broken.unwrap();
+        assert!(
+            why.contains("lines 2-4 (3 lines) that look like rows"),
+            "{why}"
+        );
+        assert!(r.next_record().unwrap().unwrap().meta.broken.is_none());
+        // A note over several lines is not.
+        let data = "A,B,C\n1,\"line one\nline two, more\",3\n";
+        let mut r = open(data.as_bytes(), "a.csv", "utf-8", ",").unwrap();
+        assert!(r.next_record().unwrap().unwrap().meta.broken.is_none());
         // A broken record at the end is never taken for a footer.
         let mut r = open(b"A,B\n1,2\n\"open\n", "a.csv", "utf-8", ",").unwrap();
         assert_eq!(all(&mut r).len(), 2);

@@ -56,9 +56,20 @@ impl Meta {
     }
 }
 
+/// Why a record cannot be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Broken {
+    /// A quoted field still open at the end of the input.
+    Unclosed,
+    /// A record over the size cap.
+    TooLarge,
+    /// A quoted field whose lines look like rows of the export.
+    HoldsRows,
+}
+
 /// Why a record is broken, naming the line that opened it and the lines it
 /// took.
-pub(super) fn broken_reason(line: u64, lines: u64, unclosed: bool, overflow: bool) -> String {
+pub(super) fn broken_reason(line: u64, lines: u64, why: Broken) -> String {
     let last = line + lines.max(1) - 1;
     let span = format!(
         "lines {}-{} ({} lines)",
@@ -66,19 +77,21 @@ pub(super) fn broken_reason(line: u64, lines: u64, unclosed: bool, overflow: boo
         thousands(last),
         thousands(lines)
     );
-    if unclosed {
-        format!(
-            "a quoted field in the record starting on line {} is never closed: it runs to the end of the input and takes {span}, whose rows were not read; close the quote in the export and send them again",
-            thousands(line)
-        )
-    } else if overflow {
-        format!(
-            "a quoted field in the record starting on line {} holds more than {} MiB, over {span}: a quote is probably not closed where it should be, and the rows on those lines were not read; fix the quote in the export and send them again",
-            thousands(line),
+    let opened = format!(
+        "a quoted field in the record starting on line {}",
+        thousands(line)
+    );
+    match why {
+        Broken::Unclosed => format!(
+            "{opened} is never closed: it runs to the end of the input and takes {span}, whose rows were not read; close the quote in the export and send them again"
+        ),
+        Broken::TooLarge => format!(
+            "{opened} holds more than {} MiB, over {span}: a quote is probably not closed where it should be, and the rows on those lines were not read; fix the quote in the export and send them again",
             MAX_RECORD_BYTES / (1024 * 1024)
-        )
-    } else {
-        format!("the record takes {span}")
+        ),
+        Broken::HoldsRows => format!(
+            "{opened} takes {span} that look like rows of the export (as many delimiters as a row): a quote is probably not closed where it should be, and those rows were not read; fix the quote in the export and send them again"
+        ),
     }
 }
 
@@ -377,7 +390,7 @@ mod tests {
     fn a_broken_record_is_invalid_whatever_its_width() {
         let n = notes();
         let mut m = meta(&[]);
-        m.broken = Some(broken_reason(5, 3, true, false));
+        m.broken = Some(broken_reason(5, 3, Broken::Unclosed));
         let r = verdict(&m, 3, &headers(), &[true; 3], &n).unwrap();
         assert!(
             r[0].contains("starting on line 5 is never closed"),
