@@ -13,3 +13,4 @@ mod resume;
 mod retry;
 mod sandbox;
 mod send;
+mod shapes;
