@@ -83,7 +83,7 @@ pub fn decide(
     fields: csv::StringRecord,
     meta: &Meta,
 ) -> (csv::StringRecord, Mapped) {
-    let verdict = shape::verdict(
+    let findings = shape::check_record(
         meta,
         fields.len(),
         &columns.headers,
@@ -91,7 +91,7 @@ pub fn decide(
         &columns.notes,
     );
     let fields = columns.project(fields);
-    match verdict {
+    match findings {
         Some(reasons) => (fields, Mapped::Invalid(reasons)),
         None => {
             let mapped = plan.apply(&fields);

@@ -1,7 +1,7 @@
 //! What the reader found out about the export's shape (a `sep=` line, a
 //! byte-order mark, a footer, replaced bytes) and about each record (where
 //! it lies, which cells held bytes not valid in the encoding, a quoted field
-//! never closed), and the verdict on a record before it is mapped.
+//! never closed), and what that makes of a record before it is mapped.
 //! See docs/design.md, "Shapes of real files".
 
 use std::collections::BTreeMap;
@@ -228,12 +228,12 @@ pub struct Replaced {
     pub columns: BTreeMap<String, u64>,
 }
 
-/// The verdict on a record before it is mapped: the reasons it is
+/// A record as the reader found it, before it is mapped: the reasons it is
 /// `invalid`, or `None` to map it. A record that is broken, or whose width
 /// is not the header's, is invalid; so is one with bytes not valid in the
 /// encoding in a column the mapping uses (`used`, by the record's column
 /// index). Bad bytes in other columns are counted in `notes` as a warning.
-pub fn verdict(
+pub fn check_record(
     meta: &Meta,
     fields: usize,
     headers: &[String],
@@ -342,7 +342,7 @@ mod tests {
     #[test]
     fn bad_bytes_in_a_used_column_make_the_row_invalid_naming_column_byte_and_hint() {
         let n = notes();
-        let reasons = verdict(&meta(&[0]), 3, &headers(), &[true, true, false], &n).unwrap();
+        let reasons = check_record(&meta(&[0]), 3, &headers(), &[true, true, false], &n).unwrap();
         assert_eq!(reasons.len(), 1);
         let r = &reasons[0];
         assert!(r.contains("column \"Name\""), "{r}");
@@ -355,9 +355,9 @@ mod tests {
     fn bad_bytes_in_an_unused_column_are_a_counted_warning() {
         let n = notes();
         let used = [true, true, false];
-        assert_eq!(verdict(&meta(&[2]), 3, &headers(), &used, &n), None);
-        assert_eq!(verdict(&meta(&[2]), 3, &headers(), &used, &n), None);
-        assert_eq!(verdict(&meta(&[]), 3, &headers(), &used, &n), None);
+        assert_eq!(check_record(&meta(&[2]), 3, &headers(), &used, &n), None);
+        assert_eq!(check_record(&meta(&[2]), 3, &headers(), &used, &n), None);
+        assert_eq!(check_record(&meta(&[]), 3, &headers(), &used, &n), None);
         let s = snapshot(&n);
         assert_eq!(s.replaced_rows, 2);
         assert_eq!(s.replaced_columns.get("Notes"), Some(&2));
@@ -374,7 +374,7 @@ mod tests {
         let n = notes();
         let mut m = meta(&[]);
         m.lines = 3;
-        let r = verdict(&m, 2, &headers(), &[true; 3], &n).unwrap();
+        let r = check_record(&m, 2, &headers(), &[true; 3], &n).unwrap();
         assert!(
             r[0].starts_with("row has 2 fields, the header has 3"),
             "{}",
@@ -382,7 +382,7 @@ mod tests {
         );
         assert!(r[0].contains("3 physical lines (lines 5-7)"), "{}", r[0]);
         m.lines = 1;
-        let r = verdict(&m, 2, &headers(), &[true; 3], &n).unwrap();
+        let r = check_record(&m, 2, &headers(), &[true; 3], &n).unwrap();
         assert_eq!(r[0], "row has 2 fields, the header has 3");
     }
 
@@ -391,7 +391,7 @@ mod tests {
         let n = notes();
         let mut m = meta(&[]);
         m.broken = Some(broken_reason(5, 3, Broken::Unclosed));
-        let r = verdict(&m, 3, &headers(), &[true; 3], &n).unwrap();
+        let r = check_record(&m, 3, &headers(), &[true; 3], &n).unwrap();
         assert!(
             r[0].contains("starting on line 5 is never closed"),
             "{}",
