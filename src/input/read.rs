@@ -66,6 +66,8 @@ pub struct Record {
 /// A footer is at most this many records: more short records at the end of
 /// a file are rows of it (and `invalid`).
 pub const MAX_FOOTER_RECORDS: usize = 32;
+/// Nor more than this many bytes, so holding it back costs little memory.
+const MAX_FOOTER_BYTES: usize = 64 * 1024;
 
 /// A streaming reader of data records.
 pub struct Reader {
@@ -208,7 +210,7 @@ impl Reader {
     /// The footer: the records after the last record of the data up to the
     /// end of the input, when each is a single field (a line of text such
     /// as `"Grand Totals (4 records)"`) or blank, and there are at most
-    /// [`MAX_FOOTER_RECORDS`] of them. Such records are held back until a
+    /// [`MAX_FOOTER_RECORDS`] of them (and 64 KiB). Such records are held back until a
     /// record of the data follows (then they are rows like any other: a
     /// short row in the middle of a file is `invalid`) or the input ends
     /// (then they are counted as ignored).
@@ -244,7 +246,8 @@ impl Reader {
                 !rec.is_broken() && ((rec.fields == 1 && width > 1) || rec.is_blank());
             if footer_like {
                 self.held.push_back((self.row, rec));
-                if self.held.len() > MAX_FOOTER_RECORDS {
+                let held_bytes: usize = self.held.iter().map(|(_, r)| r.bytes().len()).sum();
+                if self.held.len() > MAX_FOOTER_RECORDS || held_bytes > MAX_FOOTER_BYTES {
                     self.release = true;
                 }
                 continue;
