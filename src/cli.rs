@@ -126,11 +126,11 @@ pub struct InputArgs {
     #[arg(long, value_name = "FILE")]
     pub mapping: PathBuf,
 
-    /// Input encoding (`utf-8`, `windows-1252`, `iso-8859-1`, ...). A UTF-8 BOM is always stripped.
+    /// Input encoding (`utf-8`, `windows-1252`, `iso-8859-1`, ...). A byte-order mark (UTF-8, UTF-16LE/BE) always wins.
     #[arg(long, value_name = "NAME", default_value = "utf-8")]
     pub encoding: String,
 
-    /// Input delimiter, one character (`;` is common in European exports; `tab` for tabs).
+    /// Input delimiter, one character (`;` is common in European exports; `tab` for tabs). Excel's `sep=` first line wins.
     #[arg(long, value_name = "C", default_value = ",")]
     pub delimiter: String,
 }

@@ -455,6 +455,12 @@ rules = [{ column = "Opt Out", equals = ["Y"] }]
             let opt = if i % 25 == 0 { "Y" } else { "" };
             if i == BATCH * 3 + 5 {
                 writeln!(f, "R{i},{phone}").unwrap();
+            } else if i == BATCH * 5 + 3 {
+                // A byte that is not UTF-8, in a column the mapping reads.
+                let mut line = format!("R{i}").into_bytes();
+                line.push(0xE9);
+                line.extend_from_slice(format!(",{phone},{opt}\n").as_bytes());
+                f.write_all(&line).unwrap();
             } else {
                 writeln!(f, "R{i},{phone},{opt}").unwrap();
             }
@@ -468,6 +474,13 @@ rules = [{ column = "Opt Out", equals = ["Y"] }]
             "{one}"
         );
         assert!(one.contains("row has 2 fields, the header has 3"), "{one}");
+        assert!(
+            one.contains(&format!(
+                "column \"Ref\" holds bytes that are not valid UTF-8 (byte 0xE9 at byte offset {} of the value)",
+                format!("R{}", BATCH * 5 + 3).len()
+            )),
+            "{one}"
+        );
         for mappers in [2, 3] {
             assert_eq!(checked(&path, mappers), one, "{mappers} mappers");
         }
