@@ -12,7 +12,8 @@
 //! - [`validate`]: the spec's field rules, applied before anything is sent.
 //! - [`request`]: the survey request and its JSON body.
 //! - [`api`]: what a DigiDesk answer means (JSON or XML, `message` or `messages`).
-//! - [`client`]: one HTTP POST, sorted into answered / never sent / maybe arrived / TLS.
+//! - [`transport`]: one HTTP POST (direct, or through a proxy), sorted into answered /
+//!   never sent / maybe arrived / TLS; the TLS set-up and the credentials.
 //! - [`pace`]: how fast requests start: the rate, and slowing down on 429.
 //! - [`journal`]: the write-ahead record of rows in flight, for crash-safe `--resume`.
 //! - [`results`]: the results file and the counters.
@@ -27,17 +28,16 @@
 //! [`cmd`] (one module per command; `cmd::job` runs a job of `send`, `retry` or
 //! `demo` with progress and signals, and prints its summary), [`sandbox`] (a local DigiDesk), [`spec`]
 //! (the API's names and limits), [`exit`] (exit codes, and how each stage's
-//! error becomes one), [`logging`],
+//! error becomes one), [`assets`] (man pages and completions), [`logging`],
 //! [`signals`] (Ctrl-C and SIGTERM) and [`output`] (stdout that survives a
 //! closed pipe).
 
 pub mod api;
+pub mod assets;
 pub mod cli;
-pub mod client;
 pub mod cmd;
 pub mod config;
 pub mod contact;
-pub mod direct;
 pub mod exit;
 pub mod input;
 pub mod journal;
@@ -54,6 +54,7 @@ pub mod sandbox;
 pub mod signals;
 pub mod spec;
 pub mod summary;
+pub mod transport;
 pub mod validate;
 
 pub use exit::{Exit, Fatal};

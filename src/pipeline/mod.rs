@@ -32,13 +32,13 @@ use bytes::Bytes;
 use tokio::sync::Semaphore;
 
 use crate::api::StopKind;
-use crate::client::Client;
 use crate::config::SendSettings;
 use crate::exit::Fatal;
 use crate::input::Rows;
 use crate::journal::{Journal, JournalError};
 use crate::mapping::Plan;
 use crate::results::{self, Counters, Status, Tally};
+use crate::transport::Client;
 
 use dispatch::Dispatcher;
 use feed::ReadEnd;
