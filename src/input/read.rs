@@ -99,6 +99,16 @@ pub struct Reader {
 impl Reader {
     /// Opens the input and reads its header.
     pub fn open(origin: &Origin, opts: &ReadOptions) -> Result<Reader, ReadError> {
+        Reader::open_with_header(origin, opts, true)
+    }
+
+    /// Like [`open`](Self::open); with `header` false the first line is
+    /// data and the columns are named by position: `#1`, `#2`, ...
+    pub fn open_with_header(
+        origin: &Origin,
+        opts: &ReadOptions,
+        header_line: bool,
+    ) -> Result<Reader, ReadError> {
         let name = origin.display_name();
         let opened = stream::open(origin, opts)?;
         let notes = Notes {
@@ -138,11 +148,21 @@ impl Reader {
         if !got {
             return Err(ReadError::Empty { name: reader.name });
         }
-        if header.is_broken() {
-            return Err(ReadError::BrokenHeader { name: reader.name });
-        }
         if header.bytes().contains(&0) {
             return Err(ReadError::Utf16WithoutBom { name: reader.name });
+        }
+        if !header_line {
+            // The first line is row 1: handed out first, like a record
+            // held back.
+            reader.headers = (1..=header.fields).map(|i| format!("#{i}")).collect();
+            reader.row = 1;
+            reader.rows_read.store(1, Ordering::Relaxed);
+            reader.held.push_back((1, header));
+            reader.release = true;
+            return Ok(reader);
+        }
+        if header.is_broken() {
+            return Err(ReadError::BrokenHeader { name: reader.name });
         }
         let mut headers = Vec::with_capacity(header.fields);
         for i in 0..header.fields {
@@ -786,6 +806,36 @@ mod tests {
         // A broken record at the end is never taken for a footer.
         let mut r = open(b"A,B\n1,2\n\"open\n", "a.csv", "utf-8", ",").unwrap();
         assert_eq!(all(&mut r).len(), 2);
+    }
+
+    #[test]
+    fn a_headerless_file_names_columns_by_position_and_keeps_its_first_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Master.csv");
+        let data = "\u{feff}\"\",\"100\",\"+15551234\"\n\"\",\"101\",\"x\"\n\"total\"\n";
+        std::fs::write(&path, data).unwrap();
+        let opts = ReadOptions {
+            encoding: encoding_rs::UTF_8,
+            delimiter: b',',
+        };
+        let mut r = Reader::open_with_header(&Origin::File(path), &opts, false).unwrap();
+        assert_eq!(r.headers(), ["#1", "#2", "#3"]);
+        assert_eq!(
+            all(&mut r),
+            vec![
+                (1, vec!["".to_string(), "100".into(), "+15551234".into()]),
+                (2, vec!["".to_string(), "101".into(), "x".into()]),
+            ],
+            "the first line is row 1, without its byte-order mark"
+        );
+        assert_eq!(r.notes().lock().unwrap().ignored(), 1);
+        let first =
+            Reader::open_with_header(&Origin::File(dir.path().join("Master.csv")), &opts, false)
+                .unwrap()
+                .next_record()
+                .unwrap()
+                .unwrap();
+        assert_eq!(first.meta.line, 1);
     }
 
     #[test]
