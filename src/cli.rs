@@ -144,13 +144,15 @@ pub struct InputArgs {
     #[arg(long, value_name = "FILE")]
     pub mapping: PathBuf,
 
-    /// Input encoding (`utf-8`, `windows-1252`, `iso-8859-1`, ...). A byte-order mark (UTF-8, UTF-16LE/BE) always wins.
-    #[arg(long, value_name = "NAME", default_value = "utf-8")]
-    pub encoding: String,
+    /// Input encoding (`utf-8`, `windows-1252`, `iso-8859-1`, ...); overrides the mapping's
+    /// `[input] encoding`. A byte-order mark (UTF-8, UTF-16LE/BE) always wins [default: utf-8].
+    #[arg(long, value_name = "NAME")]
+    pub encoding: Option<String>,
 
-    /// Input delimiter, one character (`;` is common in European exports; `tab` for tabs). Excel's `sep=` first line wins.
-    #[arg(long, value_name = "C", default_value = ",")]
-    pub delimiter: String,
+    /// Input delimiter, one character (`;` is common in European exports; `tab` for tabs);
+    /// overrides the mapping's `[input] delimiter`. Excel's `sep=` first line wins [default: ,].
+    #[arg(long, value_name = "C")]
+    pub delimiter: Option<String>,
 }
 
 /// Options shared by `send` and `retry`.

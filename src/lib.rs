@@ -7,8 +7,11 @@
 //! - [`input`]: the export's rows (file, stdin, `.gz`, any encoding), `digidesk_*`
 //!   columns dropped and `retry`'s selection applied; and `decide`, the verdict on
 //!   a row before any request, shared by `check` and `send`.
-//! - [`mapping`]: the TOML mapping file, compiled against the header into a plan.
-//! - [`contact`]: phone numbers to E.164, emails trimmed and lower-cased.
+//! - [`mapping`]: the TOML mapping file, read once with serde (`file`), checked
+//!   (`semantic`), compiled against the header into a `Plan` whose `apply` gives a
+//!   row's `Decision`; values (`value`, `template`, `transform`: extract and time)
+//!   and `condition`s (for `when` and `[skip]`) each in their own file.
+//! - [`contact`]: phone numbers to E.164 as libphonenumber reads them, emails cleaned.
 //! - [`validate`]: the spec's field rules, applied before anything is sent.
 //! - [`request`]: the survey request and its JSON body.
 //! - [`api`]: what a DigiDesk answer means (JSON or XML, `message` or `messages`).
@@ -45,7 +48,6 @@ pub mod logging;
 pub mod mapping;
 pub mod output;
 pub mod pace;
-pub mod phone;
 pub mod pipeline;
 pub mod progress;
 pub mod request;

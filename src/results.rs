@@ -132,6 +132,16 @@ impl Tally {
     /// failure on different tries counts as one message.
     pub fn count_error(&mut self, message: &str) {
         let message = strip_try(message);
+        // Counted without the contact a reason quotes: grouped, and no
+        // customer data in the summary.
+        let without_value;
+        let message = match crate::contact::split_reason(message) {
+            Some((kind, _)) => {
+                without_value = kind;
+                without_value.as_str()
+            }
+            None => message,
+        };
         if let Some(n) = self.errors.get_mut(message) {
             *n += 1;
         } else if self.errors.len() < MAX_DISTINCT_ERRORS {

@@ -3,8 +3,8 @@
 //! bodies exactly as they would be sent, and the errors grouped by reason
 //! with example rows, so a broken export is diagnosed in one look.
 //!
-//! Records are checked in batches. With three or more cores one thread
-//! reads while the others map and validate; the verdicts are merged in
+//! Records are checked in batches. With two or more cores one thread
+//! reads while two or more others map and validate; the verdicts are merged in
 //! input order, so the examples and bodies shown are always the first ones.
 //! Bounded channels keep memory flat whatever the input's size.
 
@@ -17,15 +17,16 @@ use crate::cli::CheckArgs;
 use crate::config::{parse_delimiter, parse_encoding};
 use crate::exit::{Exit, Fatal};
 use crate::input::{self, Columns, Meta, Rows};
-use crate::input::{Origin, ReadOptions, Reader, Record};
-use crate::mapping::{Mapped, Mapping, Plan};
+use crate::input::{Origin, Record};
+use crate::mapping::{Decision, Mapping, Plan};
 use crate::summary::thousands;
 
 /// Rows that share a reason.
 #[derive(Default)]
 struct Group {
     count: u64,
-    examples: Vec<u64>,
+    /// Example rows, each with the contact its reason quoted, if any.
+    examples: Vec<(u64, Option<String>)>,
 }
 
 /// Reasons and their rows, in a bounded number of examples each.
@@ -38,13 +39,19 @@ struct Groups {
 impl Groups {
     fn add(&mut self, reason: &str, row: u64) {
         let examples = self.examples;
-        let g = match self.by_reason.get_mut(reason) {
+        // A reason quoting a contact is grouped with the others of its kind;
+        // the examples show the values.
+        let (reason, value) = match crate::contact::split_reason(reason) {
+            Some((kind, value)) => (std::borrow::Cow::Owned(kind), Some(value)),
+            None => (std::borrow::Cow::Borrowed(reason), None),
+        };
+        let g = match self.by_reason.get_mut(reason.as_ref()) {
             Some(g) => g,
-            None => self.by_reason.entry(reason.to_string()).or_default(),
+            None => self.by_reason.entry(reason.into_owned()).or_default(),
         };
         g.count += 1;
         if g.examples.len() < examples {
-            g.examples.push(row);
+            g.examples.push((row, value.map(str::to_string)));
         }
     }
 
@@ -56,7 +63,14 @@ impl Groups {
         groups.sort_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(b.0)));
         let _ = writeln!(out, "{title}:");
         for (reason, g) in groups {
-            let rows: Vec<String> = g.examples.iter().map(|r| r.to_string()).collect();
+            let rows: Vec<String> = g
+                .examples
+                .iter()
+                .map(|(r, value)| match value {
+                    Some(v) => format!("{r} {v}"),
+                    None => r.to_string(),
+                })
+                .collect();
             let more = if g.count > g.examples.len() as u64 {
                 ", ..."
             } else {
@@ -149,18 +163,18 @@ fn check_row(
     c.counts.rows += 1;
     let (fields, mapped) = input::decide(columns, plan, fields, meta);
     match mapped {
-        Mapped::Send(req) => {
+        Decision::Send(req) => {
             c.counts.sendable += 1;
             if c.bodies.len() < show {
                 let pretty = serde_json::to_string_pretty(&req).expect("serialising to memory");
                 c.bodies.push((row, pretty));
             }
         }
-        Mapped::Skip(reason) => {
+        Decision::Skip(reason) => {
             c.counts.skipped += 1;
             c.skipped.push((reason, row));
         }
-        Mapped::Invalid(reasons) => {
+        Decision::Invalid(reasons) => {
             c.counts.invalid += 1;
             for r in reasons {
                 c.invalid.push((r, row));
@@ -292,12 +306,14 @@ fn check_parallel(
 pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
     let started = Instant::now();
     let input = Origin::parse(&args.input.input);
-    let read = ReadOptions {
-        encoding: parse_encoding(&args.input.encoding)?,
-        delimiter: parse_delimiter(&args.input.delimiter)?,
-    };
+    if let Some(e) = &args.input.encoding {
+        parse_encoding(e)?;
+    }
+    if let Some(d) = &args.input.delimiter {
+        parse_delimiter(d)?;
+    }
     let mapping = Mapping::load(&args.input.mapping)?;
-    let reader = Reader::open(&input, &read)?;
+    let (reader, _) = super::open_input(&args.input, &input, &mapping)?;
     let mut rows = Rows::new(reader, input.display_name(), None)?;
     let plan = Plan::compile(&mapping, &rows.columns.names, &input.display_name())?;
     rows.columns.bind(&plan);
@@ -316,13 +332,17 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
         shown: 0,
         show: args.show,
     };
-    // One core reads; the others map. With one other core, hand-offs
-    // between threads cost more than they save: all on this thread.
-    let mappers = std::thread::available_parallelism()
+    // One core reads; the others map. Reading costs less than mapping (the
+    // phone numbers most), so with two cores both map and the reader takes
+    // what time is left; with one, all on this thread.
+    let cores = std::thread::available_parallelism()
         .map(|n| n.get())
-        .unwrap_or(1)
-        .saturating_sub(1)
-        .min(8);
+        .unwrap_or(1);
+    let mappers = match cores {
+        0 | 1 => 1,
+        2 => 2,
+        n => (n - 1).min(8),
+    };
     if mappers <= 1 {
         check_inline(&mut rows, &plan, &mut report)?;
     } else {
@@ -380,6 +400,7 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::input::{ReadOptions, Reader};
     use std::io::Write as _;
 
     const MAPPING: &str = r#"

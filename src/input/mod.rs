@@ -8,7 +8,7 @@ pub mod read;
 pub mod shape;
 mod stream;
 
-use crate::mapping::{Mapped, Plan};
+use crate::mapping::{Decision, Plan};
 use crate::results::{self, Status};
 
 pub use error::ReadError;
@@ -82,7 +82,7 @@ pub fn decide(
     plan: &Plan,
     fields: csv::StringRecord,
     meta: &Meta,
-) -> (csv::StringRecord, Mapped) {
+) -> (csv::StringRecord, Decision) {
     let findings = shape::check_record(
         meta,
         fields.len(),
@@ -92,10 +92,10 @@ pub fn decide(
     );
     let fields = columns.project(fields);
     match findings {
-        Some(reasons) => (fields, Mapped::Invalid(reasons)),
+        Some(reasons) => (fields, Decision::Invalid(reasons)),
         None => {
-            let mapped = plan.apply(&fields);
-            (fields, mapped)
+            let decision = plan.apply(&fields);
+            (fields, decision)
         }
     }
 }

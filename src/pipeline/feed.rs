@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::input::{self, ReadError, Rows};
 use crate::journal::RowSet;
-use crate::mapping::{Mapped, Plan};
+use crate::mapping::{Decision, Plan};
 use crate::results::{self, Outcome, Status};
 
 use super::worker::Ctx;
@@ -129,7 +129,7 @@ fn read_all(
             outcome(row, fields, Status::Unknown, vec!["in flight when an earlier run stopped: it may have been created; check DigiDesk before resending (retry --only unknown)".into()])
         } else {
             match input::decide(&rows.columns, &plan, record.fields, &record.meta) {
-                (fields, Mapped::Send(req)) => {
+                (fields, Decision::Send(req)) => {
                     if limit.is_some_and(|l| sendable >= l) {
                         end.limited = true;
                         only_count = true;
@@ -157,10 +157,10 @@ fn read_all(
                     }
                     continue;
                 }
-                (fields, Mapped::Skip(reason)) => {
+                (fields, Decision::Skip(reason)) => {
                     outcome(row, fields, Status::Skipped, vec![reason])
                 }
-                (fields, Mapped::Invalid(reasons)) => {
+                (fields, Decision::Invalid(reasons)) => {
                     outcome(row, fields, Status::Invalid, reasons)
                 }
             }

@@ -112,9 +112,9 @@ pub fn export(n: usize) -> String {
 
 /// What [`export`] says row `i` should be.
 pub fn expected_status(i: usize) -> &'static str {
-    if i % 25 == 0 {
+    if i.is_multiple_of(25) {
         "skipped"
-    } else if i % 10 == 0 {
+    } else if i.is_multiple_of(10) {
         "invalid"
     } else {
         "created"

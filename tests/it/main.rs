@@ -2,6 +2,8 @@
 
 mod check;
 mod common;
+mod constructs;
+mod contacts;
 mod demo;
 mod faults;
 mod hardening;
