@@ -159,12 +159,12 @@ pub struct InputArgs {
     pub mapping: PathBuf,
 
     /// Input encoding (`utf-8`, `windows-1252`, `iso-8859-1`, ...); overrides the mapping's
-    /// `[input] encoding`. A UTF-8 BOM is always stripped [default: utf-8].
+    /// `[input] encoding`. A byte-order mark (UTF-8, UTF-16LE/BE) always wins [default: utf-8].
     #[arg(long, value_name = "NAME")]
     pub encoding: Option<String>,
 
     /// Input delimiter, one character (`;` is common in European exports; `tab` for tabs);
-    /// overrides the mapping's `[input] delimiter` [default: ,].
+    /// overrides the mapping's `[input] delimiter`. Excel's `sep=` first line wins [default: ,].
     #[arg(long, value_name = "C")]
     pub delimiter: Option<String>,
 }

@@ -74,7 +74,8 @@ impl From<crate::input::error::ReadError> for Fatal {
             ReadError::InvalidText { encoding, .. } if *encoding == "UTF-8" => {
                 "; the file is probably in another encoding: try --encoding windows-1252 (Excel on Windows writes it)"
             }
-            ReadError::InvalidText { .. } | ReadError::Undecodable { .. } => "; check --encoding",
+            ReadError::InvalidText { .. } => "; check --encoding",
+            ReadError::Utf16WithoutBom { .. } => "; try --encoding utf-16le (or utf-16be)",
             _ => "",
         };
         Fatal::usage(format!("{e}{hint}"))

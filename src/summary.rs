@@ -68,6 +68,15 @@ pub fn render(command: &str, report: &RunSummary, resend: &str, resume: &str) ->
         "requests",
         thousands(report.requests)
     );
+    if report.input.ignored() > 0 {
+        let _ = writeln!(
+            out,
+            "  {:<10} {:>10}",
+            "ignored",
+            thousands(report.input.ignored())
+        );
+    }
+    out.push_str(&report.input.render());
     if report.resumed_unknown > 0 {
         let _ = writeln!(
             out,
@@ -145,6 +154,10 @@ pub struct JsonSummary<'a> {
     pub counts: std::collections::BTreeMap<&'static str, u64>,
     pub top_errors: Vec<ErrorCount>,
     pub results: String,
+    /// Records of the input that are not rows (a footer), per reason, and
+    /// warnings about the input.
+    #[serde(flatten)]
+    pub input: crate::input::shape::NotesJson,
 }
 
 #[derive(Debug, Serialize)]
@@ -189,6 +202,7 @@ pub fn to_json(command: &str, report: &RunSummary) -> String {
             .map(|(message, count)| ErrorCount { message, count })
             .collect(),
         results: report.results.display().to_string(),
+        input: report.input.to_json(),
     };
     serde_json::to_string_pretty(&summary).expect("serialising a summary to memory")
 }
@@ -214,6 +228,7 @@ pub fn error_json(command: &str, exit: Exit, reason: &str) -> String {
         counts: Default::default(),
         top_errors: Vec::new(),
         results: String::new(),
+        input: crate::input::Notes::default().to_json(),
     };
     serde_json::to_string_pretty(&summary).expect("serialising a summary to memory")
 }

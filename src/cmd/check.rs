@@ -16,7 +16,7 @@ use std::time::Instant;
 use crate::cli::CheckArgs;
 use crate::config::{parse_delimiter, parse_encoding};
 use crate::exit::{Exit, Fatal};
-use crate::input::{self, Columns, Rows};
+use crate::input::{self, Columns, Meta, Rows};
 use crate::input::{Origin, Record};
 use crate::mapping::{Decision, Mapping, Plan};
 use crate::summary::thousands;
@@ -137,7 +137,15 @@ fn check_batch(
 ) -> Checked {
     let mut c = Checked::new(index);
     for record in records {
-        check_row(&mut c, record.row, record.fields, columns, plan, show);
+        check_row(
+            &mut c,
+            record.row,
+            record.fields,
+            &record.meta,
+            columns,
+            plan,
+            show,
+        );
     }
     c
 }
@@ -147,12 +155,13 @@ fn check_row(
     c: &mut Checked,
     row: u64,
     fields: csv::StringRecord,
+    meta: &Meta,
     columns: &Columns,
     plan: &Plan,
     show: usize,
 ) -> csv::StringRecord {
     c.counts.rows += 1;
-    let (fields, mapped) = input::decide(columns, plan, fields);
+    let (fields, mapped) = input::decide(columns, plan, fields, meta);
     match mapped {
         Decision::Send(req) => {
             c.counts.sendable += 1;
@@ -222,7 +231,15 @@ fn check_inline(rows: &mut Rows, plan: &Plan, report: &mut Findings) -> Result<(
     let mut checked = Checked::new(0);
     while let Some(row) = rows.next_row_into(&mut fields)? {
         let record = std::mem::take(&mut fields);
-        fields = check_row(&mut checked, row, record, &rows.columns, plan, report.show);
+        fields = check_row(
+            &mut checked,
+            row,
+            record,
+            rows.reader.meta(),
+            &rows.columns,
+            plan,
+            report.show,
+        );
         if checked.counts.rows as usize >= BATCH {
             report.merge(std::mem::replace(&mut checked, Checked::new(0)));
         }
@@ -299,6 +316,7 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
     let (reader, _) = super::open_input(&args.input, &input, &mapping)?;
     let mut rows = Rows::new(reader, input.display_name(), None)?;
     let plan = Plan::compile(&mapping, &rows.columns.names, &input.display_name())?;
+    rows.columns.bind(&plan);
 
     let mut report = Findings {
         counts: Counts::default(),
@@ -331,6 +349,7 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
         check_parallel(mappers, &mut rows, &plan, &mut report)?;
     }
     let name = rows.name;
+    let notes = input::shape::snapshot(&rows.reader.notes());
     let Findings {
         counts,
         invalid,
@@ -352,6 +371,10 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
     let _ = writeln!(out, "  {:<9} {:>10}", "sendable", thousands(sendable));
     let _ = writeln!(out, "  {:<9} {:>10}", "skipped", thousands(skipped_n));
     let _ = writeln!(out, "  {:<9} {:>10}", "invalid", thousands(invalid_n));
+    if notes.ignored() > 0 {
+        let _ = writeln!(out, "  {:<9} {:>10}", "ignored", thousands(notes.ignored()));
+    }
+    out.push_str(&notes.render());
     if !bodies.is_empty() {
         let _ = writeln!(out, "First {shown} request bodies, as they would be sent:");
         out.push_str(&bodies);
@@ -453,6 +476,12 @@ rules = [{ column = "Opt Out", equals = ["Y"] }]
             let opt = if i % 25 == 0 { "Y" } else { "" };
             if i == BATCH * 3 + 5 {
                 writeln!(f, "R{i},{phone}").unwrap();
+            } else if i == BATCH * 5 + 3 {
+                // A byte that is not UTF-8, in a column the mapping reads.
+                let mut line = format!("R{i}").into_bytes();
+                line.push(0xE9);
+                line.extend_from_slice(format!(",{phone},{opt}\n").as_bytes());
+                f.write_all(&line).unwrap();
             } else {
                 writeln!(f, "R{i},{phone},{opt}").unwrap();
             }
@@ -466,6 +495,13 @@ rules = [{ column = "Opt Out", equals = ["Y"] }]
             "{one}"
         );
         assert!(one.contains("row has 2 fields, the header has 3"), "{one}");
+        assert!(
+            one.contains(&format!(
+                "column \"Ref\" holds bytes that are not valid UTF-8 (byte 0xE9 at byte offset {} of the value)",
+                format!("R{}", BATCH * 5 + 3).len()
+            )),
+            "{one}"
+        );
         for mappers in [2, 3] {
             assert_eq!(checked(&path, mappers), one, "{mappers} mappers");
         }

@@ -94,9 +94,10 @@ pub async fn run(args: DemoArgs, log: &LogArgs) -> Result<Exit, Fatal> {
             delimiter: b',',
         },
     )?;
-    let rows = Rows::new(reader, input.display_name(), None)?;
+    let mut rows = Rows::new(reader, input.display_name(), None)?;
     let mapping = Mapping::parse(DEMO_MAPPING, &mapping_path.display().to_string())?;
     let plan = Plan::compile(&mapping, &rows.columns.names, &input.display_name())?;
+    rows.columns.bind(&plan);
     let job = Job {
         command: "send".into(),
         rows,

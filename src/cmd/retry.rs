@@ -63,8 +63,9 @@ async fn retry(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     let mut fields = csv::StringRecord::new();
     while scan.next_row_into(&mut fields)?.is_some() {}
     let reader = Reader::open(&input, &read)?;
-    let rows = Rows::new(reader, input.display_name(), Some(statuses.clone()))?;
+    let mut rows = Rows::new(reader, input.display_name(), Some(statuses.clone()))?;
     let plan = Plan::compile(&mapping, &rows.columns.names, &input.display_name())?;
+    rows.columns.bind(&plan);
     let selection: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
     let fingerprint = pipeline::fingerprint(&[
         b"retry",

@@ -42,8 +42,9 @@ async fn send(args: SendArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     // The mapping and the input first: their mistakes are the likeliest.
     let mapping = Mapping::load(&args.input.mapping)?;
     let (reader, read) = super::open_input(&args.input, &input, &mapping)?;
-    let rows = Rows::new(reader, input.display_name(), None)?;
+    let mut rows = Rows::new(reader, input.display_name(), None)?;
     let plan = Plan::compile(&mapping, &rows.columns.names, &input.display_name())?;
+    rows.columns.bind(&plan);
     let settings =
         SendSettings::from_options(&args.send, default_results_path(&input, ".results.csv"))?;
     if let Origin::File(p) = &input {

@@ -3,37 +3,63 @@
 //! decision made on each row before any request (width, columns, mapping).
 
 pub mod error;
+mod raw;
 pub mod read;
+pub mod shape;
+mod stream;
 
 use crate::mapping::{Decision, Plan};
 use crate::results::{self, Status};
 
 pub use error::ReadError;
 pub use read::{Origin, ReadOptions, Reader, Record};
+pub use shape::{Meta, Notes, SharedNotes};
 
 /// The columns of the input: how wide a record must be, and which columns
 /// are kept (all but `digidesk_*`, which are never mapped: the results file
 /// writes its own).
 #[derive(Debug, Clone)]
 pub struct Columns {
-    /// The header's width.
-    width: usize,
+    /// The header, every column.
+    headers: Vec<String>,
     /// Indexes of the columns kept; `None` = all.
     keep: Option<Vec<usize>>,
     /// The kept columns' names: the mapping's header and the results file's first columns.
     pub names: Vec<String>,
+    /// Which columns (of the header) the mapping reads: until
+    /// [`bind`](Self::bind) is called, all of them.
+    used: Vec<bool>,
+    /// What the reader noticed; deciding adds the replaced-bytes warnings.
+    notes: SharedNotes,
 }
 
 impl Columns {
-    fn of(headers: &[String]) -> Columns {
+    fn of(headers: &[String], notes: SharedNotes) -> Columns {
         let keep: Vec<usize> = (0..headers.len())
             .filter(|&i| !results::is_result_column(&headers[i]))
             .collect();
         let names = keep.iter().map(|&i| headers[i].clone()).collect();
         Columns {
-            width: headers.len(),
+            headers: headers.to_vec(),
             keep: (keep.len() != headers.len()).then_some(keep),
             names,
+            used: vec![true; headers.len()],
+            notes,
+        }
+    }
+
+    /// Records which columns `plan` reads: bytes not valid in the encoding
+    /// in any other column are a warning, not an invalid row.
+    pub fn bind(&mut self, plan: &Plan) {
+        self.used = vec![false; self.headers.len()];
+        for i in plan.columns_read() {
+            let raw = match &self.keep {
+                Some(keep) => keep.get(i).copied(),
+                None => Some(i),
+            };
+            if let Some(flag) = raw.and_then(|r| self.used.get_mut(r)) {
+                *flag = true;
+            }
         }
     }
 
@@ -46,22 +72,32 @@ impl Columns {
     }
 }
 
-/// Decides a row before any request: a record whose width is not the
-/// header's is invalid; otherwise its kept columns are mapped and validated.
-/// Returns the kept columns (for the results file) and the decision.
+/// Decides a row before any request: a record the reader could not read
+/// reliably (a quoted field never closed), whose width is not the header's,
+/// or with bytes not valid in the encoding in a column the mapping uses, is
+/// invalid; otherwise its kept columns are mapped and validated. Returns the
+/// kept columns (for the results file) and the decision.
 pub fn decide(
     columns: &Columns,
     plan: &Plan,
     fields: csv::StringRecord,
+    meta: &Meta,
 ) -> (csv::StringRecord, Decision) {
-    let (raw_width, width) = (fields.len(), columns.width);
+    let findings = shape::check_record(
+        meta,
+        fields.len(),
+        &columns.headers,
+        &columns.used,
+        &columns.notes,
+    );
     let fields = columns.project(fields);
-    if raw_width != width {
-        let reason = format!("row has {raw_width} fields, the header has {width}");
-        return (fields, Decision::Invalid(vec![reason]));
+    match findings {
+        Some(reasons) => (fields, Decision::Invalid(reasons)),
+        None => {
+            let decision = plan.apply(&fields);
+            (fields, decision)
+        }
     }
-    let mapped = plan.apply(&fields);
-    (fields, mapped)
 }
 
 /// `retry`'s choice of rows from a results file.
@@ -114,7 +150,7 @@ impl Rows {
             }
         };
         Ok(Rows {
-            columns: Columns::of(&headers),
+            columns: Columns::of(&headers, reader.notes()),
             reader,
             select,
             name,

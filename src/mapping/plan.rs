@@ -262,6 +262,42 @@ impl Plan {
         Some(key)
     }
 
+    /// Every column (by its index in the header the plan was compiled
+    /// against) that deciding a row reads.
+    pub fn columns_read(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut add = |i: &usize| out.push(*i);
+        let values = [
+            Some(&self.contact),
+            Some(&self.campaign),
+            self.name.as_ref(),
+            self.account.as_ref(),
+            self.agent.as_ref(),
+        ];
+        for v in values
+            .into_iter()
+            .flatten()
+            .chain(self.extra.iter().map(|(_, v)| v))
+        {
+            v.visit(&mut add);
+        }
+        for m in &self.misc {
+            match m {
+                Misc::Column(_, i) => add(i),
+                Misc::Value(_, v) => v.visit(&mut add),
+            }
+        }
+        for rule in self.skip.iter().chain(self.only.as_ref()) {
+            rule.condition.visit(&mut add);
+        }
+        for part in self.dedupe_key.iter().flatten() {
+            if let Part::Column(i) = part {
+                add(i);
+            }
+        }
+        out
+    }
+
     /// Maps and validates one row whose fields line up with the header.
     pub fn apply(&self, row: &csv::StringRecord) -> Decision {
         for rule in &self.skip {

@@ -216,7 +216,7 @@ impl Feed<'_> {
                 resumed_unknown.fetch_add(1, Ordering::Relaxed);
                 Decided::Write(outcome(row, fields, Status::Unknown, vec!["in flight when an earlier run stopped: it may have been created; check DigiDesk before resending (retry --only unknown)".into()]))
             } else {
-                match input::decide(&rows.columns, &plan, record.fields) {
+                match input::decide(&rows.columns, &plan, record.fields, &record.meta) {
                     (fields, Decision::Send(req)) => {
                         if limit.is_some_and(|l| sendable >= l) {
                             self.end.limited = true;

@@ -107,6 +107,9 @@ pub struct RunSummary {
     pub resumed_unknown: u64,
     /// The previous run had already completed; nothing was done.
     pub already_complete: bool,
+    /// What the reader noticed about the input: a footer ignored, bytes
+    /// replaced, the shape it found.
+    pub input: crate::input::Notes,
 }
 
 impl RunSummary {
@@ -166,6 +169,7 @@ pub async fn run(
 
     let (to_dispatch, inbox) = dispatch::channel(job.settings.concurrency);
     let limit = job.settings.limit;
+    let notes = job.rows.reader.notes();
     let reader = feed::start(job.rows, job.plan, check, limit, to_dispatch, &ctx)?;
     let semaphore = Arc::new(Semaphore::new(job.settings.concurrency));
     let pool = ctx.pool.clone();
@@ -211,6 +215,7 @@ pub async fn run(
         tally,
         rows_this_run: counters.total() - before,
         requests: counters.requests.load(Ordering::Relaxed),
+        input: crate::input::shape::snapshot(&notes),
         ..RunSummary::counted(&counters, job.settings.results, started)
     })
 }
@@ -232,6 +237,7 @@ impl RunSummary {
             unsent: 0,
             resumed_unknown: 0,
             already_complete: false,
+            input: crate::input::Notes::default(),
         }
     }
 

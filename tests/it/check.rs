@@ -85,17 +85,18 @@ fn a_missing_column_exits_2_naming_it_listing_headers_and_suggesting() {
 }
 
 #[test]
-fn invalid_utf8_exits_2_naming_the_row_and_suggesting_an_encoding() {
+fn invalid_utf8_in_a_mapped_column_makes_the_row_invalid_and_suggests_an_encoding() {
     let mut bytes = b"Ref,First,Last,Phone,Reason,Opt Out\nR1,A,B,07400 100001,x,\n".to_vec();
     bytes.extend_from_slice(b"R2,Ren\xe9e,B,07400 100002,x,\n");
     let s = Scenario::new().input("latin.csv", &bytes);
-    let err = s.check(&[]).exits(2).stderr();
+    let out = s.check(&[]).exits(1).stdout();
     assert!(
-        err.contains("row 2")
-            && err.contains("\"First\"")
-            && err.contains("--encoding windows-1252"),
-        "{err}"
+        out.contains("column \"First\" holds bytes that are not valid UTF-8 (byte 0xE9 at byte offset 3 of the value)")
+            && out.contains("--encoding windows-1252")
+            && out.contains("(rows 2)"),
+        "{out}"
     );
+    assert!(out.contains("sendable           1"), "{out}");
     let out = s
         .check(&["--encoding", "windows-1252", "--show", "2"])
         .exits(0)

@@ -19,3 +19,4 @@ mod resume;
 mod retry;
 mod sandbox;
 mod send;
+mod shapes;
