@@ -12,6 +12,10 @@ use crate::request::SurveyRequest;
 use crate::results::is_result_column;
 use crate::spec;
 
+mod inspect;
+
+pub use inspect::TestedColumn;
+
 /// What the mapping decided for one row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -67,6 +71,8 @@ pub struct Plan {
     only: Option<Skip>,
     extra: Vec<(String, ValueSpec<usize>)>,
     dedupe_key: Option<Vec<Part<usize>>>,
+    /// The columns conditions test, for `check`'s report.
+    tested: Vec<TestedColumn>,
 }
 
 /// `#N` (1-based) as a 0-based position, when `name` is one.
@@ -227,6 +233,7 @@ impl Plan {
             reason: r.reason.clone(),
         };
         Ok(Plan {
+            tested: inspect::tested(mapping, headers),
             contact: field(spec::CUSTOMER_CONTACT).expect("required field checked at parse"),
             campaign: field(spec::CAMPAIGN_NAME).expect("required field checked at parse"),
             name: field(spec::CUSTOMER_NAME),
