@@ -9,6 +9,7 @@ mod logs;
 mod mappings;
 mod memory;
 mod readme;
+mod ready_mappings;
 mod resume;
 mod retry;
 mod sandbox;
