@@ -49,3 +49,10 @@ impl Fatal {
         }
     }
 }
+
+/// A mapping that cannot be used: nothing was sent (exit 2).
+impl From<crate::mapping::MappingError> for Fatal {
+    fn from(e: crate::mapping::MappingError) -> Self {
+        Fatal::usage(e.to_string())
+    }
+}

@@ -30,7 +30,7 @@ use crate::client::{Attempt, Client};
 use crate::config::{SendSettings, StartMode};
 use crate::exit::Fatal;
 use crate::journal::{self, Journal, RowSet};
-use crate::mapping::{Mapped, Plan};
+use crate::mapping::{Decision, Plan};
 use crate::pace::Pace;
 use crate::reading::Reader;
 use crate::results::{self, Counters, Outcome, Status, Tally};
@@ -884,7 +884,7 @@ fn read_all(
                 )],
             ),
             None => match plan.apply(&fields) {
-                Mapped::Send(req) => {
+                Decision::Send(req) => {
                     if limit.is_some_and(|l| sendable >= l) {
                         end.limited = true;
                         only_count = true;
@@ -912,8 +912,8 @@ fn read_all(
                     }
                     continue;
                 }
-                Mapped::Skip(reason) => outcome(Status::Skipped, vec![reason]),
-                Mapped::Invalid(reasons) => outcome(Status::Invalid, reasons),
+                Decision::Skip(reason) => outcome(Status::Skipped, vec![reason]),
+                Decision::Invalid(reasons) => outcome(Status::Invalid, reasons),
             },
         };
         if !to_writer.record(decided) {

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use crate::cli::CheckArgs;
 use crate::exit::{Exit, Fatal};
-use crate::mapping::{Mapped, Mapping, Plan};
+use crate::mapping::{Decision, Mapping, Plan};
 use crate::pipeline::{self, Source};
 use crate::reading::{self, InputSource, ReadOptions, Reader, Record};
 use crate::summary::thousands;
@@ -156,18 +156,18 @@ fn check_row(
         }
     };
     match plan.apply(fields) {
-        Mapped::Send(req) => {
+        Decision::Send(req) => {
             c.counts.sendable += 1;
             if c.bodies.len() < show {
                 let pretty = serde_json::to_string_pretty(&req).expect("serialising to memory");
                 c.bodies.push((row, pretty));
             }
         }
-        Mapped::Skip(reason) => {
+        Decision::Skip(reason) => {
             c.counts.skipped += 1;
             c.skipped.push((reason, row));
         }
-        Mapped::Invalid(reasons) => {
+        Decision::Invalid(reasons) => {
             c.counts.invalid += 1;
             for r in reasons {
                 c.invalid.push((r, row));

@@ -10,7 +10,7 @@ use crate::pipeline::{self, Job, Source};
 use crate::reading::{self, InputSource, ReadOptions, Reader};
 use crate::results::Status;
 
-use super::send::{command_line, execute, read_mapping, refuse_same_file, retry_results_path};
+use super::send::{command_line, execute, refuse_same_file, retry_results_path};
 
 pub async fn run(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     let mut statuses = Vec::new();
@@ -38,7 +38,6 @@ pub async fn run(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     let settings =
         SendSettings::from_options(&args.send, Some(retry_results_path(&args.results_in)))?;
     refuse_same_file(&args.results_in, &settings.results)?;
-    let mapping_text = read_mapping(&args.mapping)?;
     let mapping = Mapping::load(&args.mapping)?;
     let reader = Reader::open(&input, &read)?;
     let source = Source::new(reader, input.display_name(), Some(statuses.clone()))?;
@@ -47,7 +46,7 @@ pub async fn run(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     let fingerprint = pipeline::fingerprint(
         &[
             b"retry",
-            &mapping_text,
+            mapping.bytes(),
             source.columns.join("\u{1f}").as_bytes(),
             selection.join(",").as_bytes(),
         ],

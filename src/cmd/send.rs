@@ -30,7 +30,6 @@ pub async fn run(args: SendArgs, log: &LogArgs) -> Result<Exit, Fatal> {
         ));
     }
     // The mapping and the input first: their mistakes are the likeliest.
-    let mapping_text = read_mapping(&args.input.mapping)?;
     let mapping = Mapping::load(&args.input.mapping)?;
     let reader = Reader::open(&input, &read)?;
     let source = Source::new(reader, input.display_name(), None)?;
@@ -43,7 +42,7 @@ pub async fn run(args: SendArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     let fingerprint = pipeline::fingerprint(
         &[
             b"send",
-            &mapping_text,
+            mapping.bytes(),
             source.columns.join("\u{1f}").as_bytes(),
             read.encoding.name().as_bytes(),
             &[read.delimiter],
@@ -155,15 +154,6 @@ async fn watch_signals(mut signals: crate::signals::Signals, stop: Stop) {
             std::process::exit(Exit::Interrupted.code().into());
         }
     }
-}
-
-pub fn read_mapping(path: &Path) -> Result<Vec<u8>, Fatal> {
-    std::fs::read(path).map_err(|e| {
-        Fatal::usage(format!(
-            "cannot read the mapping file {}: {e}",
-            path.display()
-        ))
-    })
 }
 
 /// The results file must never be the input.
