@@ -5,29 +5,10 @@ use std::io::Write;
 
 use crate::common::*;
 
-fn check(w: &Work, input: &std::path::Path, extra: &[&str]) -> std::process::Output {
-    let mapping = w.write("map.toml", MAPPING);
-    bin()
-        .arg("check")
-        .arg(input)
-        .arg("--mapping")
-        .arg(&mapping)
-        .args(extra)
-        .output()
-        .unwrap()
-}
-
-fn stdout(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 #[test]
 fn counts_bodies_and_grouped_errors() {
-    let w = Work::new();
-    let input = w.write("calls.csv", export(60));
-    let out = check(&w, &input, &["--show", "2"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let s = stdout(&out);
+    let run = Scenario::new().export(60).check(&["--show", "2"]).exits(1);
+    let s = run.stdout();
     assert!(s.contains("rows              60"), "{s}");
     assert!(s.contains("sendable          53"), "{s}");
     assert!(s.contains("skipped            2"), "{s}");
@@ -52,11 +33,11 @@ fn counts_bodies_and_grouped_errors() {
 /// are still the first ones in the file.
 #[test]
 fn large_exports_report_the_first_examples_in_input_order() {
-    let w = Work::new();
-    let input = w.write("calls.csv", export(25_000));
-    let out = check(&w, &input, &["--show", "1", "--examples", "3"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let s = stdout(&out);
+    let run = Scenario::new()
+        .export(25_000)
+        .check(&["--show", "1", "--examples", "3"])
+        .exits(1);
+    let s = run.stdout();
     assert!(s.contains("rows          25,000"), "{s}");
     assert!(s.contains("sendable      22,000"), "{s}");
     assert!(s.contains("skipped        1,000"), "{s}");
@@ -75,26 +56,23 @@ fn large_exports_report_the_first_examples_in_input_order() {
 
 #[test]
 fn every_row_sendable_exits_0() {
-    let w = Work::new();
     let mut csv = String::from("Ref,First,Last,Phone,Reason,Opt Out\n");
     for i in 1..=5 {
         csv.push_str(&format!("R{i},A,B,{},x,\n", mobile(i)));
     }
-    let input = w.write("ok.csv", csv);
-    let out = check(&w, &input, &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    Scenario::new().input("ok.csv", csv).check(&[]).exits(0);
 }
 
 #[test]
 fn a_missing_column_exits_2_naming_it_listing_headers_and_suggesting() {
-    let w = Work::new();
-    let input = w.write(
-        "calls.csv",
-        "Ref,First,Last,Mobile Phone,Reason,Opt Out\nR1,A,B,07400 100001,x,\n",
-    );
-    let out = check(&w, &input, &[]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let run = Scenario::new()
+        .input(
+            "calls.csv",
+            "Ref,First,Last,Mobile Phone,Reason,Opt Out\nR1,A,B,07400 100001,x,\n",
+        )
+        .check(&[])
+        .exits(2);
+    let err = run.stderr();
     assert!(
         err.contains("[fields] customer_contact uses column \"Phone\""),
         "{err}"
@@ -108,36 +86,31 @@ fn a_missing_column_exits_2_naming_it_listing_headers_and_suggesting() {
 
 #[test]
 fn invalid_utf8_exits_2_naming_the_row_and_suggesting_an_encoding() {
-    let w = Work::new();
     let mut bytes = b"Ref,First,Last,Phone,Reason,Opt Out\nR1,A,B,07400 100001,x,\n".to_vec();
     bytes.extend_from_slice(b"R2,Ren\xe9e,B,07400 100002,x,\n");
-    let input = w.write("latin.csv", &bytes);
-    let out = check(&w, &input, &[]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let s = Scenario::new().input("latin.csv", &bytes);
+    let err = s.check(&[]).exits(2).stderr();
     assert!(
         err.contains("row 2")
             && err.contains("\"First\"")
             && err.contains("--encoding windows-1252"),
         "{err}"
     );
-    let out = check(&w, &input, &["--encoding", "windows-1252", "--show", "2"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        stdout(&out).contains("\"customer_name\": \"Renée B\""),
-        "{}",
-        stdout(&out)
-    );
+    let out = s
+        .check(&["--encoding", "windows-1252", "--show", "2"])
+        .exits(0)
+        .stdout();
+    assert!(out.contains("\"customer_name\": \"Renée B\""), "{out}");
 }
 
 #[test]
 fn semicolons_crlf_bom_quotes_and_newlines() {
-    let w = Work::new();
     let csv = "\u{feff}Ref;First;Last;Phone;Reason;Opt Out\r\nR1;\"Smith; \"\"Jo\"\"\";B;07400 100001;\"line 1\r\nline 2, more\";\r\nR2;A;B;07400 100002;x;\r\n";
-    let input = w.write("eu.csv", csv);
-    let out = check(&w, &input, &["--delimiter", ";", "--show", "2"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let s = stdout(&out);
+    let run = Scenario::new()
+        .input("eu.csv", csv)
+        .check(&["--delimiter", ";", "--show", "2"])
+        .exits(0);
+    let s = run.stdout();
     assert!(
         s.contains("rows               2"),
         "a quoted newline does not start a record: {s}"
@@ -154,44 +127,31 @@ fn semicolons_crlf_bom_quotes_and_newlines() {
 
 #[test]
 fn gzip_and_stdin_inputs() {
-    let w = Work::new();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(export(30).as_bytes()).unwrap();
-    let input = w.write("calls.csv.gz", gz.finish().unwrap());
-    let out = check(&w, &input, &[]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(stdout(&out).contains("rows              30"));
+    let run = Scenario::new()
+        .input("calls.csv.gz", gz.finish().unwrap())
+        .check(&[])
+        .exits(1);
+    assert!(run.stdout().contains("rows              30"));
 
-    let mapping = w.write("map.toml", MAPPING);
-    let mut child = bin()
-        .args(["check", "-", "--mapping"])
-        .arg(&mapping)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(export(30).as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(stdout(&out).contains("rows              30"));
+    let s = Scenario::new().input_path("-");
+    let run = s
+        .run_with_stdin(&mut s.check_cmd(&[]), export(30).as_bytes())
+        .exits(1);
+    assert!(run.stdout().contains("rows              30"));
 }
 
 #[test]
 fn a_row_with_the_wrong_number_of_fields_is_invalid_and_the_run_goes_on() {
-    let w = Work::new();
-    let input = w.write(
-        "short.csv",
-        "Ref,First,Last,Phone,Reason,Opt Out\nR1,A,B,07400 100001,x,\nR2,A,B\nR3,A,B,07400 100003,x,,extra\nR4,A,B,07400 100004,x,\n",
-    );
-    let out = check(&w, &input, &[]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let s = stdout(&out);
+    let run = Scenario::new()
+        .input(
+            "short.csv",
+            "Ref,First,Last,Phone,Reason,Opt Out\nR1,A,B,07400 100001,x,\nR2,A,B\nR3,A,B,07400 100003,x,,extra\nR4,A,B,07400 100004,x,\n",
+        )
+        .check(&[])
+        .exits(1);
+    let s = run.stdout();
     assert!(s.contains("sendable           2"), "{s}");
     assert!(
         s.contains("row has 3 fields, the header has 6  (rows 2)"),
@@ -205,21 +165,15 @@ fn a_row_with_the_wrong_number_of_fields_is_invalid_and_the_run_goes_on() {
 
 #[test]
 fn a_broken_mapping_exits_2_with_the_file_and_key() {
-    let w = Work::new();
-    let input = w.write("calls.csv", export(3));
-    let mapping = w.write(
-        "bad.toml",
-        "[fields]\ncustomer_contact = \"Phone\"\ncampaign = { value = \"X\" }\n",
-    );
-    let out = bin()
-        .arg("check")
-        .arg(&input)
-        .arg("--mapping")
-        .arg(&mapping)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let run = Scenario::new()
+        .export(3)
+        .mapping_file(
+            "bad.toml",
+            "[fields]\ncustomer_contact = \"Phone\"\ncampaign = { value = \"X\" }\n",
+        )
+        .check(&[])
+        .exits(2);
+    let err = run.stderr();
     assert!(
         err.contains("bad.toml: [fields] campaign: not a DigiDesk field"),
         "{err}"
@@ -230,15 +184,12 @@ fn a_broken_mapping_exits_2_with_the_file_and_key() {
 #[test]
 fn the_demo_export_and_mapping_check_as_documented() {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = bin()
-        .arg("check")
-        .arg(root.join("fixtures/calls.csv"))
-        .arg("--mapping")
-        .arg(root.join("mappings/calls.toml"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let s = stdout(&out);
+    let run = Scenario::new()
+        .input_path(root.join("fixtures/calls.csv"))
+        .mapping_path(root.join("mappings/calls.toml"))
+        .check(&[])
+        .exits(1);
+    let s = run.stdout();
     for line in [
         "rows              60",
         "sendable          52",
@@ -251,15 +202,9 @@ fn the_demo_export_and_mapping_check_as_documented() {
 
 #[test]
 fn output_into_a_closed_pipe_is_not_a_crash() {
-    let w = Work::new();
-    let input = w.write("calls.csv", export(200));
-    let mapping = w.write("map.toml", MAPPING);
-    let mut child = bin()
-        .arg("check")
-        .arg(&input)
-        .arg("--mapping")
-        .arg(&mapping)
-        .args(["--show", "100"])
+    let s = Scenario::new().export(200);
+    let mut child = s
+        .check_cmd(&["--show", "100"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -229,3 +229,346 @@ pub fn send_cmd(input: &Path, mapping: &Path, endpoint: &str) -> Command {
         .args(["--endpoint", endpoint]);
     c
 }
+
+/// A row of a results file: column → value.
+pub type Row = HashMap<String, String>;
+
+/// How many rows of `results` have `status`.
+pub fn count(results: &[Row], status: &str) -> usize {
+    results
+        .iter()
+        .filter(|r| r["digidesk_status"] == status)
+        .count()
+}
+
+/// An endpoint on a loopback port nothing listens on (bound, then let go).
+pub fn unreachable_endpoint() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind a free port")
+        .local_addr()
+        .expect("its address")
+        .port();
+    format!("http://127.0.0.1:{port}/api/survey_requests/")
+}
+
+/// One end-to-end scenario: a work directory holding an input and a mapping
+/// (`map.toml`, [`MAPPING`] unless told otherwise), usually a sandbox, and
+/// runs of the real binary against them, from inside the work directory (so
+/// relative paths in arguments, such as `--results out.csv`, land there).
+///
+/// ```ignore
+/// let s = Scenario::new().export(120).sandbox(SandboxConfig::default()).await;
+/// let results = s.send(&["--rate", "0"]).exits(1).results();
+/// s.assert_consistent(&results);
+/// ```
+pub struct Scenario {
+    pub work: Work,
+    input: PathBuf,
+    mapping: PathBuf,
+    rows: Option<usize>,
+    server: Option<Sandbox>,
+    endpoint: Option<String>,
+}
+
+impl Scenario {
+    /// A fresh work directory with `map.toml` holding [`MAPPING`] and no input yet.
+    pub fn new() -> Scenario {
+        let work = Work::new();
+        let mapping = work.write("map.toml", MAPPING);
+        Scenario {
+            input: work.path("calls.csv"),
+            work,
+            mapping,
+            rows: None,
+            server: None,
+            endpoint: None,
+        }
+    }
+
+    /// The input is `calls.csv` holding [`export`]`(n)`; [`Self::assert_consistent`]
+    /// then checks rows 1 to `n`.
+    pub fn export(mut self, n: usize) -> Scenario {
+        self.input = self.work.write("calls.csv", export(n));
+        self.rows = Some(n);
+        self
+    }
+
+    /// The input is `name` in the work directory, holding `content`.
+    pub fn input(mut self, name: &str, content: impl AsRef<[u8]>) -> Scenario {
+        self.input = self.work.write(name, content);
+        self
+    }
+
+    /// The input is a file outside the work directory (a fixture).
+    pub fn input_path(mut self, path: impl Into<PathBuf>) -> Scenario {
+        self.input = path.into();
+        self
+    }
+
+    /// `map.toml` holds `toml` instead of [`MAPPING`].
+    pub fn mapping(self, toml: impl AsRef<[u8]>) -> Scenario {
+        self.work.write("map.toml", toml);
+        self
+    }
+
+    /// The mapping is `name` in the work directory, holding `toml`.
+    pub fn mapping_file(mut self, name: &str, toml: impl AsRef<[u8]>) -> Scenario {
+        self.mapping = self.work.write(name, toml);
+        self
+    }
+
+    /// The mapping is a file outside the work directory (a ready mapping).
+    pub fn mapping_path(mut self, path: impl Into<PathBuf>) -> Scenario {
+        self.mapping = path.into();
+        self
+    }
+
+    /// Runs go to `endpoint` rather than to the sandbox.
+    pub fn endpoint(mut self, endpoint: impl Into<String>) -> Scenario {
+        self.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// Starts a sandbox on a free loopback port; runs go to it.
+    pub async fn sandbox(mut self, cfg: SandboxConfig) -> Scenario {
+        self.server = Some(sandbox(cfg).await);
+        self
+    }
+
+    /// The running sandbox.
+    pub fn server(&self) -> &Sandbox {
+        self.server.as_ref().expect("the scenario has a sandbox")
+    }
+
+    /// What the sandbox has accepted so far.
+    pub fn accepted(&self) -> Vec<digidesk_upload::sandbox::Accepted> {
+        self.server().accepted()
+    }
+
+    /// Where runs send to: the given endpoint, else the sandbox's, else none.
+    pub fn target(&self) -> Option<String> {
+        self.endpoint
+            .clone()
+            .or_else(|| self.server.as_ref().map(Sandbox::endpoint))
+    }
+
+    /// From now on, runs go to `endpoint` (a second server).
+    pub fn retarget(&mut self, endpoint: impl Into<String>) {
+        self.endpoint = Some(endpoint.into());
+    }
+
+    /// A path in the work directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.work.path(name)
+    }
+
+    /// Writes a file in the work directory.
+    pub fn write(&self, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        self.work.write(name, content)
+    }
+
+    /// A results file in the work directory, as rows.
+    pub fn results_in(&self, name: &str) -> Vec<Row> {
+        read_results(&self.path(name))
+    }
+
+    /// Rewrites the mapping file in place (between runs).
+    pub fn rewrite_mapping(&self, toml: impl AsRef<[u8]>) {
+        std::fs::write(&self.mapping, toml).expect("write the mapping");
+    }
+
+    /// Where `send` writes its results by default: the input with
+    /// `.results.csv` in place of `.csv`.
+    pub fn results_path(&self) -> PathBuf {
+        let name = self
+            .input
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("the input has a file name");
+        let stem = name
+            .strip_suffix(".csv.gz")
+            .or_else(|| name.strip_suffix(".csv"))
+            .unwrap_or(name);
+        self.input.with_file_name(format!("{stem}.results.csv"))
+    }
+
+    /// The default results file of `send`, as rows.
+    pub fn results(&self) -> Vec<Row> {
+        read_results(&self.results_path())
+    }
+
+    /// `digidesk-upload send INPUT --mapping MAPPING [--endpoint E] ARGS`,
+    /// run from the work directory.
+    pub fn send_cmd(&self, args: &[&str]) -> Command {
+        self.cmd("send", &self.input, true, args)
+    }
+
+    /// `digidesk-upload retry RESULTS --mapping MAPPING [--endpoint E] ARGS`,
+    /// where RESULTS is `send`'s default results file.
+    pub fn retry_cmd(&self, args: &[&str]) -> Command {
+        self.cmd("retry", &self.results_path(), true, args)
+    }
+
+    /// `digidesk-upload check INPUT --mapping MAPPING ARGS`.
+    pub fn check_cmd(&self, args: &[&str]) -> Command {
+        self.cmd("check", &self.input, false, args)
+    }
+
+    fn cmd(&self, command: &str, input: &Path, endpoint: bool, args: &[&str]) -> Command {
+        let mut c = self.bin();
+        c.arg(command)
+            .arg(input)
+            .arg("--mapping")
+            .arg(&self.mapping);
+        if let Some(e) = self.target().filter(|_| endpoint) {
+            c.args(["--endpoint", &e]);
+        }
+        c.args(args);
+        c
+    }
+
+    /// The binary (as [`bin`]), run from the work directory.
+    pub fn bin(&self) -> Command {
+        let mut c = bin();
+        c.current_dir(self.work.dir.path());
+        c
+    }
+
+    /// Runs `send` with `args` to its end.
+    pub fn send(&self, args: &[&str]) -> Run {
+        self.run(&mut self.send_cmd(args))
+    }
+
+    /// Runs `retry` with `args` to its end.
+    pub fn retry(&self, args: &[&str]) -> Run {
+        self.run(&mut self.retry_cmd(args))
+    }
+
+    /// Runs `check` with `args` to its end.
+    pub fn check(&self, args: &[&str]) -> Run {
+        self.run(&mut self.check_cmd(args))
+    }
+
+    /// Runs any command of this scenario to its end; its results file is
+    /// the one its `--results` names, else the command's default.
+    pub fn run(&self, cmd: &mut Command) -> Run {
+        let out = run(cmd);
+        self.finished(cmd, out)
+    }
+
+    /// Runs a command of this scenario to its end with `input` on its stdin.
+    pub fn run_with_stdin(&self, cmd: &mut Command, input: &[u8]) -> Run {
+        use std::io::Write;
+        use std::process::Stdio;
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start digidesk-upload");
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let out = tokio::task::block_in_place(|| {
+            stdin.write_all(input).expect("write to its stdin");
+            drop(stdin);
+            child.wait_with_output().expect("wait for digidesk-upload")
+        });
+        self.finished(cmd, out)
+    }
+
+    /// Starts `send` with `args`, its output piped, to be stopped or waited on.
+    pub fn spawn_send(&self, args: &[&str]) -> tokio::process::Child {
+        tokio::process::Command::from(self.send_cmd(args))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start digidesk-upload")
+    }
+
+    /// Waits for a run started by [`Self::spawn_send`].
+    pub async fn wait(&self, child: tokio::process::Child) -> Run {
+        let out = child
+            .wait_with_output()
+            .await
+            .expect("wait for digidesk-upload");
+        Run {
+            out,
+            results: Some(self.results_path()),
+        }
+    }
+
+    fn finished(&self, cmd: &Command, out: Output) -> Run {
+        let args: Vec<&std::ffi::OsStr> = cmd.get_args().collect();
+        let named = args
+            .iter()
+            .position(|a| *a == "--results")
+            .and_then(|i| args.get(i + 1))
+            .map(|p| self.work.dir.path().join(p));
+        let results = named.or_else(|| match args.first().and_then(|a| a.to_str()) {
+            Some("send") => Some(self.results_path()),
+            Some("retry") => {
+                let r = self.results_path();
+                Some(r.with_extension("retry.csv"))
+            }
+            _ => None,
+        });
+        Run { out, results }
+    }
+
+    /// [`assert_consistent`] for this scenario's [`export`] and sandbox.
+    pub fn assert_consistent(&self, results: &[Row]) {
+        let n = self.rows.expect("the scenario's input is an export(n)");
+        assert_consistent(n, results, self.server());
+    }
+
+    /// Stops the sandbox, if there is one.
+    pub async fn shutdown(self) {
+        if let Some(sb) = self.server {
+            sb.shutdown().await;
+        }
+    }
+}
+
+/// A finished run of the binary: its output, and where its results are.
+pub struct Run {
+    pub out: Output,
+    results: Option<PathBuf>,
+}
+
+impl Run {
+    /// Asserts the exit code (showing the run's output if it differs).
+    #[track_caller]
+    pub fn exits(self, code: i32) -> Run {
+        assert_eq!(self.out.status.code(), Some(code), "{}", self.text());
+        self
+    }
+
+    /// The exit code, `None` if a signal ended the run.
+    pub fn code(&self) -> Option<i32> {
+        self.out.status.code()
+    }
+
+    /// Exit code, stdout and stderr, for assertion messages and searches.
+    pub fn text(&self) -> String {
+        text(&self.out)
+    }
+
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.out.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.out.stderr).into_owned()
+    }
+
+    /// Where this run's results file is.
+    pub fn results_path(&self) -> &Path {
+        self.results
+            .as_deref()
+            .expect("this command writes no results file")
+    }
+
+    /// This run's results file, as rows.
+    pub fn results(&self) -> Vec<Row> {
+        read_results(self.results_path())
+    }
+}

@@ -4,31 +4,29 @@ use crate::common::*;
 
 #[test]
 fn demo_runs_from_any_directory_and_sends_the_built_in_export() {
-    let w = Work::new();
-    let dir = w.path("demo");
-    let out = bin()
-        .env_remove("DIGIDESK_USERNAME")
-        .env_remove("DIGIDESK_PASSWORD")
-        .current_dir(w.dir.path())
-        .args(["demo", "--dir"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let s = String::from_utf8_lossy(&out.stdout);
-    assert!(s.contains("completed"), "{s}");
+    let s = Scenario::new();
+    let dir = s.path("demo");
+    let run = s
+        .run(
+            s.bin()
+                .env_remove("DIGIDESK_USERNAME")
+                .env_remove("DIGIDESK_PASSWORD")
+                .args(["demo", "--dir"])
+                .arg(&dir),
+        )
+        .exits(0);
+    let out = run.stdout();
+    assert!(out.contains("completed"), "{out}");
     let results = read_results(&dir.join("calls.results.csv"));
     assert_eq!(results.len(), 60);
-    let count = |st: &str| {
-        results
-            .iter()
-            .filter(|r| r["digidesk_status"] == st)
-            .count()
-    };
     assert_eq!(
-        (count("created"), count("skipped"), count("invalid")),
+        (
+            count(&results, "created"),
+            count(&results, "skipped"),
+            count(&results, "invalid")
+        ),
         (52, 4, 4),
-        "{s}"
+        "{out}"
     );
     let accepted: Vec<serde_json::Value> =
         std::fs::read_to_string(dir.join("sandbox-accepted.jsonl"))

@@ -3,32 +3,17 @@
 
 use crate::common::*;
 
-async fn send_with(
-    cfg: SandboxConfig,
-    n: usize,
-    extra: &[&str],
-) -> (Work, Sandbox, std::process::Output) {
-    let w = Work::new();
-    let input = w.write("calls.csv", export(n));
-    let mapping = w.write("map.toml", MAPPING);
-    let sb = sandbox(cfg).await;
+/// `send` at `--concurrency 8` (and `--rate 0` unless `extra` sets one)
+/// of an export of `n` rows to a sandbox with `cfg`.
+async fn send_with(cfg: SandboxConfig, n: usize, extra: &[&str]) -> (Scenario, Run) {
+    let s = Scenario::new().export(n).sandbox(cfg).await;
     let rate: &[&str] = if extra.contains(&"--rate") {
         &[]
     } else {
         &["--rate", "0"]
     };
-    let out = run(send_cmd(&input, &mapping, &sb.endpoint())
-        .args(["--concurrency", "8"])
-        .args(rate)
-        .args(extra));
-    (w, sb, out)
-}
-
-fn statuses(results: &[std::collections::HashMap<String, String>], status: &str) -> usize {
-    results
-        .iter()
-        .filter(|r| r["digidesk_status"] == status)
-        .count()
+    let run = s.send(&[&["--concurrency", "8"], rate, extra].concat());
+    (s, run)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,11 +24,10 @@ async fn server_errors_are_retried_until_created() {
         seed: Some(1),
         ..SandboxConfig::default()
     };
-    let (w, sb, out) = send_with(cfg, 80, &["--max-attempts", "12"]).await;
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out)); // the invalid rows
-    let results = read_results(&w.path("calls.results.csv"));
-    assert_consistent(80, &results, &sb);
-    assert_eq!(statuses(&results, "failed"), 0);
+    let (s, run) = send_with(cfg, 80, &["--max-attempts", "12"]).await;
+    let results = run.exits(1).results(); // 1: the invalid rows
+    s.assert_consistent(&results);
+    assert_eq!(count(&results, "failed"), 0);
     let retried: Vec<_> = results
         .iter()
         .filter(|r| r["digidesk_attempts"].parse::<u32>().unwrap_or(0) > 1)
@@ -57,7 +41,7 @@ async fn server_errors_are_retried_until_created() {
         .iter()
         .any(|r| r["digidesk_errors"].contains("HTML page"));
     assert!(html, "a proxy's HTML page is reported in words");
-    sb.shutdown().await;
+    s.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,10 +51,10 @@ async fn transient_failures_that_outlast_max_attempts_are_failed_with_every_reas
         seed: Some(2),
         ..SandboxConfig::default()
     };
-    let (w, sb, out) = send_with(cfg, 6, &["--max-attempts", "2"]).await;
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let results = read_results(&w.path("calls.results.csv"));
-    assert_consistent(6, &results, &sb);
+    let (s, run) = send_with(cfg, 6, &["--max-attempts", "2"]).await;
+    let run = run.exits(1);
+    let results = run.results();
+    s.assert_consistent(&results);
     for r in results.iter().filter(|r| r["digidesk_status"] == "failed") {
         assert_eq!(r["digidesk_attempts"], "2");
         assert!(
@@ -79,13 +63,13 @@ async fn transient_failures_that_outlast_max_attempts_are_failed_with_every_reas
         );
         assert!(["500", "503"].contains(&r["digidesk_http_status"].as_str()));
     }
-    assert_eq!(statuses(&results, "failed"), 6);
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(count(&results, "failed"), 6);
+    let stdout = run.stdout();
     assert!(
         stdout.contains("digidesk-upload retry"),
         "the summary says how to resend: {stdout}"
     );
-    sb.shutdown().await;
+    s.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,22 +79,21 @@ async fn an_answer_lost_after_creation_is_unknown_and_never_resent() {
         seed: Some(3),
         ..SandboxConfig::default()
     };
-    let (w, sb, out) = send_with(cfg, 60, &[]).await;
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let results = read_results(&w.path("calls.results.csv"));
-    assert_consistent(60, &results, &sb);
-    let unknown = statuses(&results, "unknown");
+    let (s, run) = send_with(cfg, 60, &[]).await;
+    let results = run.exits(1).results();
+    s.assert_consistent(&results);
+    let unknown = count(&results, "unknown");
     assert!(unknown > 0);
     // Every unknown row was in fact created once: the server has one more
     // record than there are created rows, for each.
-    assert_eq!(sb.accepted().len(), statuses(&results, "created") + unknown);
+    assert_eq!(s.accepted().len(), count(&results, "created") + unknown);
     for r in results.iter().filter(|r| r["digidesk_status"] == "unknown") {
         assert_eq!(
             r["digidesk_attempts"], "1",
             "an unknown row is never resent"
         );
     }
-    sb.shutdown().await;
+    s.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,13 +103,12 @@ async fn a_connection_closed_before_acting_is_unknown_too() {
         seed: Some(4),
         ..SandboxConfig::default()
     };
-    let (w, sb, out) = send_with(cfg, 60, &[]).await;
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let results = read_results(&w.path("calls.results.csv"));
-    assert_consistent(60, &results, &sb);
-    assert!(statuses(&results, "unknown") > 0);
-    assert_eq!(sb.accepted().len(), statuses(&results, "created"));
-    sb.shutdown().await;
+    let (s, run) = send_with(cfg, 60, &[]).await;
+    let results = run.exits(1).results();
+    s.assert_consistent(&results);
+    assert!(count(&results, "unknown") > 0);
+    assert_eq!(s.accepted().len(), count(&results, "created"));
+    s.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,20 +118,19 @@ async fn rate_limited_server_gets_all_rows_with_few_429s() {
         seed: Some(5),
         ..SandboxConfig::default()
     };
-    let (w, sb, out) = send_with(cfg, 100, &["--rate", "80", "--max-attempts", "10"]).await;
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let results = read_results(&w.path("calls.results.csv"));
-    assert_consistent(100, &results, &sb);
-    assert_eq!(statuses(&results, "failed"), 0);
-    assert_eq!(statuses(&results, "created"), 100 - 10 - 4 + 2); // 10 invalid, 4 skipped, 2 both
-    let seen = sb.requests();
+    let (s, run) = send_with(cfg, 100, &["--rate", "80", "--max-attempts", "10"]).await;
+    let results = run.exits(1).results();
+    s.assert_consistent(&results);
+    assert_eq!(count(&results, "failed"), 0);
+    assert_eq!(count(&results, "created"), 100 - 10 - 4 + 2); // 10 invalid, 4 skipped, 2 both
+    let seen = s.server().requests();
     let too_many = seen.iter().filter(|r| r.status == Some(429)).count();
     assert!(
         too_many * 10 <= seen.len(),
         "the tool slows down on 429: {too_many} of {} requests",
         seen.len()
     );
-    sb.shutdown().await;
+    s.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,30 +146,18 @@ async fn every_fault_at_once_loses_and_duplicates_nothing() {
         seed: Some(6),
         ..SandboxConfig::default()
     };
-    let (w, sb, out) = send_with(cfg, 300, &["--max-attempts", "10"]).await;
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let results = read_results(&w.path("calls.results.csv"));
-    assert_consistent(300, &results, &sb);
-    assert_eq!(statuses(&results, "failed"), 0);
-    sb.shutdown().await;
+    let (s, run) = send_with(cfg, 300, &["--max-attempts", "10"]).await;
+    let results = run.exits(1).results();
+    s.assert_consistent(&results);
+    assert_eq!(count(&results, "failed"), 0);
+    s.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_connection_is_retried_and_then_failed_safe_to_resend() {
-    let w = Work::new();
-    let input = w.write("calls.csv", export(3));
-    let mapping = w.write("map.toml", MAPPING);
-    // A port nothing listens on: bound, then let go.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let endpoint = format!("http://127.0.0.1:{port}/api/survey_requests/");
-    let out =
-        run(send_cmd(&input, &mapping, &endpoint).args(["--rate", "0", "--max-attempts", "2"]));
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    for r in read_results(&w.path("calls.results.csv")) {
+    let s = Scenario::new().export(3).endpoint(unreachable_endpoint());
+    let run = s.send(&["--rate", "0", "--max-attempts", "2"]).exits(1);
+    for r in run.results() {
         assert_eq!(r["digidesk_status"], "failed", "{r:?}");
         assert_eq!(r["digidesk_attempts"], "2");
         assert!(

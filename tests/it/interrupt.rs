@@ -6,68 +6,55 @@ use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_stops_cleanly_and_resume_finishes_the_run() {
-    let w = Work::new();
     let n = 200;
-    let input = w.write("calls.csv", export(n));
-    let mapping = w.write("map.toml", MAPPING);
-    let sb = sandbox(SandboxConfig {
-        latency_ms: 50,
-        ..SandboxConfig::default()
-    })
-    .await;
-    let child = tokio::process::Command::from(send_cmd(&input, &mapping, &sb.endpoint()))
-        .args(["--rate", "0", "--concurrency", "4"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    sb.wait_accepted(12).await;
+    let s = Scenario::new()
+        .export(n)
+        .sandbox(SandboxConfig {
+            latency_ms: 50,
+            ..SandboxConfig::default()
+        })
+        .await;
+    let child = s.spawn_send(&["--rate", "0", "--concurrency", "4"]);
+    s.server().wait_accepted(12).await;
     let pid = child.id().expect("running").to_string();
     let status = std::process::Command::new("kill")
         .args(["-INT", &pid])
         .status()
         .unwrap();
     assert!(status.success());
-    let out = child.wait_with_output().await.unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("--resume"),
-        "{}",
-        text(&out)
-    );
-    let partial = read_results(&w.path("calls.results.csv"));
+    let run = s.wait(child).await.exits(130);
+    assert!(run.stdout().contains("--resume"), "{}", run.text());
+    let partial = run.results();
     assert!(partial.len() < n, "stopped before the end");
     assert!(
         partial.iter().all(|r| r["digidesk_status"] != "unknown"),
         "in-flight requests were allowed to finish"
     );
 
-    let out = run(send_cmd(&input, &mapping, &sb.endpoint()).args(["--rate", "0", "--resume"]));
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert_consistent(n, &read_results(&w.path("calls.results.csv")), &sb);
-    sb.shutdown().await;
+    let run = s.send(&["--rate", "0", "--resume"]).exits(1);
+    s.assert_consistent(&run.results());
+    s.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_sigint_exits_at_once_and_the_run_still_resumes() {
     use std::io::BufRead;
-    let w = Work::new();
     let n = 40;
-    let input = w.write("calls.csv", export(n));
-    let mapping = w.write("map.toml", MAPPING);
     // Answers take 3 s: the first SIGINT alone would wait for them.
-    let sb = sandbox(SandboxConfig {
-        latency_ms: 3000,
-        ..SandboxConfig::default()
-    })
-    .await;
-    let mut child = send_cmd(&input, &mapping, &sb.endpoint())
-        .args(["--rate", "0", "--concurrency", "4"])
+    let s = Scenario::new()
+        .export(n)
+        .sandbox(SandboxConfig {
+            latency_ms: 3000,
+            ..SandboxConfig::default()
+        })
+        .await;
+    let mut child = s
+        .send_cmd(&["--rate", "0", "--concurrency", "4"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    sb.wait_accepted(4).await;
+    s.server().wait_accepted(4).await;
     let pid = child.id() as libc::pid_t;
     let started = std::time::Instant::now();
     // SAFETY: signals to our own child.
@@ -92,17 +79,12 @@ async fn a_second_sigint_exits_at_once_and_the_run_still_resumes() {
         started.elapsed() < std::time::Duration::from_millis(2500),
         "it did not wait for the 3 s answers"
     );
-    let out = run(send_cmd(&input, &mapping, &sb.endpoint()).args(["--rate", "0", "--resume"]));
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let results = read_results(&w.path("calls.results.csv"));
-    assert_consistent(n, &results, &sb);
-    let unknown = results
-        .iter()
-        .filter(|r| r["digidesk_status"] == "unknown")
-        .count();
+    let results = s.send(&["--rate", "0", "--resume"]).exits(1).results();
+    s.assert_consistent(&results);
+    let unknown = count(&results, "unknown");
     assert!(
         (1..=4).contains(&unknown),
         "the rows in flight are unknown, never resent: {unknown}"
     );
-    sb.shutdown().await;
+    s.shutdown().await;
 }

@@ -5,30 +5,32 @@ use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn off_a_terminal_progress_is_a_log_line_and_logs_hold_no_customer_data() {
-    let w = Work::new();
     let n = 60;
-    let input = w.write("calls.csv", export(n));
-    let mapping = w.write("map.toml", MAPPING);
-    let sb = sandbox(SandboxConfig {
-        latency_ms: 10,
-        ..SandboxConfig::default()
-    })
-    .await;
-    let summary = w.path("summary.json");
-    let out = run(send_cmd(&input, &mapping, &sb.endpoint())
-        .args(["--rate", "100", "--progress-every", "0.1"])
-        .arg("--summary-json")
-        .arg(&summary)
-        .env("DIGIDESK_PASSWORD", "demo")
-        .env("DIGIDESK_USERNAME", "demo"));
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let s = Scenario::new()
+        .export(n)
+        .sandbox(SandboxConfig {
+            latency_ms: 10,
+            ..SandboxConfig::default()
+        })
+        .await;
+    // bin() gives it the password demo, so base64 of demo:demo is searched for.
+    let run = s
+        .send(&[
+            "--rate",
+            "100",
+            "--progress-every",
+            "0.1",
+            "--summary-json",
+            "summary.json",
+        ])
+        .exits(1);
+    let stderr = run.stderr();
     assert!(
         stderr.contains("progress: "),
         "a progress line off a terminal: {stderr}"
     );
     assert!(stderr.contains("created "), "{stderr}");
-    let all = text(&out);
+    let all = run.text();
     for i in 1..=n {
         assert!(
             !all.contains(&mobile(i)) && !all.contains(&mobile_e164(i)),
@@ -43,31 +45,30 @@ async fn off_a_terminal_progress_is_a_log_line_and_logs_hold_no_customer_data() 
         !all.contains("ZGVtbzpkZW1v"),
         "the auth header (base64 of demo:demo) never appears"
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = run.stdout();
     for status in [
         "created", "invalid", "skipped", "failed", "unknown", "rejected",
     ] {
         assert!(stdout.contains(status), "summary lists {status}: {stdout}");
     }
     let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(s.path("summary.json")).unwrap()).unwrap();
     assert_eq!(json["counts"]["created"], 53);
     assert_eq!(json["counts"]["invalid"], 5);
     assert_eq!(json["counts"]["skipped"], 2);
     assert_eq!(json["exit_code"], 1);
     assert_eq!(json["end"], "completed");
-    sb.shutdown().await;
+    s.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_are_one_object_per_line() {
-    let w = Work::new();
-    let input = w.write("calls.csv", export(20));
-    let mapping = w.write("map.toml", MAPPING);
-    let sb = sandbox(SandboxConfig::default()).await;
-    let out = run(send_cmd(&input, &mapping, &sb.endpoint()).args(["--log-format", "json", "-v"]));
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let s = Scenario::new()
+        .export(20)
+        .sandbox(SandboxConfig::default())
+        .await;
+    let run = s.send(&["--log-format", "json", "-v"]).exits(1);
+    let stderr = run.stderr();
     let lines: Vec<serde_json::Value> = stderr
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -85,7 +86,7 @@ async fn json_logs_are_one_object_per_line() {
         "{stderr}"
     );
     assert!(!stderr.contains("+447400"), "no contact at -v");
-    sb.shutdown().await;
+    s.shutdown().await;
 }
 
 #[test]

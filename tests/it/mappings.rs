@@ -30,46 +30,56 @@ fn repo(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
+impl Pair {
+    /// The pair's export and ready mapping, as they are in the repository.
+    fn scenario(&self) -> Scenario {
+        Scenario::new()
+            .input_path(repo(&format!("fixtures/{}.csv", self.name)))
+            .mapping_path(repo(&format!("mappings/{}.toml", self.name)))
+    }
+
+    /// Its exit code: 1 when some row is invalid.
+    fn exit_code(&self) -> i32 {
+        i32::from(self.invalid > 0)
+    }
+}
+
 #[test]
 fn check_accepts_every_ready_mapping_with_its_export() {
     for p in PAIRS {
-        let out = bin()
-            .arg("check")
-            .arg(repo(&format!("fixtures/{}.csv", p.name)))
-            .arg("--mapping")
-            .arg(repo(&format!("mappings/{}.toml", p.name)))
-            .args(p.args)
-            .output()
-            .unwrap();
-        let want = if p.invalid > 0 { 1 } else { 0 };
-        assert_eq!(out.status.code(), Some(want), "{}: {}", p.name, text(&out));
+        let run = p.scenario().check(p.args);
+        assert_eq!(
+            run.code(),
+            Some(p.exit_code()),
+            "{}: {}",
+            p.name,
+            run.text()
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_creates_exactly_the_sendable_rows_of_each_ready_mapping() {
     for p in PAIRS {
-        let w = Work::new();
-        let sb = sandbox(SandboxConfig {
-            allowed_params: p
-                .source
-                .map(|_| vec!["source".to_string()])
-                .unwrap_or_default(),
-            ..SandboxConfig::default()
-        })
-        .await;
-        let results = w.path("results.csv");
-        let out = run(bin()
-            .arg("send")
-            .arg(repo(&format!("fixtures/{}.csv", p.name)))
-            .arg("--mapping")
-            .arg(repo(&format!("mappings/{}.toml", p.name)))
-            .args(p.args)
-            .args(["--endpoint", &sb.endpoint(), "--rate", "0", "--results"])
-            .arg(&results));
-        let want = if p.invalid > 0 { 1 } else { 0 };
-        assert_eq!(out.status.code(), Some(want), "{}: {}", p.name, text(&out));
-        let rows = read_results(&results);
+        let s = p
+            .scenario()
+            .sandbox(SandboxConfig {
+                allowed_params: p
+                    .source
+                    .map(|_| vec!["source".to_string()])
+                    .unwrap_or_default(),
+                ..SandboxConfig::default()
+            })
+            .await;
+        let run = s.send(&[p.args, &["--rate", "0", "--results", "results.csv"]].concat());
+        assert_eq!(
+            run.code(),
+            Some(p.exit_code()),
+            "{}: {}",
+            p.name,
+            run.text()
+        );
+        let rows = run.results();
         let mut counts: HashMap<String, usize> = HashMap::new();
         for r in &rows {
             *counts.entry(r["digidesk_status"].clone()).or_default() += 1;
@@ -94,7 +104,7 @@ async fn send_creates_exactly_the_sendable_rows_of_each_ready_mapping() {
             "{}: {counts:?}",
             p.name
         );
-        let accepted = sb.accepted();
+        let accepted = s.accepted();
         assert_eq!(accepted.len(), created, "{}", p.name);
         for a in &accepted {
             let contact = a.body["customer_contact"].as_str().unwrap();
@@ -117,6 +127,6 @@ async fn send_creates_exactly_the_sendable_rows_of_each_ready_mapping() {
                 p.name
             );
         }
-        sb.shutdown().await;
+        s.shutdown().await;
     }
 }

@@ -72,19 +72,8 @@ async fn memory_stays_flat_as_the_input_grows() {
     .await;
     let send = |input: &std::path::Path, results: &str| {
         peak_rss(
-            bin()
-                .arg("send")
-                .arg(input)
-                .arg("--mapping")
-                .arg(&mapping)
-                .args([
-                    "--rate",
-                    "0",
-                    "-q",
-                    "--endpoint",
-                    &sb.endpoint(),
-                    "--results",
-                ])
+            send_cmd(input, &mapping, &sb.endpoint())
+                .args(["--rate", "0", "-q", "--results"])
                 .arg(w.path(results)),
         )
     };

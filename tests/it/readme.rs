@@ -56,14 +56,14 @@ async fn every_readme_command_runs() {
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     let cmds = commands(&readme);
     assert!(cmds.len() >= 8, "found the README's commands: {cmds:?}");
-    let w = Work::new();
-    copy_dir(&root.join("fixtures"), &w.path("fixtures"));
-    copy_dir(&root.join("mappings"), &w.path("mappings"));
-    let sb = sandbox(SandboxConfig {
-        allowed_params: vec!["source".into()],
-        ..SandboxConfig::default()
-    })
-    .await;
+    let s = Scenario::new()
+        .sandbox(SandboxConfig {
+            allowed_params: vec!["source".into()],
+            ..SandboxConfig::default()
+        })
+        .await;
+    copy_dir(&root.join("fixtures"), &s.path("fixtures"));
+    copy_dir(&root.join("mappings"), &s.path("mappings"));
     for mut args in cmds {
         args.remove(0);
         for a in args.iter_mut() {
@@ -71,13 +71,12 @@ async fn every_readme_command_runs() {
                 *a = "127.0.0.1:0".into();
             }
             if a.starts_with("http://127.0.0.1:8080/") {
-                *a = sb.endpoint();
+                *a = s.server().endpoint();
             }
         }
         let shown = args.join(" ");
-        let mut cmd = bin();
-        cmd.current_dir(w.dir.path())
-            .env("DIGIDESK_ENDPOINT", sb.endpoint())
+        let mut cmd = s.bin();
+        cmd.env("DIGIDESK_ENDPOINT", s.server().endpoint())
             .args(&args);
         if args[0] == "sandbox" {
             // Starts, prints its endpoint, stops cleanly on SIGTERM.
@@ -99,16 +98,16 @@ async fn every_readme_command_runs() {
             assert_eq!(status.code(), Some(0), "{shown}");
             continue;
         }
-        let out = run(&mut cmd);
+        let run = s.run(&mut cmd);
         assert!(
-            matches!(out.status.code(), Some(0) | Some(1)),
+            matches!(run.code(), Some(0) | Some(1)),
             "README command failed: {shown}\n{}",
-            text(&out)
+            run.text()
         );
     }
     assert!(
-        !sb.accepted().is_empty(),
+        !s.accepted().is_empty(),
         "the README's sends reached the sandbox"
     );
-    sb.shutdown().await;
+    s.shutdown().await;
 }

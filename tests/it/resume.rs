@@ -21,46 +21,30 @@ fn trials() -> u64 {
 async fn kill_9_at_random_moments_then_resume_creates_every_row_once() {
     let mut kills_total = 0;
     for seed in 0..trials() {
-        let w = Work::new();
         let n = 160;
-        let input = w.write("calls.csv", export(n));
-        let mapping = w.write("map.toml", MAPPING);
-        let sb = sandbox(SandboxConfig {
-            latency_ms: 2,
-            jitter_ms: 8,
-            error_rate: 0.05,
-            drop_after_rate: 0.02,
-            seed: Some(seed),
-            ..SandboxConfig::default()
-        })
-        .await;
+        let s = Scenario::new()
+            .export(n)
+            .sandbox(SandboxConfig {
+                latency_ms: 2,
+                jitter_ms: 8,
+                error_rate: 0.05,
+                drop_after_rate: 0.02,
+                seed: Some(seed),
+                ..SandboxConfig::default()
+            })
+            .await;
         let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
         let mut kills = 0;
         let mut unknown_allowance = 0;
         loop {
-            let mut cmd = tokio::process::Command::from(bin());
-            cmd.arg("send")
-                .arg(&input)
-                .arg("--mapping")
-                .arg(&mapping)
-                .args([
-                    "--endpoint",
-                    &sb.endpoint(),
-                    "--rate",
-                    "0",
-                    "--concurrency",
-                    "6",
-                    "-q",
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped());
-            if kills > 0 {
-                cmd.arg("--resume");
-            }
+            let resume: &[&str] = if kills > 0 { &["--resume"] } else { &[] };
+            let args = [&["--rate", "0", "--concurrency", "6", "-q"], resume].concat();
+            let mut cmd = tokio::process::Command::from(s.send_cmd(&args));
+            cmd.stdout(Stdio::null()).stderr(Stdio::piped());
             let mut child = cmd.spawn().expect("spawn");
             // Kill once the server has accepted a random number more requests,
             // or (one time in five) as soon as it started.
-            let target = sb.accepted().len() + rng.random_range(1..30);
+            let target = s.accepted().len() + rng.random_range(1..30);
             let immediate = rng.random_bool(0.2) && kills < 6;
             let killed = if immediate {
                 child.start_kill().expect("kill");
@@ -68,7 +52,7 @@ async fn kill_9_at_random_moments_then_resume_creates_every_row_once() {
             } else if kills < 6 {
                 tokio::select! {
                     _ = child.wait() => false,
-                    _ = sb.wait_accepted(target) => { child.start_kill().expect("kill"); true }
+                    _ = s.server().wait_accepted(target) => { child.start_kill().expect("kill"); true }
                 }
             } else {
                 false
@@ -87,23 +71,16 @@ async fn kill_9_at_random_moments_then_resume_creates_every_row_once() {
             );
             break;
         }
-        let results = read_results(&w.path("calls.results.csv"));
-        assert_consistent(n, &results, &sb);
-        let unknown = results
-            .iter()
-            .filter(|r| r["digidesk_status"] == "unknown")
-            .count();
-        let dropped = sb.accepted().len()
-            - results
-                .iter()
-                .filter(|r| r["digidesk_status"] == "created")
-                .count();
+        let results = s.results();
+        s.assert_consistent(&results);
+        let unknown = count(&results, "unknown");
+        let dropped = s.accepted().len() - count(&results, "created");
         assert!(
             unknown <= unknown_allowance + dropped,
             "seed {seed}: {unknown} unknown after {kills} kills"
         );
         kills_total += kills;
-        sb.shutdown().await;
+        s.shutdown().await;
     }
     // Visible with --nocapture: the figure the closing note reports.
     eprintln!(
@@ -118,48 +95,25 @@ async fn kill_9_at_random_moments_then_resume_creates_every_row_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_refuses_another_input_or_mapping() {
-    let w = Work::new();
-    let input = w.write("calls.csv", export(20));
-    let mapping = w.write("map.toml", MAPPING);
-    let sb = sandbox(SandboxConfig::default()).await;
-    let send = |extra: &[&str]| {
-        let mut c = bin();
-        c.arg("send")
-            .arg(&input)
-            .arg("--mapping")
-            .arg(&mapping)
-            .args(["--endpoint", &sb.endpoint()])
-            .args(extra);
-        c
-    };
-    let out = run(&mut send(&["--limit", "5"]));
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(text(&out).contains("--limit"), "{}", text(&out));
-    let first = read_results(&w.path("calls.results.csv"));
-    assert!(
-        first
-            .iter()
-            .filter(|r| r["digidesk_status"] == "created")
-            .count()
-            == 5
-    );
+    let s = Scenario::new()
+        .export(20)
+        .sandbox(SandboxConfig::default())
+        .await;
+    let run = s.send(&["--limit", "5"]).exits(0);
+    assert!(run.text().contains("--limit"), "{}", run.text());
+    assert_eq!(count(&run.results(), "created"), 5);
 
-    w.write(
-        "map.toml",
-        MAPPING.replace("Post-call survey", "Other campaign"),
-    );
-    let out = run(&mut send(&["--resume"]));
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    s.rewrite_mapping(MAPPING.replace("Post-call survey", "Other campaign"));
+    let run = s.send(&["--resume"]).exits(2);
     assert!(
-        text(&out).contains("different input, mapping"),
+        run.text().contains("different input, mapping"),
         "{}",
-        text(&out)
+        run.text()
     );
 
     // Back to the same mapping: the canary's rows are kept, the rest sent.
-    w.write("map.toml", MAPPING);
-    let out = run(&mut send(&["--resume"]));
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert_consistent(20, &read_results(&w.path("calls.results.csv")), &sb);
-    sb.shutdown().await;
+    s.rewrite_mapping(MAPPING);
+    let run = s.send(&["--resume"]).exits(1);
+    s.assert_consistent(&run.results());
+    s.shutdown().await;
 }

@@ -5,35 +5,21 @@ use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_sends_exactly_the_failed_rows() {
-    let w = Work::new();
     let n = 40;
-    let input = w.write("calls.csv", export(n));
     // unmapped = true: every other column goes into misc_data, but never digidesk_*.
-    let mapping = w.write(
-        "map.toml",
-        MAPPING.replace("columns = [\"Reason\"]", "unmapped = true"),
-    );
-    let down = sandbox(SandboxConfig {
-        error_rate: 1.0,
-        seed: Some(9),
-        ..SandboxConfig::default()
-    })
-    .await;
-    let out = run(bin()
-        .arg("send")
-        .arg(&input)
-        .arg("--mapping")
-        .arg(&mapping)
-        .args([
-            "--endpoint",
-            &down.endpoint(),
-            "--rate",
-            "0",
-            "--max-attempts",
-            "1",
-        ]));
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let first = read_results(&w.path("calls.results.csv"));
+    let mut s = Scenario::new()
+        .export(n)
+        .mapping(MAPPING.replace("columns = [\"Reason\"]", "unmapped = true"))
+        .sandbox(SandboxConfig {
+            error_rate: 1.0,
+            seed: Some(9),
+            ..SandboxConfig::default()
+        })
+        .await;
+    let first = s
+        .send(&["--rate", "0", "--max-attempts", "1"])
+        .exits(1)
+        .results();
     let failed: Vec<String> = first
         .iter()
         .filter(|r| r["digidesk_status"] == "failed")
@@ -42,31 +28,20 @@ async fn retry_sends_exactly_the_failed_rows() {
     assert_eq!(failed.len(), n - 4 - 1); // rows 10,20,30,40 invalid; 25 skipped
 
     let up = sandbox(SandboxConfig::default()).await;
-    let results_in = w.path("calls.results.csv");
+    s.retarget(up.endpoint());
     // Its own input is never its output.
-    let out = run(bin()
-        .arg("retry")
-        .arg(&results_in)
-        .arg("--mapping")
-        .arg(&mapping)
-        .args(["--endpoint", &up.endpoint()])
-        .arg("--results")
-        .arg(&results_in));
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let results_in = s.results_path();
+    s.retry(&["--results", results_in.to_str().unwrap()])
+        .exits(2);
 
-    let out = run(bin()
-        .arg("retry")
-        .arg(&results_in)
-        .arg("--mapping")
-        .arg(&mapping)
-        .args(["--endpoint", &up.endpoint(), "--rate", "0"]));
+    let run = s.retry(&["--rate", "0"]);
     assert_eq!(
-        out.status.code(),
+        run.code(),
         Some(0),
         "only the resent rows judge the exit code: {}",
-        text(&out)
+        run.text()
     );
-    let second = read_results(&w.path("calls.results.retry.csv"));
+    let second = run.results();
     let mut rows: Vec<String> = second.iter().map(|r| r["digidesk_row"].clone()).collect();
     rows.sort();
     let mut want = failed.clone();
@@ -89,7 +64,7 @@ async fn retry_sends_exactly_the_failed_rows() {
         assert_eq!(a.body["customer_contact"], mobile_e164(row));
     }
     // The retry's results keep the input's columns, not the old digidesk_* ones twice.
-    let header = std::fs::read_to_string(w.path("calls.results.retry.csv")).unwrap();
+    let header = std::fs::read_to_string(run.results_path()).unwrap();
     assert_eq!(
         header
             .lines()
@@ -99,23 +74,14 @@ async fn retry_sends_exactly_the_failed_rows() {
             .count(),
         1
     );
-    down.shutdown().await;
+    s.shutdown().await; // the server that was down
     up.shutdown().await;
 }
 
 #[test]
 fn retry_refuses_created_and_unknown_statuses_in_only() {
-    let w = Work::new();
-    let results = w.write("r.csv", "Ref,digidesk_row,digidesk_status\n");
-    let mapping = w.write("map.toml", MAPPING);
-    let out = bin()
-        .arg("retry")
-        .arg(&results)
-        .arg("--mapping")
-        .arg(&mapping)
-        .args(["--only", "created", "--endpoint", "http://127.0.0.1:9/"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("never sent again"));
+    let s = Scenario::new().endpoint("http://127.0.0.1:9/");
+    s.write("calls.results.csv", "Ref,digidesk_row,digidesk_status\n");
+    let run = s.retry(&["--only", "created"]).exits(2);
+    assert!(run.text().contains("never sent again"));
 }

@@ -5,16 +5,15 @@ use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_creates_every_valid_row_with_exact_bodies_and_ids() {
-    let w = Work::new();
     let n = 120;
-    let input = w.write("calls.csv", export(n));
-    let mapping = w.write("map.toml", MAPPING);
-    let sb = sandbox(SandboxConfig::default()).await;
-    let out = run(send_cmd(&input, &mapping, &sb.endpoint()).args(["--rate", "0"]));
+    let s = Scenario::new()
+        .export(n)
+        .sandbox(SandboxConfig::default())
+        .await;
     // Rows 10, 20, ... have no phone: invalid, so the exit code is 1.
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let results = read_results(&w.path("calls.results.csv"));
-    assert_consistent(n, &results, &sb);
+    let run = s.send(&["--rate", "0"]).exits(1);
+    let results = run.results();
+    s.assert_consistent(&results);
     for r in &results {
         let i: usize = r["digidesk_row"].parse().unwrap();
         assert_eq!(r["digidesk_status"], expected_status(i), "row {i}: {r:?}");
@@ -23,61 +22,44 @@ async fn send_creates_every_valid_row_with_exact_bodies_and_ids() {
             assert_eq!(r["digidesk_attempts"], "1");
         }
     }
-    let created = results
-        .iter()
-        .filter(|r| r["digidesk_status"] == "created")
-        .count();
     assert_eq!(
-        sb.accepted().len(),
-        created,
+        s.accepted().len(),
+        count(&results, "created"),
         "invalid and skipped rows must not be sent"
     );
     // Results keep every input column in order, then the digidesk_* columns.
-    let header = std::fs::read_to_string(w.path("calls.results.csv")).unwrap();
+    let header = std::fs::read_to_string(run.results_path()).unwrap();
     assert!(header.starts_with(
         "Ref,First,Last,Phone,Reason,Opt Out,digidesk_row,digidesk_status,digidesk_id,digidesk_http_status,digidesk_attempts,digidesk_errors\n"
     ));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("created"), "{stdout}");
-    sb.shutdown().await;
+    assert!(run.stdout().contains("created"), "{}", run.stdout());
+    s.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_over_https_trusts_the_given_ca_and_refuses_without_it() {
-    let w = Work::new();
-    let input = w.write("calls.csv", export(9));
-    let mapping = w.write("map.toml", MAPPING);
-    let sb = sandbox(SandboxConfig {
-        tls: true,
-        ..SandboxConfig::default()
-    })
-    .await;
-    assert!(sb.endpoint().starts_with("https://"));
-    let ca = w.write(
+    let s = Scenario::new()
+        .export(9)
+        .sandbox(SandboxConfig {
+            tls: true,
+            ..SandboxConfig::default()
+        })
+        .await;
+    assert!(s.server().endpoint().starts_with("https://"));
+    s.write(
         "sandbox.pem",
-        sb.ca_cert_pem().expect("tls sandbox has a cert"),
+        s.server().ca_cert_pem().expect("tls sandbox has a cert"),
     );
 
     // Without the sandbox's certificate: stop at once (exit 3), nothing created.
-    let out = run(bin()
-        .arg("send")
-        .arg(&input)
-        .arg("--mapping")
-        .arg(&mapping)
-        .args(["--endpoint", &sb.endpoint()]));
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    assert!(text(&out).contains("--ca-cert"), "{}", text(&out));
-    assert!(sb.accepted().is_empty());
+    let run = s.send(&[]).exits(3);
+    assert!(run.text().contains("--ca-cert"), "{}", run.text());
+    assert!(s.accepted().is_empty());
 
-    let out = run(send_cmd(&input, &mapping, &sb.endpoint())
-        .args(["--force"])
-        .arg("--ca-cert")
-        .arg(&ca));
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let results = read_results(&w.path("calls.results.csv"));
-    assert_consistent(9, &results, &sb);
-    assert_eq!(sb.accepted().len(), 9);
-    sb.shutdown().await;
+    let run = s.send(&["--force", "--ca-cert", "sandbox.pem"]).exits(0);
+    s.assert_consistent(&run.results());
+    assert_eq!(s.accepted().len(), 9);
+    s.shutdown().await;
 }
 
 /// With a proxy in the environment, requests go through it: here the
@@ -85,62 +67,41 @@ async fn send_over_https_trusts_the_given_ca_and_refuses_without_it() {
 /// sandbox, which takes absolute-form requests) can create the rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_from_the_environment_is_used() {
-    let w = Work::new();
-    let input = w.write("calls.csv", export(9));
-    let mapping = w.write("map.toml", MAPPING);
-    let sb = sandbox(SandboxConfig::default()).await;
-    let free = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let endpoint = format!("http://127.0.0.1:{free}/api/survey_requests/");
-    let proxy = format!("http://{}", sb.addr());
-    let out = run(send_cmd(&input, &mapping, &endpoint)
-        .args(["--rate", "0", "--max-attempts", "1"])
-        .env("HTTP_PROXY", &proxy));
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let results = read_results(&w.path("calls.results.csv"));
-    assert_eq!(sb.accepted().len(), 9, "{}", text(&out));
-    assert_consistent(9, &results, &sb);
+    let s = Scenario::new()
+        .export(9)
+        .sandbox(SandboxConfig::default())
+        .await
+        .endpoint(unreachable_endpoint());
+    let proxy = format!("http://{}", s.server().addr());
+    let once = ["--rate", "0", "--max-attempts", "1"];
+    let run = s.run(s.send_cmd(&once).env("HTTP_PROXY", &proxy)).exits(0);
+    let results = run.results();
+    assert_eq!(s.accepted().len(), 9, "{}", run.text());
+    s.assert_consistent(&results);
     // Without it, the same endpoint cannot be reached at all.
-    let out = run(send_cmd(&input, &mapping, &endpoint).args([
-        "--rate",
-        "0",
-        "--max-attempts",
-        "1",
-        "--force",
-    ]));
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let run = s.send(&[&once[..], &["--force"]].concat()).exits(1);
     assert!(
-        read_results(&w.path("calls.results.csv"))
+        run.results()
             .iter()
             .any(|r| r["digidesk_errors"].contains("could not connect")),
         "{}",
-        text(&out)
+        run.text()
     );
-    assert_eq!(sb.accepted().len(), 9);
-    sb.shutdown().await;
+    assert_eq!(s.accepted().len(), 9);
+    s.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_credentials_stop_the_run_and_leave_unsent_rows_out() {
-    let w = Work::new();
-    let input = w.write("calls.csv", export(30));
-    let mapping = w.write("map.toml", MAPPING);
-    let sb = sandbox(SandboxConfig {
-        password: "other".into(),
-        ..SandboxConfig::default()
-    })
-    .await;
-    let out = run(bin()
-        .arg("send")
-        .arg(&input)
-        .arg("--mapping")
-        .arg(&mapping)
-        .args(["--endpoint", &sb.endpoint()]));
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    let all = text(&out);
+    let s = Scenario::new()
+        .export(30)
+        .sandbox(SandboxConfig {
+            password: "other".into(),
+            ..SandboxConfig::default()
+        })
+        .await;
+    let run = s.send(&[]).exits(3);
+    let all = run.text();
     assert!(
         all.contains("401") && all.contains("DIGIDESK_USERNAME"),
         "{all}"
@@ -150,150 +111,96 @@ async fn wrong_credentials_stop_the_run_and_leave_unsent_rows_out() {
         !all.contains("Basic "),
         "never prints the auth header: {all}"
     );
-    let results = read_results(&w.path("calls.results.csv"));
-    assert!(results
+    assert!(run
+        .results()
         .iter()
         .all(|r| r["digidesk_status"] != "created" && r["digidesk_status"] != "failed"));
 
     // Fixed credentials: --resume sends exactly the rest.
-    let out = run(send_cmd(&input, &mapping, &sb.endpoint())
-        .args(["--resume"])
-        .env("DIGIDESK_PASSWORD", "other"));
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert_consistent(30, &read_results(&w.path("calls.results.csv")), &sb);
-    sb.shutdown().await;
+    let run = s
+        .run(s.send_cmd(&["--resume"]).env("DIGIDESK_PASSWORD", "other"))
+        .exits(1);
+    s.assert_consistent(&run.results());
+    s.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_existing_results_file_is_refused_without_resume_or_force() {
-    let w = Work::new();
-    let input = w.write("calls.csv", export(5));
-    let mapping = w.write("map.toml", MAPPING);
-    w.write("calls.results.csv", "precious\n");
-    let out = run(bin()
-        .arg("send")
-        .arg(&input)
-        .arg("--mapping")
-        .arg(&mapping)
-        .args(["--endpoint", "http://127.0.0.1:9/api/survey_requests/"]));
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("--resume") && text(&out).contains("--force"));
+    let s = Scenario::new()
+        .export(5)
+        .endpoint("http://127.0.0.1:9/api/survey_requests/");
+    s.write("calls.results.csv", "precious\n");
+    let run = s.send(&[]).exits(2);
+    assert!(run.text().contains("--resume") && run.text().contains("--force"));
     assert_eq!(
-        std::fs::read_to_string(w.path("calls.results.csv")).unwrap(),
+        std::fs::read_to_string(s.results_path()).unwrap(),
         "precious\n"
     );
 }
 
 #[test]
 fn plain_http_to_another_host_is_refused_before_anything_is_read() {
-    let w = Work::new();
-    let input = w.write("calls.csv", export(5));
-    let mapping = w.write("map.toml", MAPPING);
-    let out = bin()
-        .arg("send")
-        .arg(&input)
-        .arg("--mapping")
-        .arg(&mapping)
-        .args([
-            "--endpoint",
-            "http://digidesk.example.com/api/survey_requests/",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("https://"));
-    assert!(!w.path("calls.results.csv").exists());
+    let s = Scenario::new()
+        .export(5)
+        .endpoint("http://digidesk.example.com/api/survey_requests/");
+    let run = s.send(&[]).exits(2);
+    assert!(run.text().contains("https://"));
+    assert!(!s.results_path().exists());
 }
 
 #[test]
 fn missing_credentials_exit_2_and_name_the_variables() {
-    let w = Work::new();
-    let input = w.write("calls.csv", export(5));
-    let mapping = w.write("map.toml", MAPPING);
-    let out = bin()
-        .env_remove("DIGIDESK_PASSWORD")
-        .arg("send")
-        .arg(&input)
-        .arg("--mapping")
-        .arg(&mapping)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("DIGIDESK_PASSWORD"));
+    let s = Scenario::new().export(5);
+    let run = s
+        .run(s.send_cmd(&[]).env_remove("DIGIDESK_PASSWORD"))
+        .exits(2);
+    assert!(run.text().contains("DIGIDESK_PASSWORD"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_file_works_and_stdin_needs_results() {
-    let w = Work::new();
-    let mapping = w.write("map.toml", MAPPING);
-    let creds = w.write("creds", "# DigiDesk\nusername = demo\npassword = demo\n");
-    let sb = sandbox(SandboxConfig::default()).await;
-    let out = run(bin()
-        .env_remove("DIGIDESK_USERNAME")
-        .env_remove("DIGIDESK_PASSWORD")
-        .args(["send", "-", "--mapping"])
-        .arg(&mapping)
-        .args(["--endpoint", &sb.endpoint()])
-        .arg("--credentials")
-        .arg(&creds));
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("--results"));
+    let s = Scenario::new()
+        .input_path("-")
+        .sandbox(SandboxConfig::default())
+        .await;
+    s.write("creds", "# DigiDesk\nusername = demo\npassword = demo\n");
+    let from_file = |args: &[&str]| {
+        let mut c = s.send_cmd(&[&["--credentials", "creds"], args].concat());
+        c.env_remove("DIGIDESK_USERNAME")
+            .env_remove("DIGIDESK_PASSWORD");
+        c
+    };
+    let run = s.run(&mut from_file(&[])).exits(2);
+    assert!(run.text().contains("--results"));
 
-    let mut child = bin()
-        .env_remove("DIGIDESK_USERNAME")
-        .env_remove("DIGIDESK_PASSWORD")
-        .args(["send", "-", "--mapping"])
-        .arg(&mapping)
-        .args(["--endpoint", &sb.endpoint()])
-        .arg("--credentials")
-        .arg(&creds)
-        .arg("--results")
-        .arg(w.path("out.csv"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(export(9).as_bytes()).unwrap();
-    }
-    let out = tokio::task::block_in_place(|| child.wait_with_output().unwrap());
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_consistent(9, &read_results(&w.path("out.csv")), &sb);
-    sb.shutdown().await;
+    let run = s
+        .run_with_stdin(
+            &mut from_file(&["--results", "out.csv"]),
+            export(9).as_bytes(),
+        )
+        .exits(0);
+    assert_consistent(9, &run.results(), s.server());
+    s.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_401_mid_run_stops_at_once_says_how_many_rows_are_left_and_resume_finishes() {
-    let w = Work::new();
     let n = 300;
-    let input = w.write("calls.csv", export(n));
-    let mapping = w.write("map.toml", MAPPING);
-    let sb = sandbox(SandboxConfig {
-        latency_ms: 20,
-        ..SandboxConfig::default()
-    })
-    .await;
-    let child = tokio::process::Command::from(send_cmd(&input, &mapping, &sb.endpoint()))
-        .args(["--rate", "0", "--concurrency", "4"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    sb.wait_accepted(20).await;
-    sb.set_credentials("demo", "rotated");
-    let out = child.wait_with_output().await.unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let results = read_results(&w.path("calls.results.csv"));
+    let s = Scenario::new()
+        .export(n)
+        .sandbox(SandboxConfig {
+            latency_ms: 20,
+            ..SandboxConfig::default()
+        })
+        .await;
+    let child = s.spawn_send(&["--rate", "0", "--concurrency", "4"]);
+    s.server().wait_accepted(20).await;
+    s.server().set_credentials("demo", "rotated");
+    let run = s.wait(child).await.exits(3);
+    let stdout = run.stdout();
+    let results = run.results();
     let sendable = (1..=n).filter(|i| expected_status(*i) == "created").count();
-    let created = results
-        .iter()
-        .filter(|r| r["digidesk_status"] == "created")
-        .count();
-    assert!(created < sendable, "stopped part-way");
+    assert!(count(&results, "created") < sendable, "stopped part-way");
     assert!(
         results.iter().all(|r| r["digidesk_status"] != "failed"),
         "no row was failed by the 401"
@@ -303,29 +210,29 @@ async fn a_401_mid_run_stops_at_once_says_how_many_rows_are_left_and_resume_fini
         stdout.contains(&format!("{unsent} rows were not sent")),
         "the summary says how many rows are left ({unsent}): {stdout}"
     );
-    let out = run(send_cmd(&input, &mapping, &sb.endpoint())
-        .args(["--rate", "0", "--resume"])
-        .env("DIGIDESK_PASSWORD", "rotated"));
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert_consistent(n, &read_results(&w.path("calls.results.csv")), &sb);
-    sb.shutdown().await;
+    let run = s
+        .run(
+            s.send_cmd(&["--rate", "0", "--resume"])
+                .env("DIGIDESK_PASSWORD", "rotated"),
+        )
+        .exits(1);
+    s.assert_consistent(&run.results());
+    s.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rate_holds_in_every_one_second_window_at_the_server() {
-    let w = Work::new();
     let n = 80;
-    let input = w.write("calls.csv", export(n));
-    let mapping = w.write("map.toml", MAPPING);
-    let sb = sandbox(SandboxConfig {
-        latency_ms: 20,
-        jitter_ms: 60,
-        ..SandboxConfig::default()
-    })
-    .await;
-    let out = run(send_cmd(&input, &mapping, &sb.endpoint()).args(["--rate", "25"]));
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let mut times: Vec<std::time::Duration> = sb.requests().iter().map(|r| r.at).collect();
+    let s = Scenario::new()
+        .export(n)
+        .sandbox(SandboxConfig {
+            latency_ms: 20,
+            jitter_ms: 60,
+            ..SandboxConfig::default()
+        })
+        .await;
+    s.send(&["--rate", "25"]).exits(1);
+    let mut times: Vec<std::time::Duration> = s.server().requests().iter().map(|r| r.at).collect();
     let worst = digidesk_upload::pace::worst_window(&mut times);
     // The pacer's own guarantee is exact (see pace.rs's paused-time test, and
     // the benchmark on an idle machine); here, with other tests loading both
@@ -339,21 +246,16 @@ async fn the_rate_holds_in_every_one_second_window_at_the_server() {
         times.len(),
         (1..=n).filter(|i| expected_status(*i) == "created").count()
     );
-    sb.shutdown().await;
+    s.shutdown().await;
 }
 
 #[test]
 fn a_results_file_that_cannot_be_created_exits_2_naming_it() {
-    let w = Work::new();
-    let input = w.write("calls.csv", export(3));
-    let mapping = w.write("map.toml", MAPPING);
-    let out = send_cmd(&input, &mapping, "http://127.0.0.1:9/api/survey_requests/")
-        .arg("--results")
-        .arg(w.path("no-such-dir/out.csv"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("no-such-dir"), "{}", text(&out));
+    let s = Scenario::new()
+        .export(3)
+        .endpoint("http://127.0.0.1:9/api/survey_requests/");
+    let run = s.send(&["--results", "no-such-dir/out.csv"]).exits(2);
+    assert!(run.text().contains("no-such-dir"), "{}", run.text());
 }
 
 /// The line after `marker` in the summary, split as a shell would.
@@ -370,7 +272,6 @@ fn printed_command(stdout: &str, marker: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_printed_resume_and_retry_commands_work_as_printed() {
-    let w = Work::new();
     let mut csv = String::from("Ref;First;Last;Phone;Reason;Opt Out\r\n");
     for i in 1..=30 {
         csv.push_str(&format!(
@@ -379,34 +280,34 @@ async fn the_printed_resume_and_retry_commands_work_as_printed() {
         ));
     }
     let (bytes, _, _) = encoding_rs::WINDOWS_1252.encode(&csv);
-    let input = w.write("export.csv", bytes);
-    let mapping = w.write("map.toml", MAPPING);
-    let sb = sandbox(SandboxConfig {
-        password: "other".into(),
-        ..SandboxConfig::default()
-    })
-    .await;
-    let out = run(send_cmd(&input, &mapping, &sb.endpoint()).args([
+    let mut s = Scenario::new()
+        .input("export.csv", bytes)
+        .sandbox(SandboxConfig {
+            password: "other".into(),
+            ..SandboxConfig::default()
+        })
+        .await;
+    let dialect = [
         "--delimiter",
         ";",
         "--encoding",
         "windows-1252",
         "--rate",
         "0",
-    ]));
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    let resume = printed_command(&String::from_utf8_lossy(&out.stdout), "continue with:");
-    sb.set_credentials("demo", "demo");
-    let out = run(bin().current_dir(w.dir.path()).args(&resume));
+    ];
+    let run = s.send(&dialect).exits(3);
+    let resume = printed_command(&run.stdout(), "continue with:");
+    s.server().set_credentials("demo", "demo");
+    let run = s.run(s.bin().args(&resume));
     assert_eq!(
-        out.status.code(),
+        run.code(),
         Some(0),
         "the printed resume command: {resume:?}\n{}",
-        text(&out)
+        run.text()
     );
-    assert_eq!(sb.accepted().len(), 30);
+    assert_eq!(s.accepted().len(), 30);
     assert!(
-        sb.accepted()
+        s.accepted()
             .iter()
             .any(|a| a.body["customer_name"] == "Renée Smith 1"),
         "decoded as windows-1252"
@@ -419,38 +320,25 @@ async fn the_printed_resume_and_retry_commands_work_as_printed() {
         ..SandboxConfig::default()
     })
     .await;
-    let out = run(send_cmd(&w.path("export.csv"), &mapping, &down.endpoint())
-        .args([
-            "--delimiter",
-            ";",
-            "--encoding",
-            "windows-1252",
-            "--rate",
-            "0",
-            "--max-attempts",
-            "1",
-        ])
-        .arg("--results")
-        .arg(w.path("second.csv")));
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let mut retry = printed_command(
-        &String::from_utf8_lossy(&out.stdout),
-        "Resend the failed rows with:",
-    );
+    s.retarget(down.endpoint());
+    let second = s.path("second.csv");
+    let once = ["--max-attempts", "1", "--results", second.to_str().unwrap()];
+    let run = s.send(&[&dialect[..], &once].concat()).exits(1);
+    let mut retry = printed_command(&run.stdout(), "Resend the failed rows with:");
     let endpoint = retry
         .iter()
         .position(|a| a == "--endpoint")
         .expect("the endpoint is part of it")
         + 1;
-    retry[endpoint] = sb.endpoint(); // the service is back, elsewhere
-    let out = run(bin().current_dir(w.dir.path()).args(&retry));
+    retry[endpoint] = s.server().endpoint(); // the service is back, elsewhere
+    let run = s.run(s.bin().args(&retry));
     assert_eq!(
-        out.status.code(),
+        run.code(),
         Some(0),
         "the printed retry command: {retry:?}\n{}",
-        text(&out)
+        run.text()
     );
-    assert_eq!(read_results(&w.path("second.retry.csv")).len(), 30);
-    sb.shutdown().await;
+    assert_eq!(s.results_in("second.retry.csv").len(), 30);
+    s.shutdown().await;
     down.shutdown().await;
 }
