@@ -26,20 +26,16 @@ struct Ready {
 }
 
 impl Ready {
-    fn fixture(&self) -> PathBuf {
-        repo(&format!("fixtures/{}.csv", self.name))
+    /// The fixture and the ready mapping, as they are in the repository.
+    fn scenario(&self) -> Scenario {
+        Scenario::new()
+            .input_path(repo(&format!("fixtures/{}.csv", self.name)))
+            .mapping_path(repo(&format!("mappings/{}.toml", self.name)))
     }
 
-    fn mapping(&self) -> PathBuf {
-        repo(&format!("mappings/{}.toml", self.name))
-    }
-
+    /// 1 when some row is invalid, else 0.
     fn exit_code(&self) -> i32 {
-        if self.invalid > 0 {
-            1
-        } else {
-            0
-        }
+        i32::from(self.invalid > 0)
     }
 }
 
@@ -66,50 +62,21 @@ fn body(contact: &str, fields: &[(&str, &str)], misc: &[(&str, &str)]) -> Value 
 /// `check` on the fixture exits 0 when every row is sendable or skipped, 1
 /// when the fixture holds invalid rows.
 fn check_exits_as_expected(r: &Ready) {
-    let w = Work::new();
-    let out = bin()
-        .current_dir(w.dir.path())
-        .arg("check")
-        .arg(r.fixture())
-        .arg("--mapping")
-        .arg(r.mapping())
-        .output()
-        .expect("run digidesk-upload");
-    assert_eq!(
-        out.status.code(),
-        Some(r.exit_code()),
-        "{}: {}",
-        r.name,
-        text(&out)
-    );
+    r.scenario().check(&[]).exits(r.exit_code());
 }
 
 /// `send` to the sandbox: the statuses add up, each created row's body (found
 /// by the id the sandbox gave it) is exactly the expected one, the sandbox
 /// accepted nothing else, and no inbound call's survey went to a company line.
 async fn send_sends_exactly(r: &Ready, expected: &[(usize, Value)]) {
-    let w = Work::new();
-    let sb = sandbox(SandboxConfig::default()).await;
-    let results = w.path("results.csv");
-    let out = run(bin()
-        .current_dir(w.dir.path())
-        .env("DIGIDESK_LEDGER", w.path("ledger.sqlite3"))
-        .env("XDG_STATE_HOME", w.path("state"))
-        .arg("send")
-        .arg(r.fixture())
-        .arg("--mapping")
-        .arg(r.mapping())
-        .args(["--endpoint", &sb.endpoint(), "--rate", "0", "--results"])
-        .arg(&results));
-    assert_eq!(
-        out.status.code(),
-        Some(r.exit_code()),
-        "{}: {}",
-        r.name,
-        text(&out)
-    );
+    let s = r.scenario().sandbox(SandboxConfig::default()).await;
+    // A ledger of the run's own, never the machine user's.
+    let mut cmd = s.send_cmd(&["--rate", "0", "--results", "results.csv"]);
+    cmd.env("DIGIDESK_LEDGER", s.path("ledger.sqlite3"))
+        .env("XDG_STATE_HOME", s.path("state"));
+    let run = s.run(&mut cmd).exits(r.exit_code());
 
-    let rows = read_results(&results);
+    let rows = run.results();
     assert_eq!(rows.len(), r.rows, "{}: rows in the results", r.name);
     let mut counts: HashMap<&str, usize> = HashMap::new();
     for row in &rows {
@@ -125,7 +92,7 @@ async fn send_sends_exactly(r: &Ready, expected: &[(usize, Value)]) {
     .collect();
     assert_eq!(counts, want, "{}: statuses", r.name);
 
-    let accepted = sb.accepted();
+    let accepted = s.accepted();
     assert_eq!(
         accepted.len(),
         expected.len(),
@@ -188,7 +155,7 @@ async fn send_sends_exactly(r: &Ready, expected: &[(usize, Value)]) {
             );
         }
     }
-    sb.shutdown().await;
+    s.shutdown().await;
 }
 
 const RINGCENTRAL: Ready = Ready {
