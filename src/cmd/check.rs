@@ -17,7 +17,7 @@ use crate::cli::CheckArgs;
 use crate::exit::{Exit, Fatal};
 use crate::mapping::{Decision, Mapping, Plan};
 use crate::pipeline::{self, Source};
-use crate::reading::{self, InputSource, ReadOptions, Reader, Record};
+use crate::reading::{self, InputSource, Reader, Record};
 use crate::summary::thousands;
 
 /// Rows that share a reason.
@@ -296,12 +296,14 @@ fn check_parallel(
 pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
     let started = Instant::now();
     let input = InputSource::parse(&args.input.input);
-    let read = ReadOptions {
-        encoding: reading::parse_encoding(&args.input.encoding)?,
-        delimiter: reading::parse_delimiter(&args.input.delimiter)?,
-    };
+    if let Some(e) = &args.input.encoding {
+        reading::parse_encoding(e)?;
+    }
+    if let Some(d) = &args.input.delimiter {
+        reading::parse_delimiter(d)?;
+    }
     let mapping = Mapping::load(&args.input.mapping)?;
-    let reader = Reader::open(&input, &read)?;
+    let (reader, _) = super::open_input(&args.input, &input, &mapping)?;
     let source = Source::new(reader, input.display_name(), None)?;
     let plan = Plan::compile(&mapping, &source.columns, &input.display_name())?;
     let width = source.reader.headers().len();
@@ -391,6 +393,7 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reading::ReadOptions;
     use std::io::Write as _;
 
     const MAPPING: &str = r#"

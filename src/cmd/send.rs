@@ -11,7 +11,7 @@ use crate::config::{default_results_path, SendSettings};
 use crate::exit::{Exit, Fatal};
 use crate::mapping::{Mapping, Plan};
 use crate::pipeline::{self, Job, Source, Stop};
-use crate::reading::{self, InputSource, ReadOptions, Reader};
+use crate::reading::{self, InputSource, ReadOptions};
 use crate::results::Counters;
 use crate::summary;
 
@@ -20,10 +20,12 @@ pub const INTERRUPT_GRACE: Duration = Duration::from_secs(10);
 
 pub async fn run(args: SendArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     let input = InputSource::parse(&args.input.input);
-    let read = ReadOptions {
-        encoding: reading::parse_encoding(&args.input.encoding)?,
-        delimiter: reading::parse_delimiter(&args.input.delimiter)?,
-    };
+    if let Some(e) = &args.input.encoding {
+        reading::parse_encoding(e)?;
+    }
+    if let Some(d) = &args.input.delimiter {
+        reading::parse_delimiter(d)?;
+    }
     if input == InputSource::Stdin && args.send.results.is_none() {
         return Err(Fatal::usage(
             "--results FILE is required when the input is standard input",
@@ -31,7 +33,7 @@ pub async fn run(args: SendArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     }
     // The mapping and the input first: their mistakes are the likeliest.
     let mapping = Mapping::load(&args.input.mapping)?;
-    let reader = Reader::open(&input, &read)?;
+    let (reader, read) = super::open_input(&args.input, &input, &mapping)?;
     let source = Source::new(reader, input.display_name(), None)?;
     let plan = Plan::compile(&mapping, &source.columns, &input.display_name())?;
     let settings =

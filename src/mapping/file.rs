@@ -14,7 +14,15 @@ use super::error::{At, MappingError, Position};
 use super::suggest;
 
 /// The tables a mapping may have, in the order the documentation gives them.
-pub(super) const TABLES: [&str; 5] = ["fields", "contact", "misc_data", "skip", "extra"];
+pub(super) const TABLES: [&str; 7] = [
+    "input",
+    "fields",
+    "contact",
+    "misc_data",
+    "skip",
+    "dedupe",
+    "extra",
+];
 
 /// Names and their values, with the span of each.
 pub(super) type Entries = BTreeMap<Spanned<String>, Spanned<RawValue>>;
@@ -24,6 +32,8 @@ pub(super) type Entries = BTreeMap<Spanned<String>, Spanned<RawValue>>;
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMapping {
     #[serde(default)]
+    pub input: RawInput,
+    #[serde(default)]
     pub fields: Entries,
     #[serde(default)]
     pub contact: RawContact,
@@ -32,7 +42,26 @@ pub(super) struct RawMapping {
     #[serde(default)]
     pub skip: RawSkip,
     #[serde(default)]
+    pub dedupe: RawDedupe,
+    #[serde(default)]
     pub extra: Entries,
+}
+
+/// `[input]`: the export's shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawInput {
+    pub delimiter: Option<Spanned<String>>,
+    pub encoding: Option<Spanned<String>>,
+    pub header: Option<bool>,
+}
+
+/// `[dedupe]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDedupe {
+    pub key: Option<Spanned<String>>,
+    pub contact_within: Option<Spanned<String>>,
 }
 
 /// `[contact]`.
@@ -40,6 +69,7 @@ pub(super) struct RawMapping {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawContact {
     pub phone_region: Option<Spanned<String>>,
+    pub own_numbers: Option<Vec<Spanned<String>>>,
 }
 
 /// `[misc_data]`.
@@ -52,6 +82,8 @@ pub(super) struct RawMisc {
     pub unmapped: bool,
     #[serde(default)]
     pub rename: BTreeMap<Spanned<String>, String>,
+    #[serde(default)]
+    pub fields: Entries,
 }
 
 /// `[skip]`.
@@ -60,6 +92,7 @@ pub(super) struct RawMisc {
 pub(super) struct RawSkip {
     #[serde(default)]
     pub rules: Vec<Spanned<RawCondition>>,
+    pub only: Option<Spanned<RawCondition>>,
 }
 
 /// A condition on a row: `{ column = "Opt Out", equals = ["Y", "Yes"] }`.
@@ -68,6 +101,30 @@ pub(super) struct RawSkip {
 pub(super) struct RawCondition {
     pub column: Option<Spanned<String>>,
     pub equals: Option<OneOrMany>,
+    pub empty: Option<bool>,
+    pub matches: Option<Spanned<String>>,
+    pub less_than: Option<Number>,
+    pub greater_than: Option<Number>,
+    pub all: Option<Vec<Spanned<RawCondition>>>,
+    pub any: Option<Vec<Spanned<RawCondition>>>,
+    pub not: Option<Box<Spanned<RawCondition>>>,
+}
+
+/// `{ if = CONDITION, then = VALUE }`, a rule of `when`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRule {
+    #[serde(rename = "if")]
+    pub condition: Spanned<RawCondition>,
+    pub then: Spanned<RawValue>,
+}
+
+/// `time = { from = "%d.%m.%y", to = "%Y-%m-%d" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTime {
+    pub from: String,
+    pub to: String,
 }
 
 /// Where a value comes from: a column name, or a table.
@@ -77,7 +134,7 @@ pub(super) enum RawValue {
     Table(Box<ValueTable>),
 }
 
-/// `{ column = .., columns = .., value = .., template = .., default = .. }`.
+/// `{ column | columns | value | template | when (+ else), extract, time, default }`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ValueTable {
@@ -85,6 +142,11 @@ pub(super) struct ValueTable {
     pub columns: Option<Vec<String>>,
     pub value: Option<String>,
     pub template: Option<String>,
+    pub when: Option<Vec<Spanned<RawRule>>>,
+    #[serde(rename = "else")]
+    pub otherwise: Option<Spanned<RawValue>>,
+    pub extract: Option<Spanned<String>>,
+    pub time: Option<Spanned<RawTime>>,
     pub default: Option<String>,
 }
 
@@ -102,6 +164,36 @@ impl<'de> Deserialize<'de> for RawValue {
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawValue, A::Error> {
                 ValueTable::deserialize(de::value::MapAccessDeserializer::new(map))
                     .map(|t| RawValue::Table(Box::new(t)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A number written as a TOML number (`10`, `2.5`), not in quotes.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Number(pub f64);
+
+impl<'de> Deserialize<'de> for Number {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Number;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number such as 10 (without quotes)")
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Number, E> {
+                Ok(Number(n as f64))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Number, E> {
+                Ok(Number(n as f64))
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<Number, E> {
+                if n.is_finite() {
+                    Ok(Number(n))
+                } else {
+                    Err(E::invalid_value(de::Unexpected::Float(n), &self))
+                }
             }
         }
         d.deserialize_any(V)
@@ -170,7 +262,7 @@ fn explain(message: &str, place: &str) -> String {
                 .map(|s| format!(" (did you mean [{s}]?)"))
                 .unwrap_or_default();
             return format!(
-                "unknown table [{name}]; a mapping has [fields], [contact], [misc_data], [skip] and [extra]{hint}"
+                "unknown table [{name}]; a mapping has [input], [fields], [contact], [misc_data], [skip], [dedupe] and [extra]{hint}"
             );
         }
         let hint = suggest(name, expected.iter().copied())

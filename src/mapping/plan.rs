@@ -1,8 +1,12 @@
 //! The plan: a mapping compiled against one header (column indexes, not
 //! names), and [`Plan::apply`], which decides each row.
 
+use std::borrow::Cow;
+
+use super::condition::Condition;
+use super::template::{self, Part};
 use super::value::ValueSpec;
-use super::{suggest, Mapping, MappingError};
+use super::{suggest, Mapping, MappingError, SkipReason, SkipRule};
 use crate::contact::ContactRules;
 use crate::request::SurveyRequest;
 use crate::results::is_result_column;
@@ -13,19 +17,37 @@ use crate::spec;
 pub enum Decision {
     /// A valid survey request, ready to send.
     Send(SurveyRequest),
-    /// The row matched a `[skip]` rule; the string says which.
+    /// The row matched a `[skip]` rule (or not `only`); the string says which.
     Skip(String),
     /// The row cannot be sent; one reason per problem, each naming the field or column.
     Invalid(Vec<String>),
 }
 
-/// A `[skip]` rule against the header: column, lower-cased values, and the
-/// column's name for the reason.
+/// A `[skip]` rule against the header.
 #[derive(Debug, Clone)]
-struct SkipEquals {
-    column: usize,
-    values: Vec<String>,
-    name: String,
+struct Skip {
+    condition: Condition<usize>,
+    reason: SkipReason,
+}
+
+impl Skip {
+    fn reason(&self, row: &csv::StringRecord) -> String {
+        match (&self.reason, &self.condition) {
+            (SkipReason::Equals(name), Condition::Equals { column, .. }) => format!(
+                "skipped by [skip]: {name} = {}",
+                row.get(*column).unwrap_or("").trim()
+            ),
+            (SkipReason::Equals(name), _) => format!("skipped by [skip]: {name}"),
+            (SkipReason::Rule(text), _) => text.clone(),
+        }
+    }
+}
+
+/// One `misc_data` entry: a column as it is, or a value built like a field's.
+#[derive(Debug, Clone)]
+enum Misc {
+    Column(String, usize),
+    Value(String, ValueSpec<usize>),
 }
 
 /// A mapping compiled against one header.
@@ -37,52 +59,100 @@ pub struct Plan {
     account: Option<ValueSpec<usize>>,
     agent: Option<ValueSpec<usize>>,
     rules: ContactRules,
-    /// `misc_data` key and column, in order.
-    misc: Vec<(String, usize)>,
-    skip: Vec<SkipEquals>,
+    /// The company's own lines, as E.164: never a customer.
+    own_numbers: Vec<String>,
+    /// `misc_data` entries, in order.
+    misc: Vec<Misc>,
+    skip: Vec<Skip>,
+    only: Option<Skip>,
     extra: Vec<(String, ValueSpec<usize>)>,
+    dedupe_key: Option<Vec<Part<usize>>>,
+}
+
+/// `#N` (1-based) as a 0-based position, when `name` is one.
+fn position(name: &str) -> Option<usize> {
+    let digits = name.strip_prefix('#')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(
+        digits
+            .parse::<usize>()
+            .unwrap_or(usize::MAX)
+            .saturating_sub(1),
+    )
+}
+
+/// Where a column the mapping names is in the header, or what is wrong.
+fn locate(name: &str, headers: &[String]) -> Result<usize, Vec<usize>> {
+    if let Some(i) = position(name) {
+        return if name != "#0" && i < headers.len() {
+            Ok(i)
+        } else {
+            Err(Vec::new())
+        };
+    }
+    let found: Vec<usize> = (0..headers.len()).filter(|i| headers[*i] == name).collect();
+    match found.as_slice() {
+        [one] => Ok(*one),
+        _ => Err(found),
+    }
 }
 
 impl Plan {
     /// Checks the mapping against the header: a column the input lacks stops
     /// here, naming it, listing the headers and suggesting the closest one.
+    /// `#N` names the N-th column, whatever its header.
     pub fn compile(
         mapping: &Mapping,
         headers: &[String],
         input_name: &str,
     ) -> Result<Plan, MappingError> {
         let origin = &mapping.origin;
-        let index_of = |name: &str| headers.iter().position(|h| h == name);
         if let [only] = headers {
             if let Some(d) = [';', '\t', '|'].into_iter().find(|d| only.contains(*d)) {
-                let flag = if d == '\t' {
-                    "tab".to_string()
+                let (flag, toml) = if d == '\t' {
+                    ("tab".to_string(), "tab".to_string())
                 } else {
-                    format!("'{d}'")
+                    (format!("'{d}'"), d.to_string())
                 };
                 return Err(MappingError::Header { message: format!(
-                    "{input_name} reads as a single column whose name contains {flag}: it is probably {flag}-delimited; try --delimiter {flag}"
+                    "{input_name} reads as a single column whose name contains {flag}: it is probably {flag}-delimited; try --delimiter {flag} (or delimiter = \"{toml}\" in the mapping's [input])"
                 )});
             }
         }
         let mut problems = Vec::new();
-        for (col, place) in mapping.columns_used() {
-            if is_result_column(&col) {
+        let used = mapping.columns_used();
+        for (col, place) in &used {
+            if is_result_column(col) {
                 problems.push(format!(
                     "{place} names {col:?}, a column that digidesk-upload writes; results columns are never mapped"
                 ));
                 continue;
             }
-            let count = headers.iter().filter(|h| **h == col).count();
-            if count == 0 {
-                let hint = suggest(&col, headers.iter().map(String::as_str))
-                    .map(|s| format!("; did you mean {s:?}?"))
-                    .unwrap_or_default();
-                problems.push(format!(
-                    "{place} uses column {col:?}, which {input_name} does not have{hint}"
-                ));
-            } else if count > 1 {
-                problems.push(format!("{place} uses column {col:?}, which {input_name} has {count} times: rename one in the export"));
+            match locate(col, headers) {
+                Ok(_) => {}
+                Err(_) if position(col).is_some() => problems.push(format!(
+                    "{place} uses column {col}, but {input_name} has {} columns; #1 is the first",
+                    headers.len()
+                )),
+                Err(found) if found.is_empty() => {
+                    let hint = suggest(col, headers.iter().map(String::as_str))
+                        .map(|s| format!("; did you mean {s:?}?"))
+                        .unwrap_or_default();
+                    problems.push(format!(
+                        "{place} uses column {col:?}, which {input_name} does not have{hint}"
+                    ));
+                }
+                Err(found) => {
+                    let refs: Vec<String> = found.iter().map(|i| format!("#{}", i + 1)).collect();
+                    problems.push(format!(
+                        "{place} uses column {col:?}, which {input_name} has {} times ({}): write {} to say which one, or rename one in the export",
+                        found.len(),
+                        refs.join(", "),
+                        refs.join(" or ")
+                    ));
+                }
             }
         }
         if !problems.is_empty() {
@@ -95,10 +165,9 @@ impl Plan {
             });
         }
         // Every name below was found just above.
-        let idx = |name: &str| index_of(name).expect("column checked above");
+        let idx = |name: &str| locate(name, headers).expect("column checked above");
         let compile = |v: &ValueSpec<String>| v.resolve(&mut |c: &String| idx(c));
         let field = |name: &str| mapping.fields.get(name).map(compile);
-        let mut misc: Vec<(String, usize)> = Vec::new();
         let key_for = |col: &str| {
             mapping
                 .misc_rename
@@ -106,26 +175,34 @@ impl Plan {
                 .cloned()
                 .unwrap_or_else(|| col.to_string())
         };
+        let mut misc: Vec<Misc> = Vec::new();
+        let mut misc_columns: Vec<usize> = Vec::new();
         for c in &mapping.misc_columns {
-            if !misc.iter().any(|(_, i)| *i == idx(c)) {
-                misc.push((key_for(c), idx(c)));
+            if !misc_columns.contains(&idx(c)) {
+                misc_columns.push(idx(c));
+                misc.push(Misc::Column(key_for(c), idx(c)));
             }
         }
+        for (key, value) in &mapping.misc_fields {
+            misc.push(Misc::Value(key.clone(), compile(value)));
+        }
         if mapping.misc_unmapped {
-            let used: Vec<String> = mapping.columns_used().into_iter().map(|(c, _)| c).collect();
+            let used: Vec<usize> = used.iter().map(|(c, _)| idx(c)).collect();
             for (i, h) in headers.iter().enumerate() {
                 if h.is_empty()
                     || is_result_column(h)
-                    || used.contains(h)
-                    || misc.iter().any(|(_, j)| *j == i)
+                    || used.contains(&i)
+                    || misc_columns.contains(&i)
+                    || mapping.misc_fields.iter().any(|(k, _)| *k == key_for(h))
                 {
                     continue;
                 }
-                misc.push((key_for(h), i));
+                misc_columns.push(i);
+                misc.push(Misc::Column(key_for(h), i));
             }
         }
         if let Some(col) = mapping.misc_rename.keys().find(|c| {
-            mapping.misc_unmapped && !misc.iter().any(|(_, i)| headers.get(*i) == Some(c))
+            mapping.misc_unmapped && !misc_columns.iter().any(|i| headers.get(*i) == Some(c))
         }) {
             return Err(MappingError::Header { message: format!(
                 "{origin}: [misc_data] rename {col:?}: {input_name} has no such column among those that go to misc_data"
@@ -138,6 +215,10 @@ impl Plan {
                 spec::MAX_MISC_ENTRIES
             );
         }
+        let skip = |r: &SkipRule| Skip {
+            condition: r.condition.resolve(&mut |c: &String| idx(c)),
+            reason: r.reason.clone(),
+        };
         Ok(Plan {
             contact: field(spec::CUSTOMER_CONTACT).expect("required field checked at parse"),
             campaign: field(spec::CAMPAIGN_NAME).expect("required field checked at parse"),
@@ -145,77 +226,129 @@ impl Plan {
             account: field(spec::ACCOUNT_NUMBER),
             agent: field(spec::AGENT_NAME),
             rules: mapping.contact.clone(),
+            own_numbers: mapping.own_numbers.clone(),
             misc,
-            skip: mapping
-                .skip
-                .iter()
-                .map(|r| SkipEquals {
-                    column: idx(&r.column),
-                    values: r.equals.clone(),
-                    name: r.column.clone(),
-                })
-                .collect(),
+            skip: mapping.skip.iter().map(skip).collect(),
+            only: mapping.only.as_ref().map(skip),
             extra: mapping
                 .extra
                 .iter()
                 .map(|(k, v)| (k.clone(), compile(v)))
                 .collect(),
+            dedupe_key: mapping.dedupe.key.as_ref().map(|parts| {
+                parts
+                    .iter()
+                    .map(|p| match p {
+                        Part::Text(t) => Part::Text(t.clone()),
+                        Part::Column(c) => Part::Column(idx(c)),
+                    })
+                    .collect()
+            }),
         })
+    }
+
+    /// The row's `[dedupe] key`, when the mapping gives one.
+    pub fn dedupe_key(&self, row: &csv::StringRecord) -> Option<String> {
+        let parts = self.dedupe_key.as_ref()?;
+        let mut key = String::new();
+        template::render(parts, row, &mut key);
+        Some(key)
     }
 
     /// Maps and validates one row whose fields line up with the header.
     pub fn apply(&self, row: &csv::StringRecord) -> Decision {
         for rule in &self.skip {
-            let cell = row.get(rule.column).unwrap_or("").trim();
-            if rule.values.iter().any(|v| {
-                v.eq_ignore_ascii_case(cell) || !cell.is_ascii() && *v == cell.to_lowercase()
-            }) {
-                return Decision::Skip(format!("skipped by [skip]: {} = {cell}", rule.name));
+            if rule.condition.holds(row) {
+                return Decision::Skip(rule.reason(row));
+            }
+        }
+        if let Some(only) = &self.only {
+            if !only.condition.holds(row) {
+                return Decision::Skip(only.reason(row));
             }
         }
         let mut reasons = Vec::new();
-        let raw_contact = self.contact.eval(row);
+        // Fields whose value could not be made: "required but empty" would
+        // only repeat it.
+        let mut failed: Vec<&str> = Vec::new();
+        let mut eval =
+            |name: &'static str, v: &'_ ValueSpec<usize>, reasons: &mut Vec<String>| -> String {
+                match v.eval(row) {
+                    Ok(v) => v.into_owned(),
+                    Err(e) => {
+                        reasons.push(format!("{name}: {e}"));
+                        failed.push(name);
+                        String::new()
+                    }
+                }
+            };
+        let raw_contact = eval(spec::CUSTOMER_CONTACT, &self.contact, &mut reasons);
         let customer_contact = if raw_contact.is_empty() {
-            String::new()
+            raw_contact
         } else {
             match self.rules.normalize(&raw_contact) {
-                Ok(c) => c,
+                Ok(c) => {
+                    if self.own_numbers.contains(&c) {
+                        reasons.push("customer_contact is one of the company's own numbers ([contact] own_numbers), not a customer's".into());
+                    }
+                    c
+                }
                 Err(reason) => {
                     reasons.push(reason);
-                    raw_contact.into_owned()
+                    raw_contact
                 }
             }
         };
-        let optional = |v: &Option<ValueSpec<usize>>| {
-            v.as_ref()
-                .map(|v| v.eval(row))
-                .filter(|s| !s.is_empty())
-                .map(|s| s.into_owned())
-        };
+        let campaign_name = eval(spec::CAMPAIGN_NAME, &self.campaign, &mut reasons);
+        let mut optional =
+            |name: &'static str, v: &Option<ValueSpec<usize>>, reasons: &mut Vec<String>| {
+                v.as_ref()
+                    .map(|v| eval(name, v, reasons))
+                    .filter(|s| !s.is_empty())
+            };
+        let customer_name = optional(spec::CUSTOMER_NAME, &self.name, &mut reasons);
+        let account_number = optional(spec::ACCOUNT_NUMBER, &self.account, &mut reasons);
+        let agent_name = optional(spec::AGENT_NAME, &self.agent, &mut reasons);
+        let mut misc_data = Vec::new();
+        for entry in &self.misc {
+            let (key, value) = match entry {
+                Misc::Column(k, i) => (k, Cow::Borrowed(row.get(*i).unwrap_or("").trim())),
+                Misc::Value(k, v) => match v.eval(row) {
+                    Ok(value) => (k, value),
+                    Err(e) => {
+                        reasons.push(format!("misc_data {k:?}: {e}"));
+                        continue;
+                    }
+                },
+            };
+            if !value.is_empty() {
+                misc_data.push((key.clone(), value.into_owned()));
+            }
+        }
+        let mut extra = Vec::new();
+        for (k, v) in &self.extra {
+            match v.eval(row) {
+                Ok(value) if value.is_empty() => {}
+                Ok(value) => extra.push((k.clone(), value.into_owned())),
+                Err(e) => reasons.push(format!("{k}: {e}")),
+            }
+        }
         let req = SurveyRequest {
             customer_contact,
-            campaign_name: self.campaign.eval(row).into_owned(),
-            customer_name: optional(&self.name),
-            account_number: optional(&self.account),
-            agent_name: optional(&self.agent),
-            misc_data: self
-                .misc
-                .iter()
-                .filter_map(|(k, i)| {
-                    let v = row.get(*i).unwrap_or("").trim();
-                    (!v.is_empty()).then(|| (k.clone(), v.to_string()))
-                })
-                .collect(),
-            extra: self
-                .extra
-                .iter()
-                .filter_map(|(k, v)| {
-                    let v = v.eval(row);
-                    (!v.is_empty()).then(|| (k.clone(), v.into_owned()))
-                })
-                .collect(),
+            campaign_name,
+            customer_name,
+            account_number,
+            agent_name,
+            misc_data,
+            extra,
         };
-        reasons.extend(crate::validate::validate(&req));
+        let checked = crate::validate::validate(&req);
+        reasons.extend(checked.into_iter().filter(|r| {
+            !failed.iter().any(|f| {
+                r.strip_prefix(f)
+                    .is_some_and(|rest| rest.starts_with(" is required"))
+            })
+        }));
         if reasons.is_empty() {
             Decision::Send(req)
         } else {
