@@ -125,3 +125,37 @@ fn a_pattern_that_does_not_compile_stops_before_anything_is_read() {
     assert!(err.contains("(unclosed group)"), "{err}");
     assert!(err.contains("(line 26, column 30)"), "{err}");
 }
+
+/// Every mapping the README shows is one the tool accepts.
+#[test]
+fn the_readmes_mappings_load() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut blocks = Vec::new();
+    let mut block: Option<String> = None;
+    for line in readme.lines() {
+        match (&mut block, line.trim_end()) {
+            (None, "```toml") => block = Some(String::new()),
+            (Some(b), "```") => {
+                blocks.push(std::mem::take(b));
+                block = None;
+            }
+            (Some(b), l) => {
+                b.push_str(l);
+                b.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    let mappings: Vec<&String> = blocks.iter().filter(|b| b.contains("[fields]")).collect();
+    assert!(
+        mappings.len() >= 7,
+        "found the README's mappings: {}",
+        mappings.len()
+    );
+    for toml in mappings {
+        if let Err(e) = digidesk_upload::mapping::Mapping::parse(toml, "README.md") {
+            panic!("{e}\n{toml}");
+        }
+    }
+}
