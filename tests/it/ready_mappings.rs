@@ -602,3 +602,46 @@ fn asterisk_cdr_check() {
 async fn asterisk_cdr_send() {
     send_sends_exactly(&ASTERISK, &asterisk_bodies()).await;
 }
+
+/// The fixtures keep the shapes the vendors write, so that the tests above
+/// test those shapes and not an easier file.
+#[test]
+fn fixtures_keep_the_vendors_shapes() {
+    let read = |name: &str| std::fs::read(repo(&format!("fixtures/{name}.csv"))).unwrap();
+
+    // HubSpot: UTF-16 little-endian with a byte-order mark, CRLF line ends.
+    let hubspot = read("hubspot-calls");
+    assert_eq!(&hubspot[..2], b"\xff\xfe", "HubSpot's byte-order mark");
+    let units: Vec<u16> = hubspot[2..]
+        .chunks(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    let text = String::from_utf16(&units).expect("HubSpot's fixture is UTF-16LE");
+    assert!(text.starts_with("Record ID,Activity date,"), "{text}");
+    assert_eq!(
+        text.matches("\r\n").count(),
+        9,
+        "CRLF ends, one inside a quoted note"
+    );
+
+    // Salesforce: every field quoted, and the report's footer after the data.
+    let salesforce = String::from_utf8(read("salesforce-activities-report")).unwrap();
+    assert!(salesforce.starts_with("\"Assigned\",\"Subject\","));
+    assert!(salesforce.ends_with(
+        "\n\n\"Grand Totals (6 records)\"\n\n\"Confidential Information - Do Not Distribute\"\n\
+         \"Copyright (c) 2000-2025 salesforce.com, inc. All rights reserved.\"\n"
+    ));
+
+    // Asterisk: no header; strings quoted, durations bare, a missing answer
+    // time as nothing at all.
+    let asterisk = String::from_utf8(read("asterisk-cdr")).unwrap();
+    assert!(asterisk.starts_with("\"\",\"0215550132\",\"095550100\",\"from-trunk\","));
+    assert!(
+        asterisk.contains("\"2026-11-02 11:02:03\",,\"2026-11-02 11:02:33\",30,0,\"NO ANSWER\"")
+    );
+
+    // Twilio: RFC 2822 dates, quoted because of their commas.
+    let twilio = String::from_utf8(read("twilio-calls")).unwrap();
+    assert!(twilio.starts_with("Sid,DateCreated,DateUpdated,ParentCallSid,"));
+    assert!(twilio.contains(",\"Mon, 02 Nov 2026 09:07:12 +0000\","));
+}
