@@ -1,11 +1,15 @@
-//! The command line, as clap sees it: every command, option and default of
-//! PRODUCT.md. Nothing here does work; `config` turns these raw values into a
+//! The command line, as clap sees it: every command, option and default.
+//! Nothing here does work; `config` turns these raw values into a
 //! checked, typed configuration before anything touches the network.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The default `--rate`: conservative, so that an account whose limit we do
+/// not know is not hammered.
+pub const DEFAULT_RATE: u32 = 10;
 
 /// Turn CSV exports into DigiDesk survey requests.
 ///
@@ -145,7 +149,7 @@ pub struct SendOptions {
     pub endpoint: Option<String>,
 
     /// Requests per second, never exceeded in any one-second window; 0 = no limit.
-    #[arg(long, value_name = "N", default_value_t = crate::config::DEFAULT_RATE)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_RATE)]
     pub rate: u32,
 
     /// Requests in flight [default: enough to hold --rate at 250 ms latency].

@@ -7,15 +7,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine as _;
+use encoding_rs::Encoding;
 use reqwest::header::HeaderValue;
 
 use crate::cli::SendOptions;
 use crate::exit::Fatal;
-use crate::reading::InputSource;
-
-/// The default `--rate`: conservative, so that an account whose limit we do
-/// not know is not hammered.
-pub const DEFAULT_RATE: u32 = 10;
+use crate::pipeline::pool;
 
 /// The latency `--concurrency`'s default is sized for.
 pub const DESIGN_LATENCY: Duration = Duration::from_millis(250);
@@ -131,6 +128,28 @@ impl Credentials {
     }
 }
 
+/// Parses `--encoding` (any WHATWG label: `utf-8`, `windows-1252`, `latin1`, ...).
+pub fn parse_encoding(name: &str) -> Result<&'static Encoding, Fatal> {
+    Encoding::for_label(name.trim().as_bytes()).ok_or_else(|| {
+        Fatal::usage(format!(
+            "--encoding {name:?} is not an encoding I know; common ones: utf-8, windows-1252 (Excel on Windows), iso-8859-1, iso-8859-15, utf-16le, shift_jis"
+        ))
+    })
+}
+
+/// Parses `--delimiter`: one ASCII character, or `tab` / `\t`.
+pub fn parse_delimiter(s: &str) -> Result<u8, Fatal> {
+    match s {
+        "tab" | "\\t" | "\t" => Ok(b'\t'),
+        _ if s.len() == 1 && s.is_ascii() && s != "\"" && s != "\n" && s != "\r" => {
+            Ok(s.as_bytes()[0])
+        }
+        _ => Err(Fatal::usage(format!(
+            "--delimiter {s:?} must be one ASCII character such as ',' ';' '|' or the word tab"
+        ))),
+    }
+}
+
 /// Parses and checks `--endpoint`: HTTPS anywhere, plain HTTP only to loopback.
 pub fn parse_endpoint(raw: Option<&str>) -> Result<url::Url, Fatal> {
     let raw = raw
@@ -173,25 +192,6 @@ fn is_loopback(url: &url::Url) -> bool {
         Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
         None => false,
     }
-}
-
-/// The default results path: `INPUT` with `.results.csv` in place of `.csv`
-/// (`.csv.gz` too); stdin has none.
-pub fn default_results_path(input: &InputSource, suffix: &str) -> Option<PathBuf> {
-    let InputSource::File(path) = input else {
-        return None;
-    };
-    let name = path.file_name()?.to_string_lossy().into_owned();
-    let lower = name.to_ascii_lowercase();
-    let stem = [".csv.gz", ".csv", ".gz", ".txt", ".tsv"]
-        .iter()
-        .find_map(|ext| {
-            lower
-                .ends_with(ext)
-                .then(|| &name[..name.len() - ext.len()])
-        })
-        .unwrap_or(&name);
-    Some(path.with_file_name(format!("{stem}{suffix}")))
 }
 
 /// How the run treats an existing results file.
@@ -298,21 +298,22 @@ impl SendSettings {
 pub fn default_concurrency(rate: Option<u32>) -> usize {
     match rate {
         None => UNLIMITED_CONCURRENCY,
-        Some(r) => {
-            let needed = (f64::from(r) * DESIGN_LATENCY.as_secs_f64() * 2.0).ceil() as usize;
-            needed.clamp(4, 512)
-        }
+        Some(r) => pool::in_flight(f64::from(r), DESIGN_LATENCY, 2.0).clamp(4, 512),
     }
 }
 
-/// How far the default pool may grow: enough for `rate` at 2 s latency, at
-/// most [`CONCURRENCY_CAP`].
+/// How far the default pool may grow: enough for `rate` at [`MAX_LATENCY`],
+/// at most [`CONCURRENCY_CAP`].
 pub fn max_concurrency(rate: Option<u32>) -> usize {
     match rate {
         None => UNLIMITED_CONCURRENCY,
-        Some(r) => (r as usize * 2).clamp(default_concurrency(rate), CONCURRENCY_CAP),
+        Some(r) => pool::in_flight(f64::from(r), MAX_LATENCY, 1.0)
+            .clamp(default_concurrency(rate), CONCURRENCY_CAP),
     }
 }
+
+/// The latency the default pool may grow to hold the rate at.
+pub const MAX_LATENCY: Duration = Duration::from_secs(2);
 
 /// The most requests the default pool ever has in flight.
 pub const CONCURRENCY_CAP: usize = 1024;
@@ -333,16 +334,6 @@ mod tests {
             parse_endpoint(None).unwrap().as_str(),
             crate::spec::DEFAULT_ENDPOINT
         );
-    }
-
-    #[test]
-    fn results_path_replaces_csv() {
-        let p =
-            |s: &str| default_results_path(&InputSource::File(s.into()), ".results.csv").unwrap();
-        assert_eq!(p("dir/calls.csv"), PathBuf::from("dir/calls.results.csv"));
-        assert_eq!(p("calls.CSV.gz"), PathBuf::from("calls.results.csv"));
-        assert_eq!(p("calls"), PathBuf::from("calls.results.csv"));
-        assert!(default_results_path(&InputSource::Stdin, ".results.csv").is_none());
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Exit codes of PRODUCT.md, as one enum so that every command ends with a
-//! code that scripts can act on.
+//! Exit codes, as one enum so that every command ends with a code that scripts
+//! can act on; and how each stage's error becomes one, with its hint.
 
 /// How a command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +46,78 @@ impl Fatal {
         Fatal {
             exit: Exit::Stopped,
             message: message.into(),
+        }
+    }
+}
+
+/// Reading the input: nothing was sent yet, so bad usage (exit 2); text in
+/// the wrong encoding names the option that fixes it.
+impl From<crate::input::error::ReadError> for Fatal {
+    fn from(e: crate::input::error::ReadError) -> Fatal {
+        use crate::input::error::ReadError;
+        let hint = match &e {
+            ReadError::InvalidText { encoding, .. } if *encoding == "UTF-8" => {
+                "; the file is probably in another encoding: try --encoding windows-1252 (Excel on Windows writes it)"
+            }
+            ReadError::InvalidText { .. } | ReadError::Undecodable { .. } => "; check --encoding",
+            _ => "",
+        };
+        Fatal::usage(format!("{e}{hint}"))
+    }
+}
+
+/// The journal: a file system failure stops the run (exit 3); a journal
+/// that cannot be trusted is found before anything is sent (exit 2).
+impl From<crate::journal::JournalError> for Fatal {
+    fn from(e: crate::journal::JournalError) -> Fatal {
+        use crate::journal::JournalError;
+        match &e {
+            JournalError::Io { .. } => Fatal::stopped(e.to_string()),
+            JournalError::NotAJournal { .. } => {
+                Fatal::usage(format!("{e}; move it away or use --force"))
+            }
+            JournalError::Empty { .. } => Fatal::usage(format!("{e}; start again with --force")),
+            JournalError::Damaged { .. } => Fatal::usage(format!(
+                "{e}. Check DigiDesk, then start again with --force"
+            )),
+        }
+    }
+}
+
+/// The results file: a file system failure stops the run (exit 3); one
+/// written for another input is found before anything is sent (exit 2).
+impl From<crate::results::ResultsError> for Fatal {
+    fn from(e: crate::results::ResultsError) -> Fatal {
+        use crate::results::ResultsError;
+        match &e {
+            ResultsError::Io { .. } | ResultsError::Write { .. } => Fatal::stopped(e.to_string()),
+            ResultsError::OtherColumns { .. } => Fatal::usage(format!(
+                "{e}; use another --results file, or --force to replace it"
+            )),
+        }
+    }
+}
+
+/// A run: whatever stops it before anything is sent is bad usage (exit 2);
+/// a failure part-way stops it (exit 3).
+impl From<crate::pipeline::error::RunError> for Fatal {
+    fn from(e: crate::pipeline::error::RunError) -> Fatal {
+        use crate::pipeline::error::RunError;
+        match e {
+            RunError::Exists { .. } => Fatal::usage(format!(
+                "{e}: add --resume to continue the run that wrote it, or --force to start again and replace it (rows it lists as created would then be sent again)"
+            )),
+            RunError::NoJournal { .. } => Fatal::usage(format!(
+                "{e}. Check DigiDesk, then use another --results file or --force"
+            )),
+            RunError::OtherRun { .. } => Fatal::usage(format!(
+                "{e}. Resume with the same arguments, or choose another --results file (or --force to replace it)"
+            )),
+            RunError::StartJournal(e) => Fatal::usage(Fatal::from(e).message),
+            RunError::StartResults(e) => Fatal::usage(Fatal::from(e).message),
+            RunError::Journal(e) => Fatal::from(e),
+            RunError::Results(e) => Fatal::from(e),
+            RunError::Thread(message) => Fatal::stopped(message),
         }
     }
 }

@@ -20,8 +20,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::exit::Fatal;
-
 /// The journal of a results file: `RESULTS.journal`.
 pub fn path_for(results: &Path) -> PathBuf {
     let mut name = results
@@ -121,8 +119,8 @@ pub struct Journal {
 
 impl Journal {
     /// Starts a new journal, replacing any old one.
-    pub fn create(path: &Path, header: &Header) -> Result<Journal, Fatal> {
-        let file = File::create(path).map_err(|e| io_fatal("create the journal", path, &e))?;
+    pub fn create(path: &Path, header: &Header) -> Result<Journal, JournalError> {
+        let file = File::create(path).map_err(|e| io_error("create the journal", path, e))?;
         let mut j = Journal {
             out: BufWriter::with_capacity(64 * 1024, file),
             path: path.to_path_buf(),
@@ -136,17 +134,17 @@ impl Journal {
     }
 
     /// Reads an existing journal, cuts off a torn last line, and opens it for appending.
-    pub fn resume(path: &Path) -> Result<(Journal, State), Fatal> {
+    pub fn resume(path: &Path) -> Result<(Journal, State), JournalError> {
         let (state, good_len) = read(path)?;
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
-            .map_err(|e| io_fatal("open the journal", path, &e))?;
+            .map_err(|e| io_error("open the journal", path, e))?;
         file.set_len(good_len)
-            .map_err(|e| io_fatal("repair the journal", path, &e))?;
+            .map_err(|e| io_error("repair the journal", path, e))?;
         file.seek(std::io::SeekFrom::End(0))
-            .map_err(|e| io_fatal("open the journal", path, &e))?;
+            .map_err(|e| io_error("open the journal", path, e))?;
         let j = Journal {
             out: BufWriter::with_capacity(64 * 1024, file),
             path: path.to_path_buf(),
@@ -162,51 +160,51 @@ impl Journal {
     }
 
     /// Buffers "about to send ROW"; [`commit`](Self::commit) before sending.
-    pub fn sending(&mut self, row: u64) -> Result<(), Fatal> {
+    pub fn sending(&mut self, row: u64) -> Result<(), JournalError> {
         self.write_line(&format!("s {row}"))
     }
 
     /// Buffers "ROW was not created; it may be sent again".
-    pub fn not_sent(&mut self, row: u64) -> Result<(), Fatal> {
+    pub fn not_sent(&mut self, row: u64) -> Result<(), JournalError> {
         self.write_line(&format!("n {row}"))
     }
 
     /// Marks the run complete and commits.
-    pub fn done(&mut self) -> Result<(), Fatal> {
+    pub fn done(&mut self) -> Result<(), JournalError> {
         self.write_line("d")?;
         self.commit()
     }
 
     /// Writes everything buffered to the file and syncs it to disk.
-    pub fn commit(&mut self) -> Result<(), Fatal> {
+    pub fn commit(&mut self) -> Result<(), JournalError> {
         if !self.pending {
             return Ok(());
         }
         self.out
             .flush()
-            .map_err(|e| io_fatal("write the journal", &self.path, &e))?;
+            .map_err(|e| io_error("write the journal", &self.path, e))?;
         if self.sync {
             self.out
                 .get_ref()
                 .sync_data()
-                .map_err(|e| io_fatal("sync the journal", &self.path, &e))?;
+                .map_err(|e| io_error("sync the journal", &self.path, e))?;
         }
         self.pending = false;
         Ok(())
     }
 
-    fn write_line(&mut self, line: &str) -> Result<(), Fatal> {
+    fn write_line(&mut self, line: &str) -> Result<(), JournalError> {
         self.pending = true;
         self.out
             .write_all(line.as_bytes())
             .and_then(|_| self.out.write_all(b"\n"))
-            .map_err(|e| io_fatal("write the journal", &self.path, &e))
+            .map_err(|e| io_error("write the journal", &self.path, e))
     }
 }
 
 /// Reads a journal; returns its state and the length of its intact part.
-pub fn read(path: &Path) -> Result<(State, u64), Fatal> {
-    let file = File::open(path).map_err(|e| io_fatal("read the journal", path, &e))?;
+pub fn read(path: &Path) -> Result<(State, u64), JournalError> {
+    let file = File::open(path).map_err(|e| io_error("read the journal", path, e))?;
     let mut reader = BufReader::new(file);
     let mut line = Vec::new();
     let mut good_len = 0u64;
@@ -218,7 +216,7 @@ pub fn read(path: &Path) -> Result<(State, u64), Fatal> {
         line.clear();
         let n = reader
             .read_until(b'\n', &mut line)
-            .map_err(|e| io_fatal("read the journal", path, &e))?;
+            .map_err(|e| io_error("read the journal", path, e))?;
         if n == 0 {
             break;
         }
@@ -229,12 +227,11 @@ pub fn read(path: &Path) -> Result<(State, u64), Fatal> {
         line_no += 1;
         let text = std::str::from_utf8(&line[..line.len() - 1]).unwrap_or("");
         if header.is_none() {
-            header = Some(serde_json::from_str(text).map_err(|_| {
-                Fatal::usage(format!(
-                    "{} is not a digidesk-upload journal (its first line is not one); move it away or use --force",
-                    path.display()
-                ))
-            })?);
+            header = Some(
+                serde_json::from_str(text).map_err(|_| JournalError::NotAJournal {
+                    path: path.to_path_buf(),
+                })?,
+            );
         } else if text == "d" {
             done = true;
         } else if let Some((kind, row)) = text.split_once(' ') {
@@ -251,24 +248,44 @@ pub fn read(path: &Path) -> Result<(State, u64), Fatal> {
         }
         good_len += n as u64;
     }
-    let header = header.ok_or_else(|| {
-        Fatal::usage(format!(
-            "the journal {} is empty: the previous run stopped before sending anything; start again with --force",
-            path.display()
-        ))
+    let header = header.ok_or_else(|| JournalError::Empty {
+        path: path.to_path_buf(),
     })?;
     Ok((State { header, sent, done }, good_len))
 }
 
-fn corrupt(path: &Path, line: u64) -> Fatal {
-    Fatal::usage(format!(
-        "the journal {} is damaged at line {line}; it cannot tell which rows were sent. Check DigiDesk, then start again with --force",
-        path.display()
-    ))
+/// What can go wrong with a journal.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// The file system failed.
+    #[error("cannot {what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} is not a digidesk-upload journal (its first line is not one)", path.display())]
+    NotAJournal { path: PathBuf },
+    #[error("the journal {} is empty: the previous run stopped before sending anything", path.display())]
+    Empty { path: PathBuf },
+    #[error("the journal {} is damaged at line {line}; it cannot tell which rows were sent", path.display())]
+    Damaged { path: PathBuf, line: u64 },
 }
 
-fn io_fatal(what: &str, path: &Path, e: &std::io::Error) -> Fatal {
-    Fatal::stopped(format!("cannot {what} {}: {e}", path.display()))
+fn corrupt(path: &Path, line: u64) -> JournalError {
+    JournalError::Damaged {
+        path: path.to_path_buf(),
+        line,
+    }
+}
+
+fn io_error(what: &'static str, path: &Path, e: std::io::Error) -> JournalError {
+    JournalError::Io {
+        what,
+        path: path.to_path_buf(),
+        source: e,
+    }
 }
 
 #[cfg(test)]
@@ -340,7 +357,7 @@ mod tests {
         std::fs::write(&p, "hello\n").unwrap();
         assert!(read(&p)
             .unwrap_err()
-            .message
+            .to_string()
             .contains("not a digidesk-upload journal"));
     }
 }

@@ -4,7 +4,9 @@
 //!
 //! The data's path, one module per stage:
 //!
-//! - [`reading`]: streams records out of the export (file, stdin, `.gz`, any encoding).
+//! - [`input`]: the export's rows (file, stdin, `.gz`, any encoding), `digidesk_*`
+//!   columns dropped and `retry`'s selection applied; and `decide`, the verdict on
+//!   a row before any request, shared by `check` and `send`.
 //! - [`mapping`]: the TOML mapping file, compiled against the header into a plan.
 //! - [`contact`]: phone numbers to E.164, emails trimmed and lower-cased.
 //! - [`validate`]: the spec's field rules, applied before anything is sent.
@@ -13,14 +15,19 @@
 //! - [`client`]: one HTTP POST, sorted into answered / never sent / maybe arrived / TLS.
 //! - [`pace`]: how fast requests start: the rate, and slowing down on 429.
 //! - [`journal`]: the write-ahead record of rows in flight, for crash-safe `--resume`.
-//! - [`results`]: the results file, its only writer, and the counters.
-//! - [`pipeline`]: wires reader, workers and writer with bounded channels.
+//! - [`results`]: the results file and the counters.
+//! - [`pipeline`]: runs a job with the client it is given; `run` wires its stages,
+//!   one file each: `feed` (the reader thread), `dispatch` (group commit of the
+//!   journal), `worker` (tries, backoff, circuit breaker), `pool` (Little's law),
+//!   `resume` (how a run starts, its fingerprint), `stop`, and `error`.
 //! - [`summary`]: the end-of-run table and its JSON twin.
 //! - [`progress`]: a bar on a terminal, a log line every few seconds elsewhere.
 //!
 //! Around it: [`cli`] (the command line), [`config`] (checked, typed settings),
-//! [`cmd`] (one module per command), [`sandbox`] (a local DigiDesk), [`spec`]
-//! (the API's names and limits), [`exit`] (exit codes), [`logging`],
+//! [`cmd`] (one module per command; `cmd::job` runs a job of `send`, `retry` or
+//! `demo` with progress and signals, and prints its summary), [`sandbox`] (a local DigiDesk), [`spec`]
+//! (the API's names and limits), [`exit`] (exit codes, and how each stage's
+//! error becomes one), [`logging`],
 //! [`signals`] (Ctrl-C and SIGTERM) and [`output`] (stdout that survives a
 //! closed pipe).
 
@@ -32,6 +39,7 @@ pub mod config;
 pub mod contact;
 pub mod direct;
 pub mod exit;
+pub mod input;
 pub mod journal;
 pub mod logging;
 pub mod mapping;
@@ -40,7 +48,6 @@ pub mod pace;
 pub mod phone;
 pub mod pipeline;
 pub mod progress;
-pub mod reading;
 pub mod request;
 pub mod results;
 pub mod sandbox;

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
-use digidesk_upload::cli::{Cli, Command};
+use digidesk_upload::cli::{Cli, Command, LogArgs};
 use digidesk_upload::{cmd, logging, Exit, Fatal};
 
 /// Threads for the network side: one core is left to the reader (CSV,
@@ -19,24 +19,34 @@ fn network_threads() -> usize {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(&cli.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let result = match cli.command {
+        // No network: no async runtime.
+        Command::Check(args) => cmd::check::run(args),
+        command => run_async(command, cli.log),
+    };
+    match result {
+        Ok(exit) => ExitCode::from(exit.code()),
+        Err(fatal) => {
+            let _ = std::io::stdout().flush();
+            eprintln!("error: {}", fatal.message);
+            ExitCode::from(fatal.exit.code())
+        }
+    }
+}
+
+/// Runs a command on the async runtime.
+fn run_async(command: Command, log: LogArgs) -> Result<Exit, Fatal> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(network_threads())
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(Exit::Usage.code());
-        }
-    };
-    let log = cli.log.clone();
+        .map_err(|e| Fatal::usage(format!("cannot start the async runtime: {e}")))?;
     // The command runs as a task on the runtime's workers, not on this
     // thread: the wake-ups between its parts then stay among the workers.
     let job = runtime.spawn(async move {
-        match cli.command {
+        match command {
             Command::Send(args) => cmd::send::run(args, &log).await,
-            Command::Check(args) => tokio::task::block_in_place(|| cmd::check::run(args)),
+            Command::Check(args) => cmd::check::run(args),
             Command::Retry(args) => cmd::retry::run(args, &log).await,
             Command::Sandbox(args) => cmd::sandbox::run(args).await,
             Command::Demo(args) => cmd::demo::run(args, &log).await,
@@ -53,12 +63,5 @@ fn main() -> ExitCode {
         .unwrap_or_else(|e| Err(Fatal::stopped(format!("the command failed: {e}"))));
     // Don't wait for stray tasks (a request abandoned on a hard stop).
     runtime.shutdown_background();
-    match result {
-        Ok(exit) => ExitCode::from(exit.code()),
-        Err(fatal) => {
-            let _ = std::io::stdout().flush();
-            eprintln!("error: {}", fatal.message);
-            ExitCode::from(fatal.exit.code())
-        }
-    }
+    result
 }

@@ -1,6 +1,6 @@
-//! The results file: every input column, then the `digidesk_*` columns of
-//! PRODUCT.md. One thread owns the file and the counters; the rest of the
-//! pipeline sends it one [`Outcome`] per row over a bounded channel.
+//! The results file: every input column, then the `digidesk_*` columns.
+//! Whoever decides a row (a worker, or the reader for rows decided without a
+//! request) writes its [`Outcome`] through [`Shared`], which keeps the counters.
 //!
 //! A row's outcome is written to the operating system before its concurrency
 //! permit is released, so a crash (even `kill -9`) loses at most the rows that
@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::exit::Fatal;
 use crate::journal::RowSet;
 
 /// The columns added after the input's own, in order.
@@ -34,7 +33,7 @@ pub fn is_result_column(name: &str) -> bool {
     name.trim().to_ascii_lowercase().starts_with("digidesk_")
 }
 
-/// A row's status, as PRODUCT.md defines them.
+/// A row's status (see "Words" in `docs/design.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
@@ -95,7 +94,7 @@ pub struct Outcome {
     pub permit: Option<OwnedSemaphorePermit>,
 }
 
-/// Counts of a run, kept by the writer and read by progress reports.
+/// Counts of a run, kept as lines are written and read by progress reports.
 #[derive(Debug, Default)]
 pub struct Counters {
     by_status: [AtomicU64; 6],
@@ -197,12 +196,12 @@ impl Writer {
         path: &Path,
         header: &[String],
         counters: Arc<Counters>,
-    ) -> Result<Writer, Fatal> {
-        let file = File::create(path).map_err(|e| io_fatal("create the results file", path, &e))?;
+    ) -> Result<Writer, ResultsError> {
+        let file = File::create(path).map_err(|e| io_error("create the results file", path, e))?;
         let mut w = Writer::over(file, path, header.len(), counters);
         w.csv
             .write_record(header)
-            .map_err(|e| csv_fatal(path, &e))?;
+            .map_err(|e| write_error(path, e))?;
         w.flush()?;
         Ok(w)
     }
@@ -213,16 +212,16 @@ impl Writer {
         good_len: u64,
         width: usize,
         counters: Arc<Counters>,
-    ) -> Result<Writer, Fatal> {
+    ) -> Result<Writer, ResultsError> {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
-            .map_err(|e| io_fatal("open the results file", path, &e))?;
+            .map_err(|e| io_error("open the results file", path, e))?;
         file.set_len(good_len)
-            .map_err(|e| io_fatal("repair the results file", path, &e))?;
+            .map_err(|e| io_error("repair the results file", path, e))?;
         file.seek(std::io::SeekFrom::End(0))
-            .map_err(|e| io_fatal("open the results file", path, &e))?;
+            .map_err(|e| io_error("open the results file", path, e))?;
         Ok(Writer::over(file, path, width, counters))
     }
 
@@ -246,9 +245,9 @@ impl Writer {
     }
 
     /// Writes one outcome (buffered; see [`flush`](Self::flush)).
-    pub fn write(&mut self, o: &Outcome) -> Result<(), Fatal> {
+    pub fn write(&mut self, o: &Outcome) -> Result<(), ResultsError> {
         let input_width = self.width - COLUMNS.len();
-        let err = |e: csv::Error| csv_fatal(&self.path, &e);
+        let err = |e: csv::Error| write_error(&self.path, e);
         for i in 0..input_width {
             self.csv
                 .write_field(o.fields.get(i).unwrap_or(""))
@@ -282,22 +281,22 @@ impl Writer {
     /// Hands everything written to the operating system: it survives a
     /// killed process. Syncing to disk is [`Shared::sync`]'s, once a second
     /// and off the network threads, and [`sync`](Self::sync)'s at the end.
-    pub fn flush(&mut self) -> Result<(), Fatal> {
+    pub fn flush(&mut self) -> Result<(), ResultsError> {
         self.csv
             .flush()
-            .map_err(|e| io_fatal("write the results file", &self.path, &e))
+            .map_err(|e| io_error("write the results file", &self.path, e))
     }
 
     /// Flushes and syncs to disk.
-    pub fn sync(&mut self) -> Result<(), Fatal> {
+    pub fn sync(&mut self) -> Result<(), ResultsError> {
         self.csv
             .flush()
-            .map_err(|e| io_fatal("write the results file", &self.path, &e))?;
+            .map_err(|e| io_error("write the results file", &self.path, e))?;
         self.csv
             .get_ref()
             .get_ref()
             .sync_data()
-            .map_err(|e| io_fatal("sync the results file", &self.path, &e))
+            .map_err(|e| io_error("sync the results file", &self.path, e))
     }
 }
 
@@ -316,7 +315,7 @@ pub struct Shared {
 struct SharedState {
     writer: Writer,
     /// The first write error; nothing more is written after it.
-    failed: Option<Fatal>,
+    failed: Option<ResultsError>,
 }
 
 impl Shared {
@@ -341,7 +340,7 @@ impl Shared {
         if let Err(e) = file.sync_data() {
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
             if state.failed.is_none() {
-                state.failed = Some(io_fatal("sync the results file", &self.path, &e));
+                state.failed = Some(io_error("sync the results file", &self.path, e));
             }
         }
     }
@@ -373,7 +372,7 @@ impl Shared {
     }
 
     /// Syncs the file and returns the tally, or the first write error.
-    pub fn finish(&self) -> Result<Tally, Fatal> {
+    pub fn finish(&self) -> Result<Tally, ResultsError> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(e) = state.failed.take() {
             return Err(e);
@@ -398,8 +397,8 @@ pub struct Existing {
 
 /// Reads an existing results file: checks its header, collects its rows and
 /// finds where its last whole record ends.
-pub fn read_existing(path: &Path, expected_header: &[String]) -> Result<Existing, Fatal> {
-    let file = File::open(path).map_err(|e| io_fatal("read the results file", path, &e))?;
+pub fn read_existing(path: &Path, expected_header: &[String]) -> Result<Existing, ResultsError> {
+    let file = File::open(path).map_err(|e| io_error("read the results file", path, e))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(false)
@@ -429,10 +428,9 @@ pub fn read_existing(path: &Path, expected_header: &[String]) -> Result<Existing
                 return Ok(existing);
             }
             if !terminated || header != expected_header {
-                return Err(Fatal::usage(format!(
-                    "{} does not have the columns this run writes (it was written for another input or mapping); use another --results file, or --force to replace it",
-                    path.display()
-                )));
+                return Err(ResultsError::OtherColumns {
+                    path: path.to_path_buf(),
+                });
             }
             existing.good_len = end;
             continue;
@@ -484,15 +482,41 @@ fn ends_with_newline(path: &Path, end: u64) -> bool {
     f.read_exact(&mut b).is_ok() && b[0] == b'\n'
 }
 
-fn io_fatal(what: &str, path: &Path, e: &std::io::Error) -> Fatal {
-    Fatal::stopped(format!("cannot {what} {}: {e}", path.display()))
+/// What can go wrong with a results file.
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    /// The file system failed.
+    #[error("cannot {what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write the results file {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: csv::Error,
+    },
+    /// An existing results file of another input or mapping.
+    #[error("{} does not have the columns this run writes (it was written for another input or mapping)", path.display())]
+    OtherColumns { path: PathBuf },
 }
 
-fn csv_fatal(path: &Path, e: &csv::Error) -> Fatal {
-    Fatal::stopped(format!(
-        "cannot write the results file {}: {e}",
-        path.display()
-    ))
+fn io_error(what: &'static str, path: &Path, e: std::io::Error) -> ResultsError {
+    ResultsError::Io {
+        what,
+        path: path.to_path_buf(),
+        source: e,
+    }
+}
+
+fn write_error(path: &Path, e: csv::Error) -> ResultsError {
+    ResultsError::Write {
+        path: path.to_path_buf(),
+        source: e,
+    }
 }
 
 #[cfg(test)]
@@ -586,9 +610,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("r.csv");
         std::fs::write(&p, "x,y\n1,2\n").unwrap();
-        assert!(read_existing(&p, &header_for(&["A".into()]))
-            .unwrap_err()
-            .message
-            .contains("--force"));
+        let e = read_existing(&p, &header_for(&["A".into()])).unwrap_err();
+        assert!(crate::exit::Fatal::from(e).message.contains("--force"));
     }
 }

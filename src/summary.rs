@@ -7,37 +7,37 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::exit::Exit;
-use crate::pipeline::{End, Report};
+use crate::pipeline::{Ended, RunSummary};
 use crate::results::Status;
 
 /// How many error messages the summary lists.
 pub const TOP_ERRORS: usize = 5;
 
-/// The exit code a report calls for (PRODUCT.md's table).
-pub fn exit_code(report: &Report) -> Exit {
-    match &report.end {
-        End::Interrupted => Exit::Interrupted,
-        End::Stopped(..) => Exit::Stopped,
-        End::InputError(_) if report.requests == 0 => Exit::Usage,
-        End::InputError(_) => Exit::Stopped,
-        End::Completed if report.problems() > 0 => Exit::SomeRowsNotCreated,
-        End::Completed => Exit::Success,
+/// The exit code a finished run calls for.
+pub fn exit_code(report: &RunSummary) -> Exit {
+    match &report.ended {
+        Ended::Interrupted => Exit::Interrupted,
+        Ended::Stopped(..) => Exit::Stopped,
+        Ended::InputError(_) if report.requests == 0 => Exit::Usage,
+        Ended::InputError(_) => Exit::Stopped,
+        Ended::Completed if report.problems() > 0 => Exit::SomeRowsNotCreated,
+        Ended::Completed => Exit::Success,
     }
 }
 
 /// The summary for people. `resend` is the command that resends failures.
-pub fn render(command: &str, report: &Report, resend: &str, resume: &str) -> String {
+pub fn render(command: &str, report: &RunSummary, resend: &str, resume: &str) -> String {
     let mut out = String::new();
     let secs = report.elapsed.as_secs_f64();
-    let headline = match &report.end {
-        End::Completed if report.already_complete => {
+    let headline = match &report.ended {
+        Ended::Completed if report.already_complete => {
             "was already complete; nothing to send".to_string()
         }
-        End::Completed if report.limited => "stopped at --limit".to_string(),
-        End::Completed => "completed".to_string(),
-        End::Stopped(..) => "STOPPED part-way".to_string(),
-        End::InputError(_) => "STOPPED: the input could not be read".to_string(),
-        End::Interrupted => "INTERRUPTED".to_string(),
+        Ended::Completed if report.limited => "stopped at --limit".to_string(),
+        Ended::Completed => "completed".to_string(),
+        Ended::Stopped(..) => "STOPPED part-way".to_string(),
+        Ended::InputError(_) => "STOPPED: the input could not be read".to_string(),
+        Ended::Interrupted => "INTERRUPTED".to_string(),
     };
     let _ = writeln!(
         out,
@@ -81,27 +81,27 @@ pub fn render(command: &str, report: &Report, resend: &str, resume: &str) -> Str
         }
     }
     let unsent = thousands(report.unsent);
-    match &report.end {
-        End::Stopped(_, msg) | End::InputError(msg) => {
+    match &report.ended {
+        Ended::Stopped(_, msg) | Ended::InputError(msg) => {
             let _ = writeln!(out, "Why it stopped: {msg}");
             let _ = writeln!(
                 out,
                 "{unsent} rows were not sent and are not in the results file. Once fixed, continue with:\n  {resume}"
             );
         }
-        End::Interrupted => {
+        Ended::Interrupted => {
             let _ = writeln!(
                 out,
                 "{unsent} rows were not sent and are not in the results file. Continue with:\n  {resume}"
             );
         }
-        End::Completed if report.limited => {
+        Ended::Completed if report.limited => {
             let _ = writeln!(
                 out,
                 "{unsent} rows after --limit were not sent. Send the rest with:\n  {resume}"
             );
         }
-        End::Completed => {}
+        Ended::Completed => {}
     }
     if report.count(Status::Failed) > 0 {
         let _ = writeln!(out, "Resend the failed rows with:\n  {resend}");
@@ -141,13 +141,13 @@ pub struct ErrorCount {
     pub count: u64,
 }
 
-pub fn to_json(command: &str, report: &Report) -> String {
+pub fn to_json(command: &str, report: &RunSummary) -> String {
     let secs = report.elapsed.as_secs_f64();
-    let (end, reason) = match &report.end {
-        End::Completed => ("completed", None),
-        End::Stopped(_, m) => ("stopped", Some(m.as_str())),
-        End::InputError(m) => ("input_error", Some(m.as_str())),
-        End::Interrupted => ("interrupted", None),
+    let (end, reason) = match &report.ended {
+        Ended::Completed => ("completed", None),
+        Ended::Stopped(_, m) => ("stopped", Some(m.as_str())),
+        Ended::InputError(m) => ("input_error", Some(m.as_str())),
+        Ended::Interrupted => ("interrupted", None),
     };
     let summary = JsonSummary {
         command,

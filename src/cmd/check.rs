@@ -14,10 +14,11 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::cli::CheckArgs;
+use crate::config::{parse_delimiter, parse_encoding};
 use crate::exit::{Exit, Fatal};
+use crate::input::{self, Columns, Rows};
+use crate::input::{Origin, Record};
 use crate::mapping::{Decision, Mapping, Plan};
-use crate::pipeline::{self, Source};
-use crate::reading::{self, InputSource, Reader, Record};
 use crate::summary::thousands;
 
 /// Rows that share a reason.
@@ -116,46 +117,29 @@ impl Checked {
 fn check_batch(
     index: usize,
     records: Vec<Record>,
-    width: usize,
-    keep: Option<&[usize]>,
+    columns: &Columns,
     plan: &Plan,
     show: usize,
 ) -> Checked {
     let mut c = Checked::new(index);
     for record in records {
-        check_row(&mut c, record.row, &record.fields, width, keep, plan, show);
+        check_row(&mut c, record.row, record.fields, columns, plan, show);
     }
     c
 }
 
-/// Maps and validates one record into `c`.
+/// Decides one record into `c`; gives back its fields, to be reused.
 fn check_row(
     c: &mut Checked,
     row: u64,
-    fields: &csv::StringRecord,
-    width: usize,
-    keep: Option<&[usize]>,
+    fields: csv::StringRecord,
+    columns: &Columns,
     plan: &Plan,
     show: usize,
-) {
+) -> csv::StringRecord {
     c.counts.rows += 1;
-    if fields.len() != width {
-        c.counts.invalid += 1;
-        c.invalid.push((
-            format!("row has {} fields, the header has {width}", fields.len()),
-            row,
-        ));
-        return;
-    }
-    let projected;
-    let fields = match keep {
-        None => fields,
-        Some(_) => {
-            projected = pipeline::project(keep, fields.clone());
-            &projected
-        }
-    };
-    match plan.apply(fields) {
+    let (fields, mapped) = input::decide(columns, plan, fields);
+    match mapped {
         Decision::Send(req) => {
             c.counts.sendable += 1;
             if c.bodies.len() < show {
@@ -174,10 +158,11 @@ fn check_row(
             }
         }
     }
+    fields
 }
 
 /// What is printed at the end, gathered batch by batch in input order.
-struct Report {
+struct Findings {
     counts: Counts,
     invalid: Groups,
     skipped: Groups,
@@ -186,7 +171,7 @@ struct Report {
     show: usize,
 }
 
-impl Report {
+impl Findings {
     fn merge(&mut self, c: Checked) {
         self.counts.add(&c.counts);
         for (reason, row) in &c.invalid {
@@ -205,10 +190,10 @@ impl Report {
 }
 
 /// Up to `BATCH` records; empty at the end of the input.
-fn read_batch(reader: &mut Reader) -> Result<Vec<Record>, Fatal> {
+fn read_batch(rows: &mut Rows) -> Result<Vec<Record>, Fatal> {
     let mut batch = Vec::with_capacity(BATCH);
     while batch.len() < BATCH {
-        match reader.next_record()? {
+        match rows.next_row()? {
             Some(r) => batch.push(r),
             None => break,
         }
@@ -218,17 +203,12 @@ fn read_batch(reader: &mut Reader) -> Result<Vec<Record>, Fatal> {
 
 /// Everything on this thread, one record reused: no allocation per row for
 /// reading.
-fn check_inline(
-    reader: &mut Reader,
-    width: usize,
-    keep: Option<&[usize]>,
-    plan: &Plan,
-    report: &mut Report,
-) -> Result<(), Fatal> {
+fn check_inline(rows: &mut Rows, plan: &Plan, report: &mut Findings) -> Result<(), Fatal> {
     let mut fields = csv::StringRecord::new();
     let mut checked = Checked::new(0);
-    while let Some(row) = reader.next_record_into(&mut fields)? {
-        check_row(&mut checked, row, &fields, width, keep, plan, report.show);
+    while let Some(row) = rows.next_row_into(&mut fields)? {
+        let record = std::mem::take(&mut fields);
+        fields = check_row(&mut checked, row, record, &rows.columns, plan, report.show);
         if checked.counts.rows as usize >= BATCH {
             report.merge(std::mem::replace(&mut checked, Checked::new(0)));
         }
@@ -241,13 +221,12 @@ fn check_inline(
 /// merged here in input order.
 fn check_parallel(
     mappers: usize,
-    reader: &mut Reader,
-    width: usize,
-    keep: Option<&[usize]>,
+    rows: &mut Rows,
     plan: &Plan,
-    report: &mut Report,
+    report: &mut Findings,
 ) -> Result<(), Fatal> {
     let show = report.show;
+    let columns = &rows.columns.clone();
     let (batch_tx, batch_rx) = std::sync::mpsc::sync_channel::<(usize, Vec<Record>)>(mappers * 2);
     let batch_rx = Mutex::new(batch_rx);
     let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<Checked>(mappers * 2);
@@ -259,7 +238,7 @@ fn check_parallel(
             scope.spawn(move || loop {
                 let next = batch_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
                 let Ok((index, records)) = next else { break };
-                let checked = check_batch(index, records, width, keep, plan, show);
+                let checked = check_batch(index, records, columns, plan, show);
                 if done_tx.send(checked).is_err() {
                     break;
                 }
@@ -270,7 +249,7 @@ fn check_parallel(
         let reading = scope.spawn(move || -> Result<(), Fatal> {
             let mut index = 0;
             loop {
-                let batch = read_batch(reader)?;
+                let batch = read_batch(rows)?;
                 if batch.is_empty() || batch_tx.send((index, batch)).is_err() {
                     return Ok(());
                 }
@@ -295,26 +274,19 @@ fn check_parallel(
 
 pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
     let started = Instant::now();
-    let input = InputSource::parse(&args.input.input);
+    let input = Origin::parse(&args.input.input);
     if let Some(e) = &args.input.encoding {
-        reading::parse_encoding(e)?;
+        parse_encoding(e)?;
     }
     if let Some(d) = &args.input.delimiter {
-        reading::parse_delimiter(d)?;
+        parse_delimiter(d)?;
     }
     let mapping = Mapping::load(&args.input.mapping)?;
     let (reader, _) = super::open_input(&args.input, &input, &mapping)?;
-    let source = Source::new(reader, input.display_name(), None)?;
-    let plan = Plan::compile(&mapping, &source.columns, &input.display_name())?;
-    let width = source.reader.headers().len();
-    let Source {
-        mut reader,
-        keep,
-        name,
-        ..
-    } = source;
+    let mut rows = Rows::new(reader, input.display_name(), None)?;
+    let plan = Plan::compile(&mapping, &rows.columns.names, &input.display_name())?;
 
-    let mut report = Report {
+    let mut report = Findings {
         counts: Counts::default(),
         invalid: Groups {
             examples: args.examples,
@@ -336,18 +308,12 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
         .saturating_sub(1)
         .min(8);
     if mappers <= 1 {
-        check_inline(&mut reader, width, keep.as_deref(), &plan, &mut report)?;
+        check_inline(&mut rows, &plan, &mut report)?;
     } else {
-        check_parallel(
-            mappers,
-            &mut reader,
-            width,
-            keep.as_deref(),
-            &plan,
-            &mut report,
-        )?;
+        check_parallel(mappers, &mut rows, &plan, &mut report)?;
     }
-    let Report {
+    let name = rows.name;
+    let Findings {
         counts,
         invalid,
         skipped,
@@ -393,7 +359,7 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reading::ReadOptions;
+    use crate::input::{ReadOptions, Reader};
     use std::io::Write as _;
 
     const MAPPING: &str = r#"
@@ -412,15 +378,20 @@ rules = [{ column = "Opt Out", equals = ["Y"] }]
     /// Checks `path` with `mappers` threads (0: on this thread) and renders
     /// everything the report holds.
     fn checked(path: &std::path::Path, mappers: usize) -> String {
-        let input = InputSource::parse(path.to_str().unwrap());
+        let input = Origin::parse(path.to_str().unwrap());
         let opts = ReadOptions {
-            encoding: reading::parse_encoding("utf-8").unwrap(),
+            encoding: parse_encoding("utf-8").unwrap(),
             delimiter: b',',
         };
-        let mut reader = Reader::open(&input, &opts).unwrap();
-        let headers = reader.headers().to_vec();
-        let plan = Plan::compile(&Mapping::parse(MAPPING, "map").unwrap(), &headers, "in").unwrap();
-        let mut report = Report {
+        let reader = Reader::open(&input, &opts).unwrap();
+        let mut rows = Rows::new(reader, "in".into(), None).unwrap();
+        let plan = Plan::compile(
+            &Mapping::parse(MAPPING, "map").unwrap(),
+            &rows.columns.names,
+            "in",
+        )
+        .unwrap();
+        let mut report = Findings {
             counts: Counts::default(),
             invalid: Groups {
                 examples: 4,
@@ -435,17 +406,9 @@ rules = [{ column = "Opt Out", equals = ["Y"] }]
             show: 3,
         };
         if mappers == 0 {
-            check_inline(&mut reader, headers.len(), None, &plan, &mut report).unwrap();
+            check_inline(&mut rows, &plan, &mut report).unwrap();
         } else {
-            check_parallel(
-                mappers,
-                &mut reader,
-                headers.len(),
-                None,
-                &plan,
-                &mut report,
-            )
-            .unwrap();
+            check_parallel(mappers, &mut rows, &plan, &mut report).unwrap();
         }
         let c = report.counts;
         let mut out = format!("{} {} {} {}\n", c.rows, c.sendable, c.skipped, c.invalid);

@@ -8,9 +8,10 @@ use std::time::Duration;
 use crate::cli::{DemoArgs, LogArgs};
 use crate::config::{default_concurrency, Credentials, SendSettings, StartMode};
 use crate::exit::{Exit, Fatal};
+use crate::input::Rows;
+use crate::input::{Origin, ReadOptions, Reader};
 use crate::mapping::{Mapping, Plan};
-use crate::pipeline::{self, Job, Source};
-use crate::reading::{InputSource, ReadOptions, Reader};
+use crate::pipeline::{self, Job};
 use crate::sandbox::{Sandbox, SandboxConfig};
 
 /// The demo export (also at `fixtures/calls.csv`).
@@ -84,7 +85,7 @@ pub async fn run(args: DemoArgs, log: &LogArgs) -> Result<Exit, Fatal> {
         limit: None,
         progress_every: crate::progress::LOG_EVERY,
     };
-    let input = InputSource::File(csv_path.clone());
+    let input = Origin::File(csv_path.clone());
     let reader = Reader::open(
         &input,
         &ReadOptions {
@@ -92,12 +93,12 @@ pub async fn run(args: DemoArgs, log: &LogArgs) -> Result<Exit, Fatal> {
             delimiter: b',',
         },
     )?;
-    let source = Source::new(reader, input.display_name(), None)?;
+    let rows = Rows::new(reader, input.display_name(), None)?;
     let mapping = Mapping::parse(DEMO_MAPPING, &mapping_path.display().to_string())?;
-    let plan = Plan::compile(&mapping, &source.columns, &input.display_name())?;
+    let plan = Plan::compile(&mapping, &rows.columns.names, &input.display_name())?;
     let job = Job {
         command: "send".into(),
-        source,
+        rows,
         plan,
         settings,
         fingerprint: pipeline::fingerprint(&[b"demo"], Some(&csv_path)),
@@ -109,7 +110,7 @@ pub async fn run(args: DemoArgs, log: &LogArgs) -> Result<Exit, Fatal> {
         show(&dir.join("calls.results.csv")),
         show(&mapping_path)
     );
-    let exit = super::send::execute(job, "demo", log, &resend, "digidesk-upload demo").await;
+    let exit = super::job::execute(job, "demo", log, &resend, "digidesk-upload demo").await;
     sandbox.shutdown().await;
     let exit = exit?;
     outln!("");

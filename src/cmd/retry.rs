@@ -3,14 +3,15 @@
 //! results file holds just those rows, keeping their `digidesk_row`.
 
 use crate::cli::{LogArgs, RetryArgs};
-use crate::config::SendSettings;
+use crate::config::{parse_delimiter, SendSettings};
 use crate::exit::{Exit, Fatal};
+use crate::input::Rows;
+use crate::input::{Origin, ReadOptions, Reader};
 use crate::mapping::{Mapping, Plan};
-use crate::pipeline::{self, Job, Source};
-use crate::reading::{self, InputSource, ReadOptions, Reader};
+use crate::pipeline::{self, Job};
 use crate::results::Status;
 
-use super::send::{command_line, execute, refuse_same_file, retry_results_path};
+use super::job::{command_line, execute, reading_args, refuse_same_file, retry_results_path};
 
 pub async fn run(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     let mut statuses = Vec::new();
@@ -30,24 +31,24 @@ pub async fn run(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     if statuses.is_empty() {
         return Err(Fatal::usage("--only needs at least one status"));
     }
-    let input = InputSource::File(args.results_in.clone());
+    let input = Origin::File(args.results_in.clone());
     let read = ReadOptions {
         encoding: encoding_rs::UTF_8,
-        delimiter: reading::parse_delimiter(&args.delimiter)?,
+        delimiter: parse_delimiter(&args.delimiter)?,
     };
     let settings =
         SendSettings::from_options(&args.send, Some(retry_results_path(&args.results_in)))?;
     refuse_same_file(&args.results_in, &settings.results)?;
     let mapping = Mapping::load(&args.mapping)?;
     let reader = Reader::open(&input, &read)?;
-    let source = Source::new(reader, input.display_name(), Some(statuses.clone()))?;
-    let plan = Plan::compile(&mapping, &source.columns, &input.display_name())?;
+    let rows = Rows::new(reader, input.display_name(), Some(statuses.clone()))?;
+    let plan = Plan::compile(&mapping, &rows.columns.names, &input.display_name())?;
     let selection: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
     let fingerprint = pipeline::fingerprint(
         &[
             b"retry",
             mapping.bytes(),
-            source.columns.join("\u{1f}").as_bytes(),
+            rows.columns.names.join("\u{1f}").as_bytes(),
             selection.join(",").as_bytes(),
         ],
         Some(&args.results_in),
@@ -60,7 +61,7 @@ pub async fn run(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
             &args.mapping,
             &settings,
             true,
-            &super::send::reading_args(&read),
+            &reading_args(&read),
         ),
         selection.join(",")
     );
@@ -74,7 +75,7 @@ pub async fn run(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     );
     let job = Job {
         command: "retry".into(),
-        source,
+        rows,
         plan,
         settings,
         fingerprint,

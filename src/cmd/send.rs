@@ -1,32 +1,26 @@
 //! `digidesk-upload send INPUT --mapping FILE`: the main job. Checks every
 //! setting, compiles the mapping against the header, then runs the pipeline
-//! with signals wired to a clean stop, and prints the summary.
-
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+//! as a job (see [`super::job`]).
 
 use crate::cli::{LogArgs, SendArgs};
-use crate::config::{default_results_path, SendSettings};
+use crate::config::{parse_delimiter, parse_encoding, SendSettings};
 use crate::exit::{Exit, Fatal};
+use crate::input::Origin;
+use crate::input::Rows;
 use crate::mapping::{Mapping, Plan};
-use crate::pipeline::{self, Job, Source, Stop};
-use crate::reading::{self, InputSource, ReadOptions};
-use crate::results::Counters;
-use crate::summary;
+use crate::pipeline::{self, Job};
 
-/// Longest wait for in-flight answers after Ctrl-C; they become `unknown` after it.
-pub const INTERRUPT_GRACE: Duration = Duration::from_secs(10);
+use super::job::{command_line, default_results_path, execute, reading_args, refuse_same_file};
 
 pub async fn run(args: SendArgs, log: &LogArgs) -> Result<Exit, Fatal> {
-    let input = InputSource::parse(&args.input.input);
+    let input = Origin::parse(&args.input.input);
     if let Some(e) = &args.input.encoding {
-        reading::parse_encoding(e)?;
+        parse_encoding(e)?;
     }
     if let Some(d) = &args.input.delimiter {
-        reading::parse_delimiter(d)?;
+        parse_delimiter(d)?;
     }
-    if input == InputSource::Stdin && args.send.results.is_none() {
+    if input == Origin::Stdin && args.send.results.is_none() {
         return Err(Fatal::usage(
             "--results FILE is required when the input is standard input",
         ));
@@ -34,24 +28,24 @@ pub async fn run(args: SendArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     // The mapping and the input first: their mistakes are the likeliest.
     let mapping = Mapping::load(&args.input.mapping)?;
     let (reader, read) = super::open_input(&args.input, &input, &mapping)?;
-    let source = Source::new(reader, input.display_name(), None)?;
-    let plan = Plan::compile(&mapping, &source.columns, &input.display_name())?;
+    let rows = Rows::new(reader, input.display_name(), None)?;
+    let plan = Plan::compile(&mapping, &rows.columns.names, &input.display_name())?;
     let settings =
         SendSettings::from_options(&args.send, default_results_path(&input, ".results.csv"))?;
-    if let InputSource::File(p) = &input {
+    if let Origin::File(p) = &input {
         refuse_same_file(p, &settings.results)?;
     }
     let fingerprint = pipeline::fingerprint(
         &[
             b"send",
             mapping.bytes(),
-            source.columns.join("\u{1f}").as_bytes(),
+            rows.columns.names.join("\u{1f}").as_bytes(),
             read.encoding.name().as_bytes(),
             &[read.delimiter],
         ],
         match &input {
-            InputSource::File(p) => Some(p.as_path()),
-            InputSource::Stdin => None,
+            Origin::File(p) => Some(p.as_path()),
+            Origin::Stdin => None,
         },
     );
     let resume_cmd = format!(
@@ -75,166 +69,11 @@ pub async fn run(args: SendArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     );
     let job = Job {
         command: "send".into(),
-        source,
+        rows,
         plan,
         settings,
         fingerprint,
         durable: true,
     };
     execute(job, "send", log, &resend, &resume_cmd).await
-}
-
-/// Runs a job with progress and signals, prints its summary, and returns its exit code.
-pub async fn execute(
-    job: Job,
-    command: &str,
-    log: &LogArgs,
-    resend: &str,
-    resume: &str,
-) -> Result<Exit, Fatal> {
-    let counters = Arc::new(Counters::default());
-    let summary_json = job.settings.summary_json.clone();
-    tracing::info!(
-        input = %job.source.name,
-        results = %job.settings.results.display(),
-        endpoint = %job.settings.endpoint,
-        rate = job.settings.rate.map(|r| r.to_string()).unwrap_or_else(|| "unlimited".into()),
-        concurrency = job.settings.concurrency,
-        "{command} starting"
-    );
-    let progress = crate::progress::start(
-        crate::progress::Sources {
-            counters: counters.clone(),
-            bytes_read: job.source.reader.bytes_read(),
-            rows_read: job.source.reader.rows_read(),
-            total_bytes: job.source.reader.total_bytes(),
-        },
-        log.quiet > 0,
-        job.settings.progress_every,
-    );
-    let stop = Stop::default();
-    let signals = crate::signals::Signals::install()
-        .map_err(|e| Fatal::usage(format!("cannot watch for Ctrl-C: {e}")))?;
-    let signals = tokio::spawn(watch_signals(signals, stop.clone()));
-    let report = pipeline::run(job, stop, counters).await;
-    signals.abort();
-    drop(progress);
-    let report = report?;
-    let text = summary::render(command, &report, resend, resume);
-    crate::output::print(&text);
-    if let Some(path) = summary_json {
-        std::fs::write(&path, summary::to_json(command, &report) + "\n").map_err(|e| {
-            Fatal::stopped(format!(
-                "cannot write --summary-json {}: {e}",
-                path.display()
-            ))
-        })?;
-    }
-    if let pipeline::End::Stopped(_, msg) | pipeline::End::InputError(msg) = &report.end {
-        tracing::error!("{msg}");
-    }
-    Ok(summary::exit_code(&report))
-}
-
-/// First Ctrl-C or SIGTERM: stop cleanly, waiting up to [`INTERRUPT_GRACE`]
-/// for answers in flight. A second one exits at once; the journal still
-/// makes the run resumable.
-async fn watch_signals(mut signals: crate::signals::Signals, stop: Stop) {
-    signals.next().await;
-    tracing::warn!(
-        "interrupted: sending nothing new, waiting up to {}s for requests in flight (press Ctrl-C again to exit at once)",
-        INTERRUPT_GRACE.as_secs()
-    );
-    stop.interrupt();
-    tokio::select! {
-        _ = tokio::time::sleep(INTERRUPT_GRACE) => {
-            tracing::warn!("requests still in flight after {}s are recorded as unknown", INTERRUPT_GRACE.as_secs());
-            stop.hard();
-        }
-        _ = signals.next() => {
-            eprintln!("interrupted again: exiting now; --resume continues (rows in flight become unknown)");
-            std::process::exit(Exit::Interrupted.code().into());
-        }
-    }
-}
-
-/// The results file must never be the input.
-pub fn refuse_same_file(input: &Path, results: &Path) -> Result<(), Fatal> {
-    let same = match (std::fs::canonicalize(input), std::fs::canonicalize(results)) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => input == results,
-    };
-    if same {
-        return Err(Fatal::usage(format!(
-            "the results file {} is the input itself; choose another --results file",
-            results.display()
-        )));
-    }
-    Ok(())
-}
-
-/// The command that repeats this run (without credentials, which never go on argv).
-pub fn command_line(
-    command: &str,
-    input: &str,
-    mapping: &Path,
-    s: &SendSettings,
-    results: bool,
-    extra: &[String],
-) -> String {
-    let mut parts = vec![
-        format!("digidesk-upload {command}"),
-        shell_quote(input),
-        format!("--mapping {}", shell_quote(&mapping.display().to_string())),
-    ];
-    if results {
-        parts.push(format!(
-            "--results {}",
-            shell_quote(&s.results.display().to_string())
-        ));
-    }
-    parts.extend(extra.iter().cloned());
-    if s.endpoint.as_str() != crate::spec::DEFAULT_ENDPOINT {
-        parts.push(format!("--endpoint {}", shell_quote(s.endpoint.as_str())));
-    }
-    parts.push(format!("--rate {}", s.rate.unwrap_or(0)));
-    parts.join(" ")
-}
-
-/// The reading options a resumed run must repeat (they are part of its fingerprint).
-pub fn reading_args(read: &ReadOptions) -> Vec<String> {
-    let mut args = Vec::new();
-    if read.encoding != encoding_rs::UTF_8 {
-        args.push(format!(
-            "--encoding {}",
-            read.encoding.name().to_ascii_lowercase()
-        ));
-    }
-    match read.delimiter {
-        b',' => {}
-        b'\t' => args.push("--delimiter tab".into()),
-        d => args.push(format!(
-            "--delimiter {}",
-            shell_quote(&(d as char).to_string())
-        )),
-    }
-    args
-}
-
-/// Quotes a word for a POSIX shell when it needs it.
-pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
-
-/// The default results path of `retry`: `RESULTS` with `.retry.csv` in place of `.csv`.
-pub fn retry_results_path(results_in: &Path) -> PathBuf {
-    default_results_path(&InputSource::File(results_in.to_path_buf()), ".retry.csv")
-        .unwrap_or_else(|| results_in.with_extension("retry.csv"))
 }

@@ -133,8 +133,9 @@ impl Plan {
             match locate(col, headers) {
                 Ok(_) => {}
                 Err(_) if position(col).is_some() => problems.push(format!(
-                    "{place} uses column {col}, but {input_name} has {} columns; #1 is the first",
-                    headers.len()
+                    "{place} uses column {col}, but {input_name} has {} column{}; #1 is the first",
+                    headers.len(),
+                    if headers.len() == 1 { "" } else { "s" }
                 )),
                 Err(found) if found.is_empty() => {
                     let hint = suggest(col, headers.iter().map(String::as_str))

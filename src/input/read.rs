@@ -10,30 +10,30 @@ use std::sync::Arc;
 
 use encoding_rs::Encoding;
 
-use crate::exit::Fatal;
+pub use super::error::ReadError;
 
 /// Where the export comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InputSource {
+pub enum Origin {
     Stdin,
     File(PathBuf),
 }
 
-impl InputSource {
+impl Origin {
     /// `-` means standard input; anything else is a path.
-    pub fn parse(arg: &str) -> InputSource {
+    pub fn parse(arg: &str) -> Origin {
         if arg == "-" {
-            InputSource::Stdin
+            Origin::Stdin
         } else {
-            InputSource::File(PathBuf::from(arg))
+            Origin::File(PathBuf::from(arg))
         }
     }
 
     /// How errors name this input.
     pub fn display_name(&self) -> String {
         match self {
-            InputSource::Stdin => "standard input".to_string(),
-            InputSource::File(p) => p.display().to_string(),
+            Origin::Stdin => "standard input".to_string(),
+            Origin::File(p) => p.display().to_string(),
         }
     }
 }
@@ -53,28 +53,6 @@ pub struct Record {
     pub row: u64,
     /// The decoded fields, as many as the record had (may differ from the header).
     pub fields: csv::StringRecord,
-}
-
-/// Parses `--encoding` (any WHATWG label: `utf-8`, `windows-1252`, `latin1`, ...).
-pub fn parse_encoding(name: &str) -> Result<&'static Encoding, Fatal> {
-    Encoding::for_label(name.trim().as_bytes()).ok_or_else(|| {
-        Fatal::usage(format!(
-            "--encoding {name:?} is not an encoding I know; common ones: utf-8, windows-1252 (Excel on Windows), iso-8859-1, iso-8859-15, utf-16le, shift_jis"
-        ))
-    })
-}
-
-/// Parses `--delimiter`: one ASCII character, or `tab` / `\t`.
-pub fn parse_delimiter(s: &str) -> Result<u8, Fatal> {
-    match s {
-        "tab" | "\\t" | "\t" => Ok(b'\t'),
-        _ if s.len() == 1 && s.is_ascii() && s != "\"" && s != "\n" && s != "\r" => {
-            Ok(s.as_bytes()[0])
-        }
-        _ => Err(Fatal::usage(format!(
-            "--delimiter {s:?} must be one ASCII character such as ',' ';' '|' or the word tab"
-        ))),
-    }
 }
 
 /// Counts the bytes read from the underlying file, for progress.
@@ -176,25 +154,26 @@ pub struct Reader {
 
 impl Reader {
     /// Opens the input and reads its header.
-    pub fn open(source: &InputSource, opts: &ReadOptions) -> Result<Reader, Fatal> {
+    pub fn open(source: &Origin, opts: &ReadOptions) -> Result<Reader, ReadError> {
         Reader::open_with_header(source, opts, true)
     }
 
     /// Like [`open`](Self::open); with `header` false the first line is
     /// data and the columns are named by position: `#1`, `#2`, ...
     pub fn open_with_header(
-        source: &InputSource,
+        source: &Origin,
         opts: &ReadOptions,
         header: bool,
-    ) -> Result<Reader, Fatal> {
+    ) -> Result<Reader, ReadError> {
         let name = source.display_name();
         let bytes_read = Arc::new(AtomicU64::new(0));
         let (raw, total_bytes, gz_by_name): (Box<dyn Read + Send>, Option<u64>, bool) = match source
         {
-            InputSource::Stdin => (Box::new(std::io::stdin()), None, false),
-            InputSource::File(path) => {
-                let file = File::open(path).map_err(|e| {
-                    Fatal::usage(format!("cannot open the input {}: {e}", path.display()))
+            Origin::Stdin => (Box::new(std::io::stdin()), None, false),
+            Origin::File(path) => {
+                let file = File::open(path).map_err(|e| ReadError::Open {
+                    path: path.clone(),
+                    source: e,
                 })?;
                 let size = file.metadata().ok().map(|m| m.len());
                 let gz = path
@@ -251,11 +230,9 @@ impl Reader {
         let mut raw_header = csv::ByteRecord::new();
         let got = csv
             .read_byte_record(&mut raw_header)
-            .map_err(|e| read_error(&name, 0, &e))?;
+            .map_err(|e| read_error(&name, 0, e))?;
         if !got {
-            return Err(Fatal::usage(format!(
-                "{name} is empty: it has no header line"
-            )));
+            return Err(ReadError::Empty { name });
         }
         let mut reader = Reader {
             csv,
@@ -294,10 +271,7 @@ impl Reader {
             headers.push(text.trim().to_string());
         }
         if headers.iter().all(|h| h.is_empty()) {
-            return Err(Fatal::usage(format!(
-                "{}: the header line is empty",
-                reader.name
-            )));
+            return Err(ReadError::EmptyHeader { name: reader.name });
         }
         reader.headers = headers;
         Ok(reader)
@@ -309,7 +283,7 @@ impl Reader {
     }
 
     /// The next data record, or `None` at the end of the input.
-    pub fn next_record(&mut self) -> Result<Option<Record>, Fatal> {
+    pub fn next_record(&mut self) -> Result<Option<Record>, ReadError> {
         let mut raw = std::mem::take(&mut self.raw);
         let result = self.read_into(&mut raw);
         self.raw = raw;
@@ -322,7 +296,7 @@ impl Reader {
     pub fn next_record_into(
         &mut self,
         fields: &mut csv::StringRecord,
-    ) -> Result<Option<u64>, Fatal> {
+    ) -> Result<Option<u64>, ReadError> {
         let mut raw = std::mem::take(&mut self.raw);
         let result = self.read_raw(&mut raw).and_then(|row| match row {
             Some(row) => {
@@ -344,7 +318,7 @@ impl Reader {
     }
 
     /// Reads the next record's bytes and counts it; its row number.
-    fn read_raw(&mut self, raw: &mut csv::ByteRecord) -> Result<Option<u64>, Fatal> {
+    fn read_raw(&mut self, raw: &mut csv::ByteRecord) -> Result<Option<u64>, ReadError> {
         let got = match self.first.take() {
             Some(first) => {
                 *raw = first;
@@ -353,7 +327,7 @@ impl Reader {
             None => self
                 .csv
                 .read_byte_record(raw)
-                .map_err(|e| read_error(&self.name, self.row + 1, &e))?,
+                .map_err(|e| read_error(&self.name, self.row + 1, e))?,
         };
         if !got {
             return Ok(None);
@@ -369,7 +343,7 @@ impl Reader {
         Ok(Some(self.row))
     }
 
-    fn read_into(&mut self, raw: &mut csv::ByteRecord) -> Result<Option<Record>, Fatal> {
+    fn read_into(&mut self, raw: &mut csv::ByteRecord) -> Result<Option<Record>, ReadError> {
         let Some(row) = self.read_raw(raw)? else {
             return Ok(None);
         };
@@ -394,7 +368,7 @@ impl Reader {
         Ok(Some(Record { row, fields }))
     }
 
-    fn decode_field(&self, bytes: &[u8], row: u64, col: usize) -> Result<String, Fatal> {
+    fn decode_field(&self, bytes: &[u8], row: u64, col: usize) -> Result<String, ReadError> {
         match self.decode {
             None => std::str::from_utf8(bytes)
                 .map(str::to_string)
@@ -406,7 +380,7 @@ impl Reader {
         }
     }
 
-    fn invalid_text(&self, row: u64, col: usize, bytes: &[u8]) -> Fatal {
+    fn invalid_text(&self, row: u64, col: usize, bytes: &[u8]) -> ReadError {
         let encoding = self.decode.map(|e| e.name()).unwrap_or("UTF-8");
         let column = self
             .headers
@@ -418,20 +392,13 @@ impl Reader {
             .find(|b| **b >= 0x80)
             .map(|b| format!(" (byte 0x{b:02X})"))
             .unwrap_or_default();
-        let place = if row == 0 {
-            "the header".to_string()
-        } else {
-            format!("row {row}")
-        };
-        let hint = if encoding == "UTF-8" {
-            "; the file is probably in another encoding: try --encoding windows-1252 (Excel on Windows writes it)"
-        } else {
-            "; check --encoding"
-        };
-        Fatal::usage(format!(
-            "{}, {place}, {column}: text that is not valid {encoding}{bad}{hint}",
-            self.name
-        ))
+        ReadError::InvalidText {
+            name: self.name.clone(),
+            place: place(row),
+            column,
+            encoding,
+            bad,
+        }
     }
 
     /// How far through the file reading is, in bytes: the end of the last
@@ -451,27 +418,55 @@ impl Reader {
     }
 }
 
-fn read_error(name: &str, row: u64, e: &csv::Error) -> Fatal {
+/// Where in the input: the header, or a row.
+fn place(row: u64) -> String {
+    if row == 0 {
+        "the header".to_string()
+    } else {
+        format!("row {row}")
+    }
+}
+
+fn read_error(name: &str, row: u64, e: csv::Error) -> ReadError {
     let place = if row == 0 {
         "the header".to_string()
     } else {
         format!("around row {row}")
     };
+    let name = name.to_string();
     match e.kind() {
         csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
-            Fatal::usage(format!("{name}, {place}: {io}; check --encoding"))
+            ReadError::Undecodable {
+                name,
+                place,
+                source: e,
+            }
         }
-        csv::ErrorKind::Io(io) => Fatal::usage(format!("cannot read {name} ({place}): {io}")),
-        _ => Fatal::usage(format!("{name}, {place}: {e}")),
+        csv::ErrorKind::Io(_) => ReadError::Io {
+            name,
+            place,
+            source: e,
+        },
+        _ => ReadError::Csv {
+            name,
+            place,
+            source: e,
+        },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{parse_delimiter, parse_encoding};
     use std::io::Write;
 
-    fn open(bytes: &[u8], name: &str, enc: &str, delim: &str) -> Result<Reader, Fatal> {
+    /// What the user reads for `e`.
+    fn message(e: ReadError) -> String {
+        crate::exit::Fatal::from(e).message
+    }
+
+    fn open(bytes: &[u8], name: &str, enc: &str, delim: &str) -> Result<Reader, ReadError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(name);
         std::fs::write(&path, bytes).unwrap();
@@ -479,7 +474,7 @@ mod tests {
             encoding: parse_encoding(enc).unwrap(),
             delimiter: parse_delimiter(delim).unwrap(),
         };
-        let r = Reader::open(&InputSource::File(path), &opts);
+        let r = Reader::open(&Origin::File(path), &opts);
         drop(dir); // the reader holds the file open
         r
     }
@@ -524,14 +519,10 @@ mod tests {
         let data = b"Name,City\nA,B\nRen\xe9e,X\n";
         let mut r = open(data, "a.csv", "utf-8", ",").unwrap();
         assert!(r.next_record().unwrap().is_some());
-        let e = r.next_record().unwrap_err();
-        assert!(e.message.contains("row 2"), "{}", e.message);
-        assert!(e.message.contains("column \"Name\""), "{}", e.message);
-        assert!(
-            e.message.contains("--encoding windows-1252"),
-            "{}",
-            e.message
-        );
+        let e = message(r.next_record().unwrap_err());
+        assert!(e.contains("row 2"), "{}", e);
+        assert!(e.contains("column \"Name\""), "{}", e);
+        assert!(e.contains("--encoding windows-1252"), "{}", e);
     }
 
     #[test]
@@ -590,14 +581,14 @@ mod tests {
         }
         bad.extend_from_slice(&0xD800u16.to_le_bytes());
         bad.extend_from_slice(&(b'x' as u16).to_le_bytes());
-        let e = match open(&bad, "a.csv", "utf-16le", ",") {
+        let e = message(match open(&bad, "a.csv", "utf-16le", ",") {
             Err(e) => e,
             Ok(mut r) => r.next_record().unwrap_err(),
-        };
+        });
         assert!(
-            e.message.contains("not valid UTF-16LE") && e.message.contains("--encoding"),
+            e.contains("not valid UTF-16LE") && e.contains("--encoding"),
             "{}",
-            e.message
+            e
         );
     }
 
@@ -610,7 +601,7 @@ mod tests {
         assert_eq!(parse_delimiter("tab").unwrap(), b'\t');
         assert!(parse_delimiter(";;").is_err());
         let dir = tempfile::tempdir().unwrap();
-        let missing = InputSource::File(dir.path().join("nope.csv"));
+        let missing = Origin::File(dir.path().join("nope.csv"));
         let opts = ReadOptions {
             encoding: encoding_rs::UTF_8,
             delimiter: b',',
@@ -618,12 +609,12 @@ mod tests {
         assert!(Reader::open(&missing, &opts)
             .err()
             .unwrap()
-            .message
+            .to_string()
             .contains("nope.csv"));
         assert!(open(b"", "e.csv", "utf-8", ",")
             .err()
             .unwrap()
-            .message
+            .to_string()
             .contains("empty"));
     }
 
@@ -640,7 +631,7 @@ mod tests {
             encoding: encoding_rs::UTF_8,
             delimiter: b',',
         };
-        let mut r = Reader::open_with_header(&InputSource::File(path), &opts, false).unwrap();
+        let mut r = Reader::open_with_header(&Origin::File(path), &opts, false).unwrap();
         assert_eq!(r.headers(), ["#1", "#2", "#3"]);
         assert_eq!(
             all(&mut r),

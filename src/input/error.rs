@@ -1,0 +1,61 @@
+//! What can go wrong reading an input: where (the input, the row, the
+//! column) and what, with the underlying error kept as the source. Which
+//! option fixes it is said where the error becomes a command's exit.
+
+use std::path::PathBuf;
+
+/// What can go wrong reading an input.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot open the input {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{name} is empty: it has no header line")]
+    Empty { name: String },
+    #[error("{name}: the header line is empty")]
+    EmptyHeader { name: String },
+    /// Text that is not valid in the input's encoding.
+    #[error("{name}, {place}, {column}: text that is not valid {encoding}{bad}")]
+    InvalidText {
+        name: String,
+        place: String,
+        column: String,
+        encoding: &'static str,
+        /// The first byte that is not ASCII, when there is one.
+        bad: String,
+    },
+    /// A stream the decoder refused (UTF-16).
+    #[error("{name}, {place}: {source}")]
+    Undecodable {
+        name: String,
+        place: String,
+        #[source]
+        source: csv::Error,
+    },
+    #[error("cannot read {name} ({place}): {source}")]
+    Io {
+        name: String,
+        place: String,
+        #[source]
+        source: csv::Error,
+    },
+    /// The CSV itself is malformed.
+    #[error("{name}, {place}: {source}")]
+    Csv {
+        name: String,
+        place: String,
+        #[source]
+        source: csv::Error,
+    },
+    /// `retry`'s input is not a results file.
+    #[error("{column} is not a results file of digidesk-upload: it has no {column:?} column (columns: {columns})")]
+    NotResults {
+        column: &'static str,
+        columns: String,
+    },
+    #[error("{name}, record {record}: digidesk_row is not a row number; is this a results file of digidesk-upload?")]
+    BadRowNumber { name: String, record: u64 },
+}

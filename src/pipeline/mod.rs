@@ -1,0 +1,271 @@
+//! The pipeline: a reader thread maps and validates rows, a dispatcher
+//! journals sendable rows (one sync per group) and hands each to a worker
+//! task, workers post with retries under a shared rate limit, and whoever
+//! decides a row (a worker, or the reader for invalid and skipped rows)
+//! writes its results line. A bounded channel and the concurrency permits
+//! connect them, so a slow server slows reading instead of filling memory.
+//!
+//! ```text
+//! reader ──sendable──▶ dispatcher ──spawn──▶ workers ──outcome──▶ results file
+//!    └──────────── invalid / skipped / unknown-on-resume ──────────────▲
+//! ```
+//!
+//! A row is in flight from its journal line (written and synced before its
+//! request leaves) until its outcome is written; its concurrency permit
+//! travels with it and is released once its results line is written, so at
+//! most `--concurrency` rows are ever in flight.
+
+mod dispatch;
+pub mod error;
+mod feed;
+pub mod pool;
+mod resume;
+mod stop;
+mod worker;
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::Semaphore;
+
+use crate::api::StopKind;
+use crate::client::Client;
+use crate::config::SendSettings;
+use crate::exit::Fatal;
+use crate::input::Rows;
+use crate::journal::{Journal, JournalError};
+use crate::mapping::Plan;
+use crate::results::{self, Counters, Status, Tally};
+
+use dispatch::Dispatcher;
+use feed::ReadEnd;
+use resume::Resume;
+use worker::Ctx;
+
+pub use error::RunError;
+pub use resume::fingerprint;
+pub use stop::Stop;
+pub use worker::{
+    backoff, BACKOFF_BASE, BACKOFF_CAP, BREAKER_FAILURES, BREAKER_WINDOW, DEFAULT_429_PAUSE,
+};
+
+/// One run of `send` or `retry`.
+pub struct Job {
+    /// `send` or `retry`, for the journal and messages.
+    pub command: String,
+    pub rows: Rows,
+    pub plan: Plan,
+    pub settings: SendSettings,
+    /// Identifies the run; `--resume` refuses a different one.
+    pub fingerprint: String,
+    /// Sync the journal to disk before each batch of requests (on except in the demo).
+    pub durable: bool,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// Every row was read and decided (or `--limit` was reached).
+    Completed,
+    /// Stopped part-way for a reason the user must fix.
+    Stopped(StopKind, String),
+    /// Reading the input failed part-way.
+    InputError(String),
+    /// Ctrl-C or SIGTERM.
+    Interrupted,
+}
+
+/// The facts of a finished run: what the summary table and its JSON twin show.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub ended: Ended,
+    /// Rows per status in the whole results file (a resumed run included).
+    pub counts: Vec<(Status, u64)>,
+    /// Rows decided by this invocation.
+    pub rows_this_run: u64,
+    /// Requests made by this invocation, retries included.
+    pub requests: u64,
+    pub elapsed: Duration,
+    pub tally: Tally,
+    pub results: PathBuf,
+    /// `--limit` was reached.
+    pub limited: bool,
+    /// Rows of the input not in the results file because the run stopped
+    /// (or reached `--limit`) before sending them; `--resume` sends them.
+    pub unsent: u64,
+    /// Rows that were in flight when a previous run died, now `unknown`.
+    pub resumed_unknown: u64,
+    /// The previous run had already completed; nothing was done.
+    pub already_complete: bool,
+}
+
+impl RunSummary {
+    pub fn count(&self, s: Status) -> u64 {
+        self.counts
+            .iter()
+            .find(|(st, _)| *st == s)
+            .map(|(_, n)| *n)
+            .unwrap_or(0)
+    }
+
+    /// Rows that are neither created nor skipped.
+    pub fn problems(&self) -> u64 {
+        self.counts
+            .iter()
+            .filter(|(s, _)| s.is_problem())
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// The reader hands sendable rows to the dispatcher in groups of at most
+/// this many (at once when the dispatcher has nothing queued).
+const HANDOFF_BATCH: usize = 16;
+
+/// A row ready to send.
+struct SendItem {
+    row: u64,
+    fields: csv::StringRecord,
+    body: Bytes,
+}
+
+/// Runs a job to its end, posting with `client`. `stop` lets the caller interrupt it.
+pub async fn run(
+    job: Job,
+    client: Client,
+    stop: Stop,
+    counters: Arc<Counters>,
+) -> Result<RunSummary, RunError> {
+    let started = Instant::now();
+    // Decide how to start: fresh, forced, or resumed.
+    let mut prepared = resume::prepare(&job, &counters)?;
+    prepared.journal.set_sync(job.durable);
+    if let Some(r) = prepared.resume.as_ref().filter(|r| r.done) {
+        return Ok(RunSummary::already_complete(&job, r, &counters, started));
+    }
+    let before = counters.total();
+    let resume = prepared.resume.map(|r| (r.decided, r.in_flight));
+    let files = (prepared.journal, prepared.writer);
+    let ctx = Ctx::new(client, &job.settings, &stop, files, &counters);
+
+    let (to_dispatch, inbox) = dispatch::channel(job.settings.concurrency);
+    let limit = job.settings.limit;
+    let reader = feed::start(job.rows, job.plan, resume, limit, to_dispatch, &ctx)?;
+    let semaphore = Arc::new(Semaphore::new(job.settings.concurrency));
+    let pool = ctx.pool.clone();
+    let sizer = pool::start(&ctx.pace, &semaphore, &pool);
+    let syncer = tokio::spawn(sync_results(ctx.writer.clone()));
+    let dispatcher = Dispatcher::start(inbox, &ctx)?;
+    let (undispatched, dispatch_error) = dispatcher.run(&ctx, &semaphore, &pool).await;
+
+    // Wait for every in-flight row: each permit comes back once its outcome is written.
+    for task in [sizer, syncer] {
+        task.abort();
+        let _ = task.await;
+    }
+    let _all = semaphore.acquire_many(pool.size() as u32).await;
+    let read = match reader.join() {
+        Ok(read) => read.map_err(|e| Fatal::from(e).message),
+        Err(_) => Err("the reader thread failed".to_string()),
+    };
+    let tally = ctx.writer.finish()?;
+    if let Some(e) = dispatch_error {
+        return Err(e);
+    }
+    let unsent = undispatched + ctx.abandoned.load(Ordering::Relaxed);
+    let (ended, limited, unsent) = ending(stop.reason(), read, unsent);
+    close_journal(&ctx.journal, &ended, limited)?;
+    Ok(RunSummary {
+        ended,
+        limited,
+        unsent,
+        resumed_unknown: ctx.resumed_unknown.load(Ordering::Relaxed),
+        tally,
+        rows_this_run: counters.total() - before,
+        requests: counters.requests.load(Ordering::Relaxed),
+        ..RunSummary::counted(&counters, job.settings.results, started)
+    })
+}
+
+impl RunSummary {
+    /// The counts of every status, the time taken and the results file; no
+    /// row or request of this invocation.
+    fn counted(counters: &Counters, results: PathBuf, started: Instant) -> RunSummary {
+        RunSummary {
+            ended: Ended::Completed,
+            counts: Status::ALL.iter().map(|s| (*s, counters.get(*s))).collect(),
+            rows_this_run: 0,
+            requests: 0,
+            elapsed: started.elapsed(),
+            tally: Tally::default(),
+            results,
+            limited: false,
+            unsent: 0,
+            resumed_unknown: 0,
+            already_complete: false,
+        }
+    }
+
+    /// A run whose previous invocation had already completed: nothing to do.
+    fn already_complete(
+        job: &Job,
+        r: &Resume,
+        counters: &Counters,
+        started: Instant,
+    ) -> RunSummary {
+        RunSummary {
+            tally: r.tally.clone(),
+            already_complete: true,
+            ..RunSummary::counted(counters, job.settings.results.clone(), started)
+        }
+    }
+}
+
+/// How the run ended, whether `--limit` was reached, and the rows left
+/// unsent (`unsent` so far: not dispatched, or abandoned by a stop).
+fn ending(
+    stopped: Option<Ended>,
+    read: Result<ReadEnd, String>,
+    mut unsent: u64,
+) -> (Ended, bool, u64) {
+    let mut limited = false;
+    let end = match (stopped, read) {
+        (Some(reason), read) => {
+            unsent += read.map(|r| r.unsent).unwrap_or(0);
+            reason
+        }
+        (None, Err(message)) => Ended::InputError(message),
+        (None, Ok(read_end)) => {
+            limited = read_end.limited;
+            unsent += read_end.unsent;
+            Ended::Completed
+        }
+    };
+    (end, limited, unsent)
+}
+
+/// A run that completed marks its journal done; any other leaves it for `--resume`.
+fn close_journal(journal: &Mutex<Journal>, end: &Ended, limited: bool) -> Result<(), JournalError> {
+    let mut j = journal.lock().unwrap_or_else(|p| p.into_inner());
+    if *end == Ended::Completed && !limited {
+        j.done()
+    } else {
+        j.commit()
+    }
+}
+
+/// Syncs the results file to disk once a second, on a blocking thread: a
+/// slow disk never holds up requests. (Every line is handed to the
+/// operating system as it is written; the end of the run syncs the rest.)
+async fn sync_results(writer: Arc<results::Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let writer = writer.clone();
+        let _ = tokio::task::spawn_blocking(move || writer.sync()).await;
+    }
+}
