@@ -112,6 +112,9 @@ pub struct Mapping {
     only: Option<SkipRule>,
     /// `[dedupe]`.
     dedupe: Dedupe,
+    /// The line of each place that names columns (`[fields] customer_contact`),
+    /// for errors found once the header is known.
+    lines: BTreeMap<String, usize>,
     /// `[extra]`: custom top-level parameters, by name.
     extra: Vec<(String, ValueSpec<String>)>,
 }

@@ -124,6 +124,7 @@ impl Plan {
         let mut problems = Vec::new();
         let used = mapping.columns_used();
         for (col, place) in &used {
+            let before = problems.len();
             if is_result_column(col) {
                 problems.push(format!(
                     "{place} names {col:?}, a column that digidesk-upload writes; results columns are never mapped"
@@ -153,6 +154,11 @@ impl Plan {
                         refs.join(", "),
                         refs.join(" or ")
                     ));
+                }
+            }
+            if problems.len() > before {
+                if let (Some(last), Some(line)) = (problems.last_mut(), mapping.lines.get(place)) {
+                    last.push_str(&format!(" (mapping line {line})"));
                 }
             }
         }

@@ -26,6 +26,8 @@ const CONDITION_FORMS: &str = "{ column = \"...\", equals = [\"...\"] }, { colum
 struct Check<'a> {
     text: &'a str,
     origin: &'a str,
+    /// The line of each place that names columns.
+    lines: std::cell::RefCell<BTreeMap<String, usize>>,
 }
 
 impl Check<'_> {
@@ -35,6 +37,15 @@ impl Check<'_> {
             span.map(|s| Position::of(self.text, s.start)),
             message,
         )
+    }
+
+    /// Notes where `place` is, for errors found against the header.
+    fn place(&self, place: &str, span: Range<usize>) {
+        let line = Position::of(self.text, span.start).line;
+        self.lines
+            .borrow_mut()
+            .entry(place.to_string())
+            .or_insert(line);
     }
 
     fn err<T>(&self, span: Option<Range<usize>>, message: String) -> Result<T, MappingError> {
@@ -288,6 +299,7 @@ impl Check<'_> {
                 }
             }
             let name = key.as_ref().clone();
+            self.place(&format!("[fields] {name}"), key.span());
             let spec = self.value(value, &format!("[fields] {name}"))?;
             fields.insert(name, spec);
         }
@@ -310,6 +322,7 @@ impl Check<'_> {
                     "[extra] {key_text}: {key_text} is a DigiDesk field; map it in [fields] (or [misc_data]) instead"
                 ));
             }
+            self.place(&format!("[extra] {key_text}"), key.span());
             extra.push((
                 key_text.clone(),
                 self.value(value, &format!("[extra] {key_text}"))?,
@@ -355,6 +368,7 @@ impl Check<'_> {
                     ),
                 )
             })?;
+            self.place("[dedupe] key", key.span());
             dedupe.key = Some(parts);
         }
         if let Some(within) = &raw.contact_within {
@@ -383,7 +397,11 @@ fn quoted(list: &[String]) -> String {
 
 /// Checks the file's content and builds the mapping.
 pub(super) fn check(raw: RawMapping, text: &str, origin: &str) -> Result<Mapping, MappingError> {
-    let c = Check { text, origin };
+    let c = Check {
+        text,
+        origin,
+        lines: Default::default(),
+    };
     let input = c.input(&raw.input)?;
     let fields = c.fields(&raw.fields)?;
 
@@ -411,6 +429,9 @@ pub(super) fn check(raw: RawMapping, text: &str, origin: &str) -> Result<Mapping
 
     let misc = &raw.misc_data;
     let misc_columns: Vec<String> = misc.columns.iter().map(|c| c.as_ref().clone()).collect();
+    if let Some(first) = misc.columns.first() {
+        c.place("[misc_data] columns", first.span());
+    }
     let mut misc_rename = BTreeMap::new();
     for (col, to) in &misc.rename {
         if !misc.unmapped && !misc_columns.contains(col.as_ref()) {
@@ -432,6 +453,7 @@ pub(super) fn check(raw: RawMapping, text: &str, origin: &str) -> Result<Mapping
                 "[misc_data.fields] {key_text:?}: misc_data already has this key from [misc_data] columns; give one of them another name (rename)"
             ));
         }
+        c.place(&format!("[misc_data.fields] {key_text:?}"), key.span());
         misc_fields.push((
             key_text.clone(),
             c.value(value, &format!("[misc_data.fields] {key_text:?}"))?,
@@ -441,6 +463,7 @@ pub(super) fn check(raw: RawMapping, text: &str, origin: &str) -> Result<Mapping
     let mut skip = Vec::new();
     for (i, rule) in raw.skip.rules.iter().enumerate() {
         let place = format!("[skip] rule {}", i + 1);
+        c.place(&place, rule.span());
         let condition = c.condition(rule, &place)?;
         // A plain `equals` rule keeps its short reason, with the cell's value.
         let reason = match &condition {
@@ -451,6 +474,7 @@ pub(super) fn check(raw: RawMapping, text: &str, origin: &str) -> Result<Mapping
     }
     let only = match &raw.skip.only {
         Some(only) => {
+            c.place("[skip] only", only.span());
             let condition = c.condition(only, "[skip] only")?;
             let reason = format!(
                 "skipped by [skip] only: {} does not hold",
@@ -481,5 +505,6 @@ pub(super) fn check(raw: RawMapping, text: &str, origin: &str) -> Result<Mapping
         only,
         dedupe,
         extra,
+        lines: c.lines.into_inner(),
     })
 }

@@ -316,10 +316,17 @@ fn hash_n_reaches_a_column_by_position_even_when_names_repeat() {
 fn a_condition_on_a_missing_column_stops_before_anything_is_sent() {
     let e = plan_for(SKIPS, &CALLS[..9]).unwrap_err().to_string();
     assert!(
-        e.contains("[skip] only uses column \"Status\", which in.csv does not have"),
+        e.contains(
+            "[skip] only uses column \"Status\", which in.csv does not have; did you mean \"Start\"? (mapping line 14)"
+        ),
         "{e}"
     );
-    assert!(e.contains("[skip] rule 1 uses column \"Status\""), "{e}");
+    assert!(
+        e.contains(
+            "[skip] rule 1 uses column \"Status\", which in.csv does not have; did you mean \"Start\"? (mapping line 7)"
+        ),
+        "{e}"
+    );
     let e = plan_for(BY_DIRECTION, &["From Number", "To Number"])
         .unwrap_err()
         .to_string();
