@@ -67,7 +67,7 @@ pub enum Command {
     Check(CheckArgs),
 
     /// Resend the rows of a results file whose status is `failed` (or those named by --only).
-    #[command(after_help = RETRY_EXAMPLES)]
+    #[command(after_help = RETRY_EXAMPLES, mut_arg("results", |a| a.help(RETRY_RESULTS_HELP)))]
     Retry(RetryArgs),
 
     /// Run a local DigiDesk Post API that follows the spec, with injectable faults.
@@ -75,9 +75,7 @@ pub enum Command {
     Sandbox(SandboxArgs),
 
     /// Print shell completions for bash, zsh or fish.
-    #[command(
-        after_help = "Example:\n  digidesk-upload completions bash > /etc/bash_completion.d/digidesk-upload"
-    )]
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
     Completions {
         /// The shell to generate completions for.
         #[arg(value_enum)]
@@ -91,30 +89,50 @@ pub enum Command {
     Demo(DemoArgs),
 }
 
+// Each example line fits in 80 columns, so that help never wraps one
+// mid-command; a longer command goes on with a trailing `\`.
 const SEND_EXAMPLES: &str = "\
 Examples:
-  export DIGIDESK_USERNAME=acme DIGIDESK_PASSWORD=...   # or --credentials FILE
+  export DIGIDESK_USERNAME=acme DIGIDESK_PASSWORD=...
+  # or --credentials FILE, a file of `username=` and `password=` lines
   digidesk-upload check calls.csv --mapping calls.toml
-  digidesk-upload send calls.csv --mapping calls.toml --limit 10 --results canary.csv
-  digidesk-upload send calls.csv --mapping calls.toml --rate 20
+  digidesk-upload send calls.csv --mapping calls.toml --limit 10
   digidesk-upload send calls.csv --mapping calls.toml --rate 20 --resume
-  gunzip -c calls.csv.gz | digidesk-upload send - --mapping calls.toml --results out.csv";
+  gunzip -c calls.csv.gz | digidesk-upload send - --mapping calls.toml \\
+      --results calls.results.csv";
 
 const CHECK_EXAMPLES: &str = "\
 Examples:
   digidesk-upload check calls.csv --mapping calls.toml
-  digidesk-upload check export.csv --mapping calls.toml --delimiter ';' --encoding windows-1252 --show 3";
+  digidesk-upload check export.csv --mapping calls.toml --show 3 \\
+      --delimiter ';' --encoding windows-1252";
+
+const RETRY_RESULTS_HELP: &str =
+    "Where results go [default: RESULTS with `.retry.csv` in place of \
+`.csv`: calls.results.csv gives calls.results.retry.csv]";
 
 const RETRY_EXAMPLES: &str = "\
 Examples:
   digidesk-upload retry calls.results.csv --mapping calls.toml
-  digidesk-upload retry calls.results.csv --mapping calls.toml --only failed,unknown --results again.csv";
+  # resends the failed rows; their results go to calls.results.retry.csv
+  digidesk-upload retry calls.results.csv --mapping calls.toml \\
+      --only failed,unknown --results again.csv";
 
 const SANDBOX_EXAMPLES: &str = "\
 Examples:
   digidesk-upload sandbox
   digidesk-upload sandbox --listen 127.0.0.1:0 --tls --cert-out sandbox.pem
-  digidesk-upload sandbox --latency-ms 200 --jitter-ms 100 --rate-limit 50 --error-rate 0.05 --seed 7";
+  digidesk-upload sandbox --latency-ms 200 --jitter-ms 100 --rate-limit 50 \\
+      --error-rate 0.05 --seed 7";
+
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  # (the Debian package installs them for all three shells)
+  digidesk-upload completions bash \\
+      > ~/.local/share/bash-completion/completions/digidesk-upload
+  digidesk-upload completions zsh > ~/.zfunc/_digidesk-upload
+  digidesk-upload completions fish \\
+      > ~/.config/fish/completions/digidesk-upload.fish";
 
 /// Where rows come from and how they are read.
 #[derive(Debug, Args, Clone)]

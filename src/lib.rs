@@ -30,11 +30,12 @@
 //! [`cmd`] (one module per command; `cmd::job` runs a job of `send`, `retry` or
 //! `demo` with progress and signals, and prints its summary), [`sandbox`] (a local DigiDesk), [`spec`]
 //! (the API's names and limits), [`exit`] (exit codes, and how each stage's
-//! error becomes one), [`logging`],
+//! error becomes one), [`assets`] (man pages and completions), [`logging`],
 //! [`signals`] (Ctrl-C and SIGTERM) and [`output`] (stdout that survives a
 //! closed pipe).
 
 pub mod api;
+pub mod assets;
 pub mod cli;
 pub mod client;
 pub mod cmd;

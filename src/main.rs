@@ -4,9 +4,9 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 use digidesk_upload::cli::{Cli, Command, LogArgs};
-use digidesk_upload::{cmd, logging, Exit, Fatal};
+use digidesk_upload::{assets, cmd, logging, Exit, Fatal};
 
 /// Threads for the network side: one core is left to the reader (CSV,
 /// mapping, validation) and the journal, up to four. On two cores that is
@@ -51,8 +51,7 @@ fn run_async(command: Command, log: LogArgs) -> Result<Exit, Fatal> {
             Command::Sandbox(args) => cmd::sandbox::run(args).await,
             Command::Demo(args) => cmd::demo::run(args, &log).await,
             Command::Completions { shell } => {
-                let mut script = Vec::new();
-                clap_complete::generate(shell, &mut Cli::command(), "digidesk-upload", &mut script);
+                let script = assets::completion_script(shell);
                 digidesk_upload::output::print(&String::from_utf8_lossy(&script));
                 Ok(Exit::Success)
             }

@@ -9,6 +9,7 @@ mod interrupt;
 mod logs;
 mod mappings;
 mod memory;
+mod operator;
 mod readme;
 mod ready_mappings;
 mod resume;
