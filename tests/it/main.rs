@@ -15,6 +15,7 @@ mod mappings;
 mod memory;
 mod operator;
 mod readme;
+mod ready_mappings;
 mod resume;
 mod retry;
 mod sandbox;
