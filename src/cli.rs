@@ -82,6 +82,13 @@ pub enum Command {
         shell: clap_complete::Shell,
     },
 
+    /// Look after the ledger of surveys sent: import past results, count, forget, check an export.
+    #[command(after_help = LEDGER_EXAMPLES)]
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+
     /// No set-up: start the sandbox in-process and send the built-in demo export through it.
     #[command(
         after_help = "Example:\n  digidesk-upload demo\n  digidesk-upload demo --dir ./demo-run"
@@ -121,6 +128,13 @@ Examples:
   digidesk-upload retry calls.results.csv --mapping calls.toml \\
       --from calls-fixed.csv --only invalid";
 
+const LEDGER_EXAMPLES: &str = "\
+Examples:
+  digidesk-upload ledger import old/*.results.csv --mapping calls.toml
+  digidesk-upload ledger check tonight.csv --mapping calls.toml
+  digidesk-upload ledger stats
+  digidesk-upload ledger forget --before 2025-01-01";
+
 const SANDBOX_EXAMPLES: &str = "\
 Examples:
   digidesk-upload sandbox
@@ -148,12 +162,12 @@ pub struct InputArgs {
     pub mapping: PathBuf,
 
     /// Input encoding (`utf-8`, `windows-1252`, `iso-8859-1`, ...); overrides the mapping's
-    /// `[input] encoding`. A UTF-8 BOM is always stripped [default: utf-8].
+    /// `[input] encoding`. A byte-order mark (UTF-8, UTF-16LE/BE) always wins [default: utf-8].
     #[arg(long, value_name = "NAME")]
     pub encoding: Option<String>,
 
     /// Input delimiter, one character (`;` is common in European exports; `tab` for tabs);
-    /// overrides the mapping's `[input] delimiter` [default: ,].
+    /// overrides the mapping's `[input] delimiter`. Excel's `sep=` first line wins [default: ,].
     #[arg(long, value_name = "C")]
     pub delimiter: Option<String>,
 }
@@ -223,6 +237,23 @@ pub struct SendOptions {
     /// Seconds between progress log lines when stderr is not a terminal (cron, pipes).
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub progress_every: f64,
+
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+}
+
+/// Which ledger of surveys sent a run uses.
+#[derive(Debug, Args, Clone, Default)]
+pub struct LedgerArgs {
+    /// The ledger of every survey sent, shared by all runs
+    /// [default: $XDG_STATE_HOME/digidesk-upload/ledger.sqlite3, else ~/.local/state/digidesk-upload/ledger.sqlite3].
+    #[arg(long, value_name = "FILE", env = "DIGIDESK_LEDGER")]
+    pub ledger: Option<PathBuf>,
+
+    /// Run without the ledger: surveys sent earlier are not looked up, and
+    /// this run's are not recorded (wins over --ledger and DIGIDESK_LEDGER).
+    #[arg(long)]
+    pub no_ledger: bool,
 }
 
 /// How the results file is written.
@@ -294,6 +325,92 @@ pub struct RetryArgs {
 
     #[command(flatten)]
     pub send: SendOptions,
+}
+
+/// The `ledger` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Record the `created` and `unknown` rows of existing results files, so
+    /// that they are never sent again.
+    Import(LedgerImportArgs),
+
+    /// Count what the ledger holds, per endpoint and username.
+    Stats(LedgerFile),
+
+    /// Forget every survey sent before a date (retention).
+    Forget(LedgerForgetArgs),
+
+    /// Count the rows of an export a send would skip as `duplicate`; no network.
+    Check(LedgerCheckArgs),
+}
+
+/// Which ledger a `ledger` subcommand works on.
+#[derive(Debug, Args, Clone)]
+pub struct LedgerFile {
+    /// The ledger file
+    /// [default: $XDG_STATE_HOME/digidesk-upload/ledger.sqlite3, else ~/.local/state/digidesk-upload/ledger.sqlite3].
+    #[arg(long, value_name = "FILE", env = "DIGIDESK_LEDGER")]
+    pub ledger: Option<PathBuf>,
+}
+
+/// Whose surveys: the ledger keeps them per endpoint and username, as `send` does.
+#[derive(Debug, Args, Clone)]
+pub struct LedgerScopeArgs {
+    /// The API endpoint the surveys went to [default: the spec's Resource URL].
+    #[arg(long, value_name = "URL", env = "DIGIDESK_ENDPOINT")]
+    pub endpoint: Option<String>,
+
+    /// A credentials file (`username=...`) [default: DIGIDESK_USERNAME; the password is not needed].
+    #[arg(long, value_name = "FILE", env = "DIGIDESK_CREDENTIALS_FILE")]
+    pub credentials: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LedgerImportArgs {
+    /// Results files written by `send` or `retry`.
+    #[arg(required = true, value_name = "RESULTS")]
+    pub results: Vec<PathBuf>,
+
+    /// The mapping file the rows were sent with: it gives each row's survey key.
+    #[arg(long, value_name = "FILE")]
+    pub mapping: PathBuf,
+
+    /// Delimiter of the results files.
+    #[arg(long, value_name = "C", default_value = ",")]
+    pub delimiter: String,
+
+    #[command(flatten)]
+    pub scope: LedgerScopeArgs,
+
+    #[command(flatten)]
+    pub file: LedgerFile,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LedgerForgetArgs {
+    /// Forget surveys sent before this: a date (`2025-01-01`, midnight UTC),
+    /// a time (`2025-01-01T12:00:00Z`), or an age (`90days`, `1year`).
+    #[arg(long, value_name = "DATE")]
+    pub before: String,
+
+    #[command(flatten)]
+    pub file: LedgerFile,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LedgerCheckArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// How many duplicate rows to list with their reason.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub examples: usize,
+
+    #[command(flatten)]
+    pub scope: LedgerScopeArgs,
+
+    #[command(flatten)]
+    pub file: LedgerFile,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -50,6 +50,14 @@ impl Fatal {
     }
 }
 
+impl From<crate::ledger::LedgerError> for Fatal {
+    /// A ledger that cannot be used stops the command before anything is
+    /// sent: exit 2. (Once requests have left, a caller reports a ledger
+    /// failure with [`Fatal::stopped`] instead.)
+    fn from(e: crate::ledger::LedgerError) -> Self {
+        Fatal::usage(e.to_string())
+    }
+}
 /// A transport that cannot be set up is a usage error: nothing was sent.
 impl From<crate::transport::TransportError> for Fatal {
     fn from(e: crate::transport::TransportError) -> Self {
@@ -66,7 +74,8 @@ impl From<crate::input::error::ReadError> for Fatal {
             ReadError::InvalidText { encoding, .. } if *encoding == "UTF-8" => {
                 "; the file is probably in another encoding: try --encoding windows-1252 (Excel on Windows writes it)"
             }
-            ReadError::InvalidText { .. } | ReadError::Undecodable { .. } => "; check --encoding",
+            ReadError::InvalidText { .. } => "; check --encoding",
+            ReadError::Utf16WithoutBom { .. } => "; try --encoding utf-16le (or utf-16be)",
             _ => "",
         };
         Fatal::usage(format!("{e}{hint}"))
@@ -98,6 +107,9 @@ impl From<crate::results::ResultsError> for Fatal {
         use crate::results::ResultsError;
         match &e {
             ResultsError::Io { .. } | ResultsError::Write { .. } => Fatal::stopped(e.to_string()),
+            ResultsError::Damaged { .. } => Fatal::usage(format!(
+                "{e}. It cannot be resumed safely: restore it from a copy, or correct that line by hand (never delete a line with a digidesk_id: it is the only record of that survey), then --resume again"
+            )),
             ResultsError::OtherColumns { .. } => Fatal::usage(format!(
                 "{e}; use another --results file, or --force to replace it"
             )),
@@ -120,6 +132,13 @@ impl From<crate::pipeline::error::RunError> for Fatal {
             RunError::OtherRun { .. } => Fatal::usage(format!(
                 "{e}. Resume with the same arguments, or choose another --results file (or --force to replace it)"
             )),
+            RunError::OtherEndpoint { .. } => Fatal::usage(format!(
+                "{e}. Resume with the endpoint it sent to, or choose another --results file"
+            )),
+            RunError::NoResults { .. } => Fatal::usage(format!(
+                "{e}. Restore the results file if you can; otherwise check DigiDesk, then use another --results file (or --force, which sends every row again)"
+            )),
+            RunError::Locked(_) => Fatal::usage(e.to_string()),
             RunError::StartJournal(e) => Fatal::usage(Fatal::from(e).message),
             RunError::StartResults(e) => Fatal::usage(Fatal::from(e).message),
             RunError::Journal(e) => Fatal::from(e),

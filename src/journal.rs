@@ -4,7 +4,8 @@
 //!
 //! Format: a first line of JSON naming the run (a fingerprint of the input,
 //! mapping and selection), then one short line per event:
-//! - `s ROW`: the request for ROW is about to be sent;
+//! - `s ROW HASH`: the request for ROW, whose content has the fingerprint
+//!   HASH (16 hex digits), is about to be sent;
 //! - `n ROW`: ROW's request was not created and may be sent again (a 401 that
 //!   stopped the run, an interrupt before sending);
 //! - `d`: the run completed.
@@ -14,6 +15,7 @@
 //! sends it again. A torn last line (power loss mid-write) is ignored: its
 //! row's request had not been sent, because sending waits for the sync.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -39,69 +41,28 @@ pub struct Header {
     pub fingerprint: String,
     /// The command that started the run, for messages.
     pub command: String,
+    /// Where the run sends: `--resume` continues only to the same endpoint.
+    #[serde(default)]
+    pub endpoint: Option<String>,
 }
 
-/// A set of row numbers, as a bitmap: a million rows cost 125 KB.
-#[derive(Debug, Clone, Default)]
-pub struct RowSet {
-    words: Vec<u64>,
-    len: u64,
-}
+/// The journal format this version writes.
+pub const VERSION: u32 = 2;
 
-impl RowSet {
-    pub fn insert(&mut self, row: u64) -> bool {
-        let (w, b) = ((row / 64) as usize, row % 64);
-        if w >= self.words.len() {
-            self.words.resize(w + 1, 0);
-        }
-        let fresh = self.words[w] & (1 << b) == 0;
-        self.words[w] |= 1 << b;
-        self.len += u64::from(fresh);
-        fresh
-    }
+/// The largest row number a journal or results file may name: far more rows
+/// than any export holds. A larger one is damage, refused with its line.
+pub const MAX_ROW: u64 = 1 << 32;
 
-    pub fn remove(&mut self, row: u64) {
-        let (w, b) = ((row / 64) as usize, row % 64);
-        if let Some(word) = self.words.get_mut(w) {
-            if *word & (1 << b) != 0 {
-                *word &= !(1 << b);
-                self.len -= 1;
-            }
-        }
-    }
-
-    pub fn contains(&self, row: u64) -> bool {
-        let (w, b) = ((row / 64) as usize, row % 64);
-        self.words.get(w).is_some_and(|word| word & (1 << b) != 0)
-    }
-
-    /// The rows in `self` and not in `other`.
-    pub fn minus(&self, other: &RowSet) -> RowSet {
-        let words: Vec<u64> = self
-            .words
-            .iter()
-            .enumerate()
-            .map(|(i, w)| w & !other.words.get(i).copied().unwrap_or(0))
-            .collect();
-        let len = words.iter().map(|w| u64::from(w.count_ones())).sum();
-        RowSet { words, len }
-    }
-
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
+/// Rows journaled as sending, each with the fingerprint of its content
+/// (see [`crate::results::row_hash`]; `None` when the line carried none).
+pub type SentRows = HashMap<u64, Option<u64>>;
 
 /// What an existing journal says.
 #[derive(Debug, Clone)]
 pub struct State {
     pub header: Header,
     /// Rows with an `s` line and no later `n` line.
-    pub sent: RowSet,
+    pub sent: SentRows,
     /// The run completed.
     pub done: bool,
 }
@@ -159,9 +120,10 @@ impl Journal {
         self.sync = sync;
     }
 
-    /// Buffers "about to send ROW"; [`commit`](Self::commit) before sending.
-    pub fn sending(&mut self, row: u64) -> Result<(), JournalError> {
-        self.write_line(&format!("s {row}"))
+    /// Buffers "about to send ROW, whose content has fingerprint HASH";
+    /// [`commit`](Self::commit) before sending.
+    pub fn sending(&mut self, row: u64, hash: u64) -> Result<(), JournalError> {
+        self.write_line(&format!("s {row} {hash:016x}"))
     }
 
     /// Buffers "ROW was not created; it may be sent again".
@@ -209,7 +171,7 @@ pub fn read(path: &Path) -> Result<(State, u64), JournalError> {
     let mut line = Vec::new();
     let mut good_len = 0u64;
     let mut header: Option<Header> = None;
-    let mut sent = RowSet::default();
+    let mut sent = SentRows::new();
     let mut done = false;
     let mut line_no = 0u64;
     loop {
@@ -234,13 +196,27 @@ pub fn read(path: &Path) -> Result<(State, u64), JournalError> {
             );
         } else if text == "d" {
             done = true;
-        } else if let Some((kind, row)) = text.split_once(' ') {
-            let row: u64 = row.parse().map_err(|_| corrupt(path, line_no))?;
-            match kind {
-                "s" => {
-                    sent.insert(row);
+        } else if let Some((kind, rest)) = text.split_once(' ') {
+            let (row, hash) = match rest.split_once(' ') {
+                Some((row, hash)) => (row, Some(hash)),
+                None => (rest, None),
+            };
+            let row = row
+                .parse::<u64>()
+                .ok()
+                .filter(|r| (1..=MAX_ROW).contains(r))
+                .ok_or_else(|| corrupt(path, line_no))?;
+            let hash = match hash {
+                Some(h) => Some(u64::from_str_radix(h, 16).map_err(|_| corrupt(path, line_no))?),
+                None => None,
+            };
+            match (kind, hash) {
+                ("s", hash) => {
+                    sent.insert(row, hash);
                 }
-                "n" => sent.remove(row),
+                ("n", None) => {
+                    sent.remove(&row);
+                }
                 _ => return Err(corrupt(path, line_no)),
             }
         } else {
@@ -294,23 +270,30 @@ mod tests {
 
     fn header() -> Header {
         Header {
-            digidesk_upload_journal: 1,
+            digidesk_upload_journal: VERSION,
             fingerprint: "f".into(),
             command: "send".into(),
+            endpoint: Some("https://example.com/api/survey_requests/".into()),
         }
     }
 
     #[test]
-    fn rowset_counts_and_removes() {
-        let mut s = RowSet::default();
-        assert!(s.insert(1));
-        assert!(!s.insert(1));
-        assert!(s.insert(1_000_000));
-        assert_eq!(s.len(), 2);
-        s.remove(1);
-        assert!(!s.contains(1));
-        assert!(s.contains(1_000_000));
-        assert_eq!(s.len(), 1);
+    fn absurd_row_numbers_are_refused_with_their_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.csv.journal");
+        drop(Journal::create(&p, &header()).unwrap());
+        let head = std::fs::read_to_string(&p).unwrap();
+        for bad in [
+            "s 18446744073709551615",
+            "s 68719476736 00",
+            "s 0",
+            "s 3 zz",
+            "n 3 00",
+        ] {
+            std::fs::write(&p, format!("{head}s 1 0a\n{bad}\n")).unwrap();
+            let e = read(&p).unwrap_err();
+            assert!(e.to_string().contains("line 3"), "{bad}: {e}");
+        }
     }
 
     #[test]
@@ -319,13 +302,15 @@ mod tests {
         let p = dir.path().join("r.csv.journal");
         let mut j = Journal::create(&p, &header()).unwrap();
         for r in [1, 2, 3] {
-            j.sending(r).unwrap();
+            j.sending(r, r * 16).unwrap();
         }
         j.not_sent(2).unwrap();
         j.commit().unwrap();
         drop(j);
         let (state, _) = read(&p).unwrap();
-        assert!(state.sent.contains(1) && !state.sent.contains(2) && state.sent.contains(3));
+        assert_eq!(state.sent.get(&1), Some(&Some(16)));
+        assert!(!state.sent.contains_key(&2));
+        assert_eq!(state.sent.get(&3), Some(&Some(48)));
         assert!(!state.done);
         assert_eq!(state.header, header());
     }
@@ -335,19 +320,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("r.csv.journal");
         let mut j = Journal::create(&p, &header()).unwrap();
-        j.sending(7).unwrap();
+        j.sending(7, 1).unwrap();
         j.commit().unwrap();
         drop(j);
         let mut f = OpenOptions::new().append(true).open(&p).unwrap();
         f.write_all(b"s 12").unwrap();
         drop(f);
         let (mut j, state) = Journal::resume(&p).unwrap();
-        assert!(state.sent.contains(7));
-        assert!(!state.sent.contains(12) && !state.sent.contains(1));
-        j.sending(8).unwrap();
+        assert!(state.sent.contains_key(&7));
+        assert!(!state.sent.contains_key(&12) && !state.sent.contains_key(&1));
+        j.sending(8, 2).unwrap();
         j.done().unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
-        assert!(text.ends_with("s 7\ns 8\nd\n"), "{text}");
+        assert!(
+            text.ends_with("s 7 0000000000000001\ns 8 0000000000000002\nd\n"),
+            "{text}"
+        );
     }
 
     #[test]

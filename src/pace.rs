@@ -69,6 +69,14 @@ impl Pace {
 
     /// Waits until a request may start.
     pub async fn ready(&self) {
+        if let Some(slot) = self.reserve().await {
+            tokio::time::sleep_until(slot).await;
+        }
+    }
+
+    /// Waits out a pause, then reserves the next slot and returns when it
+    /// is (`None`: no limit, now). The caller must not start before it.
+    pub async fn reserve(&self) -> Option<Instant> {
         loop {
             let until = self.lock().paused_until;
             match until {
@@ -94,9 +102,7 @@ impl Pace {
                 }
             }
         };
-        if let Some(slot) = slot {
-            tokio::time::sleep_until(slot).await;
-        }
+        slot
     }
 
     /// The server said 429: nobody starts before `retry_after`, and the rate

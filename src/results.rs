@@ -16,8 +16,6 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::journal::RowSet;
-
 /// The columns added after the input's own, in order.
 pub const COLUMNS: [&str; 6] = [
     "digidesk_row",
@@ -263,14 +261,26 @@ impl Writer {
         Ok(w)
     }
 
-    /// Appends to a results file whose intact length is `good_len`.
+    /// Appends to a results file whose intact length is `good_len`; a torn
+    /// or missing header is written again first.
     pub fn append(
         path: &Path,
         good_len: u64,
-        width: usize,
+        state: HeaderState,
+        header: &[String],
         format: Format,
         counters: Arc<Counters>,
     ) -> Result<Writer, ResultsError> {
+        if state == HeaderState::Missing {
+            put_back_header(path, good_len, header, format)?;
+            let mut file = OpenOptions::new()
+                .append(true)
+                .open(path)
+                .map_err(|e| io_error("open the results file", path, e))?;
+            file.seek(std::io::SeekFrom::End(0))
+                .map_err(|e| io_error("open the results file", path, e))?;
+            return Ok(Writer::over(file, path, header.len(), format, counters));
+        }
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -280,7 +290,19 @@ impl Writer {
             .map_err(|e| io_error("repair the results file", path, e))?;
         file.seek(std::io::SeekFrom::End(0))
             .map_err(|e| io_error("open the results file", path, e))?;
-        Ok(Writer::over(file, path, width, format, counters))
+        if state == HeaderState::Torn && format.bom {
+            use std::io::Write as _;
+            file.write_all(BOM)
+                .map_err(|e| io_error("write the results file", path, e))?;
+        }
+        let mut w = Writer::over(file, path, header.len(), format, counters);
+        if state == HeaderState::Torn {
+            w.csv
+                .write_record(header)
+                .map_err(|e| write_error(path, e))?;
+            w.sync()?;
+        }
+        Ok(w)
     }
 
     fn over(
@@ -450,18 +472,58 @@ impl Shared {
 /// What an existing results file holds, for `--resume`.
 #[derive(Debug, Default)]
 pub struct Existing {
-    /// Rows that have a line.
-    pub decided: RowSet,
+    /// Rows that have a line, each with the fingerprint of its input
+    /// columns ([`row_hash`]): `--resume` checks the input against it.
+    pub decided: HashMap<u64, u64>,
     /// How many rows of each status.
     pub counts: HashMap<Status, u64>,
     pub tally: Tally,
     /// Length of the intact part; anything after it is a torn record. Zero
     /// when even the header was torn (or the file is empty).
     pub good_len: u64,
+    /// The state of the header line.
+    pub header: HeaderState,
 }
 
-/// Reads an existing results file: checks its header, collects its rows and
-/// finds where its last whole record ends.
+/// The header line of an existing results file.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderState {
+    /// Whole, and the one this run writes.
+    #[default]
+    Intact,
+    /// Cut short (or the file is empty), with nothing after it: the run
+    /// stopped while writing it; it is written again.
+    Torn,
+    /// Gone, with whole results lines in its place: it is put back.
+    Missing,
+}
+
+/// A fingerprint of a row's content: its input columns as the results file
+/// records them (`width` cells, a short row padded with empty ones). The
+/// journal and the results file hold it; `--resume` compares it with the
+/// row read again, so a changed input is found row by row.
+pub fn row_hash(fields: &csv::StringRecord, width: usize) -> u64 {
+    hash_cells((0..width).map(|i| fields.get(i).unwrap_or("").as_bytes()))
+}
+
+fn hash_cells<'a>(cells: impl Iterator<Item = &'a [u8]>) -> u64 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for cell in cells {
+        h.update((cell.len() as u64).to_le_bytes());
+        h.update(cell);
+    }
+    let digest = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(first)
+}
+
+/// Reads an existing results file: checks its header and every line, collects
+/// its rows and finds where its last whole record ends. A torn last record
+/// (the run was killed while writing it) is left out, to be cut; a damaged
+/// line anywhere else is refused with its line number, since cutting there
+/// would lose the rows after it.
 pub fn read_existing(
     path: &Path,
     expected_header: &[String],
@@ -479,60 +541,134 @@ pub fn read_existing(
     let width = expected_header.len();
     let mut first = true;
     loop {
+        let line = rdr.position().line();
         match rdr.read_byte_record(&mut rec) {
             Ok(false) => break,
             Ok(true) => {}
-            Err(_) => break,
+            Err(e) => return Err(io_error("read the results file", path, e.into())),
         }
+        let line = rec.position().map_or(line, |p| p.line());
         let end = rdr.position().byte();
+        let last = end >= size;
         // A whole record ends with a newline, which the reader has consumed.
-        let terminated = end <= size && end > 0 && ends_with_newline(path, end);
+        let terminated = !last || (end > 0 && ends_with_newline(path, end));
         if first {
             first = false;
-            let header: Vec<String> = rec
-                .iter()
-                .enumerate()
-                .map(|(i, f)| {
-                    let f = if i == 0 {
-                        f.strip_prefix(BOM).unwrap_or(f)
-                    } else {
-                        f
-                    };
-                    String::from_utf8_lossy(f).into_owned()
-                })
-                .collect();
-            if !terminated && torn_header(path, expected_header, format) {
+            let is_header = rec.iter().enumerate().map(|(i, f)| {
+                if i == 0 {
+                    f.strip_prefix(BOM).unwrap_or(f)
+                } else {
+                    f
+                }
+            });
+            let is_header = is_header.eq(expected_header.iter().map(|h| h.as_bytes()));
+            if is_header && terminated {
+                existing.good_len = end;
+                continue;
+            }
+            if last && !terminated && torn_header(path, expected_header, format) {
                 // Killed while writing the header: nothing else was written.
+                existing.header = HeaderState::Torn;
                 return Ok(existing);
             }
-            if !terminated || header != expected_header {
+            if results_line(&rec, width).is_err() {
                 return Err(ResultsError::OtherColumns {
                     path: path.to_path_buf(),
                 });
             }
-            existing.good_len = end;
-            continue;
+            existing.header = HeaderState::Missing;
         }
-        if rec.len() != width || !terminated {
+        if last && !terminated {
+            // A torn last record: cut.
             break;
         }
-        let cell = |i: usize| std::str::from_utf8(&rec[i]).unwrap_or("");
-        let (Ok(row), Some(status)) = (
-            cell(width - 6).parse::<u64>(),
-            Status::parse(cell(width - 5)),
-        ) else {
-            break;
+        let (row, status) = match results_line(&rec, width) {
+            Ok(line) => line,
+            // A damaged last record is a torn one (cut inside a quoted field).
+            Err(_) if last => break,
+            Err(what) => return Err(damaged(path, line, what)),
         };
-        existing.decided.insert(row);
+        let hash = hash_cells(rec.iter().take(width - COLUMNS.len()));
+        if existing.decided.insert(row, hash).is_some() {
+            return Err(damaged(
+                path,
+                line,
+                format!("lists row {row} again (each row has one line)"),
+            ));
+        }
         *existing.counts.entry(status).or_default() += 1;
         if status.is_problem() {
-            for e in errors_of(cell(width - 1)) {
+            let errors = String::from_utf8_lossy(&rec[width - 1]);
+            for e in errors_of(&errors) {
                 existing.tally.count_error(e);
             }
         }
         existing.good_len = end;
     }
     Ok(existing)
+}
+
+/// A results line's row number and status, or what is wrong with it.
+fn results_line(rec: &csv::ByteRecord, width: usize) -> Result<(u64, Status), String> {
+    if rec.len() != width {
+        return Err(format!(
+            "has {} fields where the header has {width}",
+            rec.len()
+        ));
+    }
+    let cell = |i: usize| std::str::from_utf8(&rec[i]).unwrap_or("");
+    let row = cell(width - 6);
+    let row = row
+        .parse::<u64>()
+        .ok()
+        .filter(|r| (1..=crate::journal::MAX_ROW).contains(r))
+        .ok_or_else(|| format!("has digidesk_row {row:?}, not a row number"))?;
+    let status = cell(width - 5);
+    let status = Status::parse(status)
+        .ok_or_else(|| format!("has digidesk_status {status:?}, not a status"))?;
+    Ok((row, status))
+}
+
+fn damaged(path: &Path, line: u64, what: String) -> ResultsError {
+    ResultsError::Damaged {
+        path: path.to_path_buf(),
+        line,
+        what,
+    }
+}
+
+/// Writes `header` and then the first `good_len` bytes of the results file
+/// to a new file that replaces it (synced before and after the rename).
+fn put_back_header(
+    path: &Path,
+    good_len: u64,
+    header: &[String],
+    format: Format,
+) -> Result<(), ResultsError> {
+    use std::io::{Read, Write};
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let dir = dir.unwrap_or(Path::new("."));
+    let fail = |e| io_error("repair the results file", path, e);
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
+    if format.bom {
+        tmp.as_file_mut().write_all(BOM).map_err(fail)?;
+    }
+    {
+        let mut w = csv::WriterBuilder::new()
+            .delimiter(format.delimiter)
+            .from_writer(tmp.as_file_mut());
+        w.write_record(header).map_err(|e| write_error(path, e))?;
+        w.flush().map_err(fail)?;
+    }
+    let old = File::open(path).map_err(fail)?;
+    std::io::copy(&mut old.take(good_len), tmp.as_file_mut()).map_err(fail)?;
+    tmp.as_file_mut().flush().map_err(fail)?;
+    tmp.as_file().sync_all().map_err(fail)?;
+    tmp.persist(path).map_err(|e| fail(e.error))?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// True when the file holds a beginning of the header this run writes, cut short.
@@ -579,6 +715,14 @@ pub enum ResultsError {
         path: PathBuf,
         #[source]
         source: csv::Error,
+    },
+    /// A line of an existing results file that is not a results line (or
+    /// repeats a row), before its end: cutting there would lose the rows after it.
+    #[error("line {line} of the results file {} {what}", path.display())]
+    Damaged {
+        path: PathBuf,
+        line: u64,
+        what: String,
     },
     /// An existing results file of another input or mapping.
     #[error("{} does not have the columns this run writes (it was written for another input or mapping)", path.display())]
@@ -639,7 +783,11 @@ mod tests {
         std::fs::write(&p, &torn).unwrap();
         let ex = read_existing(&p, &header, Format::default()).unwrap();
         assert_eq!(ex.good_len, whole.len() as u64);
-        assert!(ex.decided.contains(1) && ex.decided.contains(2) && !ex.decided.contains(3));
+        assert!(
+            ex.decided.contains_key(&1)
+                && ex.decided.contains_key(&2)
+                && !ex.decided.contains_key(&3)
+        );
         assert_eq!(ex.counts[&Status::Rejected], 1);
         assert_eq!(ex.tally.errors["bad thing"], 1);
         let mut t = Tally::default();
@@ -653,8 +801,15 @@ mod tests {
                 ("try x: odd".to_string(), 1)
             ]
         );
-        let mut w =
-            Writer::append(&p, ex.good_len, header.len(), Format::default(), counters).unwrap();
+        let mut w = Writer::append(
+            &p,
+            ex.good_len,
+            ex.header,
+            &header,
+            Format::default(),
+            counters,
+        )
+        .unwrap();
         w.write(&outcome(3, Status::Failed)).unwrap();
         w.sync().unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
@@ -669,7 +824,101 @@ mod tests {
         let header = header_for(&["A".into()]);
         std::fs::write(&p, "A,digidesk_row,digidesk_status,digidesk_id,digidesk_http_status,digidesk_attempts,digidesk_errors\nx,1,created,5,201,1,\nx,2,created,6,201,1,").unwrap();
         let ex = read_existing(&p, &header, Format::default()).unwrap();
-        assert!(ex.decided.contains(1) && !ex.decided.contains(2));
+        assert!(ex.decided.contains_key(&1) && !ex.decided.contains_key(&2));
+    }
+
+    const HEAD: &str = "A,digidesk_row,digidesk_status,digidesk_id,digidesk_http_status,digidesk_attempts,digidesk_errors\n";
+
+    #[test]
+    fn a_damaged_line_before_the_end_is_refused_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.csv");
+        let header = header_for(&["A".into()]);
+        let cases = [
+            (
+                "x,1,created,5,201,1,\ngarbage\nx,3,created,7,201,1,\n",
+                3,
+                "fields",
+            ),
+            (
+                "x,1,created,5,201,1,\nx,2,creatd,6,201,1,\nx,3,created,7,201,1,\n",
+                3,
+                "status",
+            ),
+            (
+                "x,18446744073709551615,created,5,201,1,\nx,3,created,7,201,1,\n",
+                2,
+                "row number",
+            ),
+            (
+                "x,68719476736,failed,,,1,\nx,3,created,7,201,1,\n",
+                2,
+                "row number",
+            ),
+            (
+                "x,3,failed,,,1,\nx,3,created,7,201,1,\nx,4,created,8,201,1,\n",
+                3,
+                "again",
+            ),
+        ];
+        for (body, line, what) in cases {
+            std::fs::write(&p, format!("{HEAD}{body}")).unwrap();
+            let e = read_existing(&p, &header, Format::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!("line {line} ")) && e.contains(what),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_header_is_put_back_and_a_torn_one_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.csv");
+        let header = header_for(&["A".into()]);
+        let rows = "x,1,created,5,201,1,\nx,2,created,6,201,1,\nx,3,cre";
+        std::fs::write(&p, rows).unwrap();
+        let ex = read_existing(&p, &header, Format::default()).unwrap();
+        assert_eq!(ex.header, HeaderState::Missing);
+        assert_eq!(ex.decided.len(), 2);
+        let counters = Arc::new(Counters::default());
+        let mut w = Writer::append(
+            &p,
+            ex.good_len,
+            ex.header,
+            &header,
+            Format::default(),
+            counters.clone(),
+        )
+        .unwrap();
+        w.write(&outcome(3, Status::Failed)).unwrap();
+        w.sync().unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.starts_with(&format!("{HEAD}x,1,created,5,")), "{text}");
+        assert_eq!(
+            read_existing(&p, &header, Format::default())
+                .unwrap()
+                .decided
+                .len(),
+            3
+        );
+
+        std::fs::write(&p, &HEAD[..20]).unwrap();
+        let ex = read_existing(&p, &header, Format::default()).unwrap();
+        assert_eq!(ex.header, HeaderState::Torn);
+        let w = Writer::append(
+            &p,
+            ex.good_len,
+            ex.header,
+            &header,
+            Format::default(),
+            counters,
+        )
+        .unwrap();
+        drop(w);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), HEAD);
     }
 
     #[test]

@@ -18,8 +18,8 @@ pub fn exit_code(report: &RunSummary) -> Exit {
     match &report.ended {
         Ended::Interrupted => Exit::Interrupted,
         Ended::Stopped(..) => Exit::Stopped,
-        Ended::InputError(_) if report.requests == 0 => Exit::Usage,
-        Ended::InputError(_) => Exit::Stopped,
+        Ended::InputError(_) | Ended::InputChanged(_) if report.requests == 0 => Exit::Usage,
+        Ended::InputError(_) | Ended::InputChanged(_) => Exit::Stopped,
         Ended::Completed if report.problems() > 0 => Exit::SomeRowsNotCreated,
         Ended::Completed => Exit::Success,
     }
@@ -37,6 +37,9 @@ pub fn render(command: &str, report: &RunSummary, resend: &str, resume: &str) ->
         Ended::Completed => "completed".to_string(),
         Ended::Stopped(..) => "STOPPED part-way".to_string(),
         Ended::InputError(_) => "STOPPED: the input could not be read".to_string(),
+        Ended::InputChanged(_) => {
+            "REFUSED: the input is not the one this run was started with".to_string()
+        }
         Ended::Interrupted => "INTERRUPTED".to_string(),
     };
     let _ = writeln!(
@@ -65,6 +68,15 @@ pub fn render(command: &str, report: &RunSummary, resend: &str, resume: &str) ->
         "requests",
         thousands(report.requests)
     );
+    if report.input.ignored() > 0 {
+        let _ = writeln!(
+            out,
+            "  {:<10} {:>10}",
+            "ignored",
+            thousands(report.input.ignored())
+        );
+    }
+    out.push_str(&report.input.render());
     if report.resumed_unknown > 0 {
         let _ = writeln!(
             out,
@@ -81,18 +93,27 @@ pub fn render(command: &str, report: &RunSummary, resend: &str, resume: &str) ->
         }
     }
     let unsent = thousands(report.unsent);
+    // A run that stopped continues as it started: a canary stays a canary.
+    let resume_same = match report.limit {
+        Some(n) => format!("{resume} --limit {n}"),
+        None => resume.to_string(),
+    };
+    let resume_same = resume_same.as_str();
     match &report.ended {
         Ended::Stopped(_, msg) | Ended::InputError(msg) => {
             let _ = writeln!(out, "Why it stopped: {msg}");
             let _ = writeln!(
                 out,
-                "{unsent} rows were not sent and are not in the results file. Once fixed, continue with:\n  {resume}"
+                "{unsent} rows were not sent and are not in the results file. Once fixed, continue with:\n  {resume_same}"
             );
+        }
+        Ended::InputChanged(msg) => {
+            let _ = writeln!(out, "Why it stopped: {msg}");
         }
         Ended::Interrupted => {
             let _ = writeln!(
                 out,
-                "{unsent} rows were not sent and are not in the results file. Continue with:\n  {resume}"
+                "{unsent} rows were not sent and are not in the results file. Continue with:\n  {resume_same}"
             );
         }
         Ended::Completed if report.limited && canary_failed(report) => {
@@ -157,6 +178,10 @@ pub struct JsonSummary<'a> {
     pub counts: std::collections::BTreeMap<&'static str, u64>,
     pub top_errors: Vec<ErrorCount>,
     pub results: String,
+    /// Records of the input that are not rows (a footer), per reason, and
+    /// warnings about the input.
+    #[serde(flatten)]
+    pub input: crate::input::shape::NotesJson,
 }
 
 #[derive(Debug, Serialize)]
@@ -171,6 +196,7 @@ pub fn to_json(command: &str, report: &RunSummary) -> String {
         Ended::Completed => ("completed", None),
         Ended::Stopped(_, m) => ("stopped", Some(m.as_str())),
         Ended::InputError(m) => ("input_error", Some(m.as_str())),
+        Ended::InputChanged(m) => ("input_changed", Some(m.as_str())),
         Ended::Interrupted => ("interrupted", None),
     };
     let summary = JsonSummary {
@@ -200,6 +226,33 @@ pub fn to_json(command: &str, report: &RunSummary) -> String {
             .map(|(message, count)| ErrorCount { message, count })
             .collect(),
         results: report.results.display().to_string(),
+        input: report.input.to_json(),
+    };
+    serde_json::to_string_pretty(&summary).expect("serialising a summary to memory")
+}
+
+/// The summary for monitoring of a command that ended before or without a
+/// run (results file exists, locked, bad options): its exit code and why.
+pub fn error_json(command: &str, exit: Exit, reason: &str) -> String {
+    let summary = JsonSummary {
+        command,
+        end: if exit == Exit::Usage {
+            "refused"
+        } else {
+            "failed"
+        },
+        stop_reason: Some(reason),
+        exit_code: exit.code(),
+        elapsed_seconds: 0.0,
+        requests: 0,
+        requests_per_second: 0.0,
+        rows: 0,
+        rows_this_run: 0,
+        unsent: 0,
+        counts: Default::default(),
+        top_errors: Vec::new(),
+        results: String::new(),
+        input: crate::input::Notes::default().to_json(),
     };
     serde_json::to_string_pretty(&summary).expect("serialising a summary to memory")
 }

@@ -1,7 +1,9 @@
 //! `digidesk-upload check`: the same reading, mapping and validation as
 //! `send`, with no network. Prints counts per outcome, the first request
 //! bodies exactly as they would be sent, and the errors grouped by reason
-//! with example rows, so a broken export is diagnosed in one look.
+//! with example rows and their offending values, and the values of the
+//! columns the mapping's conditions test, so a broken export is diagnosed in
+//! one look. All of it goes to stdout: the operator's own data, never logged.
 //!
 //! Records are checked in batches. With two or more cores one thread
 //! reads while two or more others map and validate; the verdicts are merged in
@@ -16,16 +18,20 @@ use std::time::Instant;
 use crate::cli::CheckArgs;
 use crate::config::{parse_delimiter, parse_encoding};
 use crate::exit::{Exit, Fatal};
-use crate::input::{self, Columns, Rows};
+use crate::input::{self, Columns, Meta, Rows};
 use crate::input::{Origin, Record};
 use crate::mapping::{Decision, Mapping, Plan};
 use crate::summary::thousands;
+
+mod values;
+
+use values::Tally;
 
 /// Rows that share a reason.
 #[derive(Default)]
 struct Group {
     count: u64,
-    /// Example rows, each with the contact its reason quoted, if any.
+    /// Example rows, each with the value its reason is about, if any.
     examples: Vec<(u64, Option<String>)>,
 }
 
@@ -37,21 +43,35 @@ struct Groups {
 }
 
 impl Groups {
-    fn add(&mut self, reason: &str, row: u64) {
+    fn new(examples: usize) -> Groups {
+        Groups {
+            by_reason: HashMap::new(),
+            examples,
+        }
+    }
+
+    /// Counts a row under `reason`; `value` is asked only for a row kept
+    /// as an example.
+    fn add(&mut self, reason: &str, row: u64, value: impl FnOnce() -> Option<String>) {
         let examples = self.examples;
-        // A reason quoting a contact is grouped with the others of its kind;
-        // the examples show the values.
-        let (reason, value) = match crate::contact::split_reason(reason) {
-            Some((kind, value)) => (std::borrow::Cow::Owned(kind), Some(value)),
-            None => (std::borrow::Cow::Borrowed(reason), None),
-        };
-        let g = match self.by_reason.get_mut(reason.as_ref()) {
+        let g = match self.by_reason.get_mut(reason) {
             Some(g) => g,
-            None => self.by_reason.entry(reason.into_owned()).or_default(),
+            None => self.by_reason.entry(reason.to_string()).or_default(),
         };
         g.count += 1;
         if g.examples.len() < examples {
-            g.examples.push((row, value.map(str::to_string)));
+            g.examples.push((row, value()));
+        }
+    }
+
+    /// Adds the groups of later rows: their examples come after these.
+    fn merge(&mut self, later: Groups) {
+        let examples = self.examples;
+        for (reason, l) in later.by_reason {
+            let g = self.by_reason.entry(reason).or_default();
+            g.count += l.count;
+            let room = examples.saturating_sub(g.examples.len());
+            g.examples.extend(l.examples.into_iter().take(room));
         }
     }
 
@@ -110,20 +130,23 @@ impl Counts {
 struct Checked {
     index: usize,
     counts: Counts,
-    invalid: Vec<(String, u64)>,
-    skipped: Vec<(String, u64)>,
+    invalid: Groups,
+    skipped: Groups,
     /// The first `--show` sendable rows' bodies, pretty-printed.
     bodies: Vec<(u64, String)>,
+    /// The values of each column the conditions test.
+    values: Vec<Tally>,
 }
 
 impl Checked {
-    fn new(index: usize) -> Checked {
+    fn new(index: usize, plan: &Plan, examples: usize) -> Checked {
         Checked {
             index,
             counts: Counts::default(),
-            invalid: Vec::new(),
-            skipped: Vec::new(),
+            invalid: Groups::new(examples),
+            skipped: Groups::new(examples),
             bodies: Vec::new(),
+            values: Tally::for_columns(plan.tested_columns()),
         }
     }
 }
@@ -134,10 +157,19 @@ fn check_batch(
     columns: &Columns,
     plan: &Plan,
     show: usize,
+    examples: usize,
 ) -> Checked {
-    let mut c = Checked::new(index);
+    let mut c = Checked::new(index, plan, examples);
     for record in records {
-        check_row(&mut c, record.row, record.fields, columns, plan, show);
+        check_row(
+            &mut c,
+            record.row,
+            record.fields,
+            &record.meta,
+            columns,
+            plan,
+            show,
+        );
     }
     c
 }
@@ -147,12 +179,16 @@ fn check_row(
     c: &mut Checked,
     row: u64,
     fields: csv::StringRecord,
+    meta: &Meta,
     columns: &Columns,
     plan: &Plan,
     show: usize,
 ) -> csv::StringRecord {
     c.counts.rows += 1;
-    let (fields, mapped) = input::decide(columns, plan, fields);
+    let (fields, mapped) = input::decide(columns, plan, fields, meta);
+    for tally in &mut c.values {
+        tally.count(&fields);
+    }
     match mapped {
         Decision::Send(req) => {
             c.counts.sendable += 1;
@@ -163,12 +199,19 @@ fn check_row(
         }
         Decision::Skip(reason) => {
             c.counts.skipped += 1;
-            c.skipped.push((reason, row));
+            c.skipped.add(&reason, row, || None);
         }
         Decision::Invalid(reasons) => {
             c.counts.invalid += 1;
             for r in reasons {
-                c.invalid.push((r, row));
+                // A reason quoting its value is grouped with the others of
+                // its kind; for the rest, the examples' values are looked up.
+                match values::split_value(&r) {
+                    Some((kind, value)) => c.invalid.add(&kind, row, || Some(value)),
+                    None => c.invalid.add(&r, row, || {
+                        plan.offending_value(&r, &fields).map(|v| values::cut(&v))
+                    }),
+                }
             }
         }
     }
@@ -183,16 +226,28 @@ struct Findings {
     bodies: String,
     shown: usize,
     show: usize,
+    values: Vec<Tally>,
 }
 
 impl Findings {
+    fn new(plan: &Plan, examples: usize, show: usize) -> Findings {
+        Findings {
+            counts: Counts::default(),
+            invalid: Groups::new(examples),
+            skipped: Groups::new(examples),
+            bodies: String::new(),
+            shown: 0,
+            show,
+            values: Tally::for_columns(plan.tested_columns()),
+        }
+    }
+
     fn merge(&mut self, c: Checked) {
         self.counts.add(&c.counts);
-        for (reason, row) in &c.invalid {
-            self.invalid.add(reason, *row);
-        }
-        for (reason, row) in &c.skipped {
-            self.skipped.add(reason, *row);
+        self.invalid.merge(c.invalid);
+        self.skipped.merge(c.skipped);
+        for (total, batch) in self.values.iter_mut().zip(c.values) {
+            total.merge(batch);
         }
         for (row, pretty) in c.bodies {
             if self.shown < self.show {
@@ -219,12 +274,24 @@ fn read_batch(rows: &mut Rows) -> Result<Vec<Record>, Fatal> {
 /// reading.
 fn check_inline(rows: &mut Rows, plan: &Plan, report: &mut Findings) -> Result<(), Fatal> {
     let mut fields = csv::StringRecord::new();
-    let mut checked = Checked::new(0);
+    let examples = report.invalid.examples;
+    let mut checked = Checked::new(0, plan, examples);
     while let Some(row) = rows.next_row_into(&mut fields)? {
         let record = std::mem::take(&mut fields);
-        fields = check_row(&mut checked, row, record, &rows.columns, plan, report.show);
+        fields = check_row(
+            &mut checked,
+            row,
+            record,
+            rows.reader.meta(),
+            &rows.columns,
+            plan,
+            report.show,
+        );
         if checked.counts.rows as usize >= BATCH {
-            report.merge(std::mem::replace(&mut checked, Checked::new(0)));
+            report.merge(std::mem::replace(
+                &mut checked,
+                Checked::new(0, plan, examples),
+            ));
         }
     }
     report.merge(checked);
@@ -240,6 +307,7 @@ fn check_parallel(
     report: &mut Findings,
 ) -> Result<(), Fatal> {
     let show = report.show;
+    let examples = report.invalid.examples;
     let columns = &rows.columns.clone();
     let (batch_tx, batch_rx) = std::sync::mpsc::sync_channel::<(usize, Vec<Record>)>(mappers * 2);
     let batch_rx = Mutex::new(batch_rx);
@@ -252,7 +320,7 @@ fn check_parallel(
             scope.spawn(move || loop {
                 let next = batch_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
                 let Ok((index, records)) = next else { break };
-                let checked = check_batch(index, records, columns, plan, show);
+                let checked = check_batch(index, records, columns, plan, show, examples);
                 if done_tx.send(checked).is_err() {
                     break;
                 }
@@ -299,21 +367,9 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
     let (reader, _) = super::open_input(&args.input, &input, &mapping)?;
     let mut rows = Rows::new(reader, input.display_name(), None)?;
     let plan = Plan::compile(&mapping, &rows.columns.names, &input.display_name())?;
+    rows.columns.bind(&plan);
 
-    let mut report = Findings {
-        counts: Counts::default(),
-        invalid: Groups {
-            examples: args.examples,
-            ..Groups::default()
-        },
-        skipped: Groups {
-            examples: args.examples,
-            ..Groups::default()
-        },
-        bodies: String::new(),
-        shown: 0,
-        show: args.show,
-    };
+    let mut report = Findings::new(&plan, args.examples, args.show);
     // One core reads; the others map. Reading costs less than mapping (the
     // phone numbers most), so with two cores both map and the reader takes
     // what time is left; with one, all on this thread.
@@ -331,12 +387,14 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
         check_parallel(mappers, &mut rows, &plan, &mut report)?;
     }
     let name = rows.name;
+    let notes = input::shape::snapshot(&rows.reader.notes());
     let Findings {
         counts,
         invalid,
         skipped,
         bodies,
         shown,
+        values: tallies,
         ..
     } = report;
     let Counts {
@@ -352,6 +410,10 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
     let _ = writeln!(out, "  {:<9} {:>10}", "sendable", thousands(sendable));
     let _ = writeln!(out, "  {:<9} {:>10}", "skipped", thousands(skipped_n));
     let _ = writeln!(out, "  {:<9} {:>10}", "invalid", thousands(invalid_n));
+    if notes.ignored() > 0 {
+        let _ = writeln!(out, "  {:<9} {:>10}", "ignored", thousands(notes.ignored()));
+    }
+    out.push_str(&notes.render());
     if !bodies.is_empty() {
         let _ = writeln!(out, "First {shown} request bodies, as they would be sent:");
         out.push_str(&bodies);
@@ -361,6 +423,7 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
         &mut out,
     );
     skipped.render("Skipped rows by rule", &mut out);
+    values::render(plan.tested_columns(), &tallies, &mut out);
     crate::output::print(&out);
     eprintln!(
         "checked {} rows in {secs:.2}s ({:.0} rows/s)",
@@ -409,20 +472,7 @@ rules = [{ column = "Opt Out", equals = ["Y"] }]
             "in",
         )
         .unwrap();
-        let mut report = Findings {
-            counts: Counts::default(),
-            invalid: Groups {
-                examples: 4,
-                ..Groups::default()
-            },
-            skipped: Groups {
-                examples: 4,
-                ..Groups::default()
-            },
-            bodies: String::new(),
-            shown: 0,
-            show: 3,
-        };
+        let mut report = Findings::new(&plan, 4, 3);
         if mappers == 0 {
             check_inline(&mut rows, &plan, &mut report).unwrap();
         } else {
@@ -432,6 +482,7 @@ rules = [{ column = "Opt Out", equals = ["Y"] }]
         let mut out = format!("{} {} {} {}\n", c.rows, c.sendable, c.skipped, c.invalid);
         report.invalid.render("invalid", &mut out);
         report.skipped.render("skipped", &mut out);
+        values::render(plan.tested_columns(), &report.values, &mut out);
         out.push_str(&report.bodies);
         out
     }
@@ -453,6 +504,12 @@ rules = [{ column = "Opt Out", equals = ["Y"] }]
             let opt = if i % 25 == 0 { "Y" } else { "" };
             if i == BATCH * 3 + 5 {
                 writeln!(f, "R{i},{phone}").unwrap();
+            } else if i == BATCH * 5 + 3 {
+                // A byte that is not UTF-8, in a column the mapping reads.
+                let mut line = format!("R{i}").into_bytes();
+                line.push(0xE9);
+                line.extend_from_slice(format!(",{phone},{opt}\n").as_bytes());
+                f.write_all(&line).unwrap();
             } else {
                 writeln!(f, "R{i},{phone},{opt}").unwrap();
             }
@@ -466,6 +523,17 @@ rules = [{ column = "Opt Out", equals = ["Y"] }]
             "{one}"
         );
         assert!(one.contains("row has 2 fields, the header has 3"), "{one}");
+        assert!(
+            one.contains(&format!(
+                "column \"Ref\" holds bytes that are not valid UTF-8 (byte 0xE9 at byte offset {} of the value)",
+                format!("R{}", BATCH * 5 + 3).len()
+            )),
+            "{one}"
+        );
+        assert!(
+            one.contains("  Opt Out ([skip] rule 1):\n       6,894  \"\"\n         287  \"Y\"\n"),
+            "every row counted once: {one}"
+        );
         for mappers in [2, 3] {
             assert_eq!(checked(&path, mappers), one, "{mappers} mappers");
         }

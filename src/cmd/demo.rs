@@ -95,15 +95,16 @@ pub async fn run(args: DemoArgs, log: &LogArgs) -> Result<Exit, Fatal> {
             delimiter: b',',
         },
     )?;
-    let rows = Rows::new(reader, input.display_name(), None)?;
+    let mut rows = Rows::new(reader, input.display_name(), None)?;
     let mapping = Mapping::parse(DEMO_MAPPING, &mapping_path.display().to_string())?;
     let plan = Plan::compile(&mapping, &rows.columns.names, &input.display_name())?;
+    rows.columns.bind(&plan);
     let job = Job {
         command: "send".into(),
         rows,
         plan,
         settings,
-        fingerprint: pipeline::fingerprint(&[b"demo"], Some(&csv_path)),
+        fingerprint: pipeline::fingerprint(&[b"demo"]),
         durable: false,
     };
     let show = |p: &PathBuf| p.display().to_string();

@@ -72,7 +72,10 @@ pub async fn execute(
             ))
         })?;
     }
-    if let pipeline::Ended::Stopped(_, msg) | pipeline::Ended::InputError(msg) = &report.ended {
+    if let pipeline::Ended::Stopped(_, msg)
+    | pipeline::Ended::InputError(msg)
+    | pipeline::Ended::InputChanged(msg) = &report.ended
+    {
         // The summary just said why; on one screen, once is enough.
         use std::io::IsTerminal;
         if !(std::io::stdout().is_terminal() && std::io::stderr().is_terminal()) {
@@ -102,6 +105,46 @@ async fn watch_signals(mut signals: crate::signals::Signals, stop: Stop) {
             std::process::exit(Exit::Interrupted.code().into());
         }
     }
+}
+
+/// Checks before anything else that `--summary-json` can be written (it is
+/// written on every exit from then on), creating it if need be.
+pub fn check_summary_json(path: Option<&Path>) -> Result<(), Fatal> {
+    let Some(path) = path else { return Ok(()) };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map(drop)
+        .map_err(|e| {
+            Fatal::usage(format!(
+                "cannot write --summary-json {}: {e}; choose a writable path",
+                path.display()
+            ))
+        })
+}
+
+/// A command that ended with an error still leaves its `--summary-json`:
+/// the exit code and the reason, so monitoring never reads a stale file.
+pub fn summary_on_error(
+    command: &str,
+    path: Option<&Path>,
+    result: Result<Exit, Fatal>,
+) -> Result<Exit, Fatal> {
+    if let (Err(fatal), Some(path)) = (&result, path) {
+        let json = summary::error_json(command, fatal.exit, &fatal.message);
+        if let Err(e) = std::fs::write(path, json + "\n") {
+            tracing::warn!("cannot write --summary-json {}: {e}", path.display());
+        }
+    }
+    result
+}
+
+/// Takes the lock on the results file before anything is read or sent.
+pub fn lock_results(results: &Path) -> Result<crate::lock::RunLock, Fatal> {
+    let command: Vec<String> = std::env::args().map(|a| shell_quote(&a)).collect();
+    crate::lock::take(results, &command.join(" "))
 }
 
 /// The results file must never be the input.
@@ -150,7 +193,7 @@ pub fn command_line(
     parts.join(" ")
 }
 
-/// The reading options a resumed run must repeat (they are part of its fingerprint).
+/// The reading options a resumed run repeats (its rows must read the same as before).
 pub fn reading_args(read: &ReadOptions) -> Vec<String> {
     let mut args = Vec::new();
     if read.encoding != encoding_rs::UTF_8 {

@@ -14,7 +14,8 @@ use crate::pipeline::{self, Job};
 use crate::results::Status;
 
 use super::job::{
-    command_line, execute, reading_args, refuse_same_file, retry_results_path, shell_quote,
+    check_summary_json, command_line, execute, lock_results, reading_args, refuse_same_file,
+    retry_results_path, shell_quote, summary_on_error,
 };
 use super::selection;
 
@@ -41,6 +42,13 @@ fn parse_only(only: &[String]) -> Result<Vec<Status>, Fatal> {
 }
 
 pub async fn run(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
+    let summary_json = args.send.summary_json.clone();
+    let result = retry(args, log).await;
+    summary_on_error("retry", summary_json.as_deref(), result)
+}
+
+async fn retry(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
+    check_summary_json(args.send.summary_json.as_deref())?;
     let statuses = parse_only(&args.only)?;
     let mapping = Mapping::load(&args.mapping)?;
     let shape = mapping.input();
@@ -89,10 +97,22 @@ pub async fn run(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
         crate::output::print(&text);
         return Ok(Exit::Success);
     }
+    // One process per results file, before the rows are read.
+    let _lock = lock_results(&settings.results)?;
     refuse_same_file(&args.results_in, &settings.results)?;
-    let (input, rows) = match &args.from {
+    let (input, mut rows) = match &args.from {
         None => {
             let input = Origin::File(args.results_in.clone());
+            // Every line is checked before anything is sent: a row listed
+            // twice, or a line that is no results line, would otherwise be
+            // found part-way.
+            let mut scan = Rows::new(
+                Reader::open(&input, &read)?,
+                input.display_name(),
+                Some(statuses.clone()),
+            )?;
+            let mut fields = csv::StringRecord::new();
+            while scan.next_row_into(&mut fields)?.is_some() {}
             let reader = Reader::open(&input, &read)?;
             let rows = Rows::new(reader, input.display_name(), Some(statuses.clone()))?;
             (input, rows)
@@ -107,25 +127,23 @@ pub async fn run(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
         }
     };
     let plan = Plan::compile(&mapping, &rows.columns.names, &input.display_name())?;
+    rows.columns.bind(&plan);
     let selected: Vec<String> = scan.selected.iter().map(|r| r.to_string()).collect();
     let from = args
         .from
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    let fingerprint = pipeline::fingerprint(
-        &[
-            b"retry",
-            mapping.bytes(),
-            rows.columns.names.join("\u{1f}").as_bytes(),
-            selection.join(",").as_bytes(),
-            from.as_bytes(),
-            selected.join(",").as_bytes(),
-            read.encoding.name().as_bytes(),
-            &[read.delimiter],
-        ],
-        Some(&args.results_in),
-    );
+    let fingerprint = pipeline::fingerprint(&[
+        b"retry",
+        mapping.bytes(),
+        rows.columns.names.join("\u{1f}").as_bytes(),
+        selection.join(",").as_bytes(),
+        from.as_bytes(),
+        selected.join(",").as_bytes(),
+        read.encoding.name().as_bytes(),
+        &[read.delimiter],
+    ]);
     let mut extra = Vec::new();
     if let Some(fixed) = &args.from {
         extra.push(format!(

@@ -10,9 +10,19 @@ use crate::input::Rows;
 use crate::mapping::{Mapping, Plan};
 use crate::pipeline::{self, Job};
 
-use super::job::{command_line, default_results_path, execute, reading_args, refuse_same_file};
+use super::job::{
+    check_summary_json, command_line, default_results_path, execute, lock_results, reading_args,
+    refuse_same_file, summary_on_error,
+};
 
 pub async fn run(args: SendArgs, log: &LogArgs) -> Result<Exit, Fatal> {
+    let summary_json = args.send.summary_json.clone();
+    let result = send(args, log).await;
+    summary_on_error("send", summary_json.as_deref(), result)
+}
+
+async fn send(args: SendArgs, log: &LogArgs) -> Result<Exit, Fatal> {
+    check_summary_json(args.send.summary_json.as_deref())?;
     let input = Origin::parse(&args.input.input);
     if let Some(e) = &args.input.encoding {
         parse_encoding(e)?;
@@ -25,11 +35,16 @@ pub async fn run(args: SendArgs, log: &LogArgs) -> Result<Exit, Fatal> {
             "--results FILE is required when the input is standard input",
         ));
     }
+    // One process per results file, before anything is read.
+    let results = args.send.results.clone();
+    let results = results.or_else(|| default_results_path(&input, ".results.csv"));
+    let _lock = results.as_deref().map(lock_results).transpose()?;
     // The mapping and the input first: their mistakes are the likeliest.
     let mapping = Mapping::load(&args.input.mapping)?;
     let (reader, read) = super::open_input(&args.input, &input, &mapping)?;
-    let rows = Rows::new(reader, input.display_name(), None)?;
+    let mut rows = Rows::new(reader, input.display_name(), None)?;
     let plan = Plan::compile(&mapping, &rows.columns.names, &input.display_name())?;
+    rows.columns.bind(&plan);
     let settings = SendSettings::from_options(
         &args.send,
         default_results_path(&input, ".results.csv"),
@@ -38,19 +53,11 @@ pub async fn run(args: SendArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     if let Origin::File(p) = &input {
         refuse_same_file(p, &settings.results)?;
     }
-    let fingerprint = pipeline::fingerprint(
-        &[
-            b"send",
-            mapping.bytes(),
-            rows.columns.names.join("\u{1f}").as_bytes(),
-            read.encoding.name().as_bytes(),
-            &[read.delimiter],
-        ],
-        match &input {
-            Origin::File(p) => Some(p.as_path()),
-            Origin::Stdin => None,
-        },
-    );
+    let fingerprint = pipeline::fingerprint(&[
+        b"send",
+        mapping.bytes(),
+        rows.columns.names.join("\u{1f}").as_bytes(),
+    ]);
     let resume_cmd = format!(
         "{} --resume",
         command_line(

@@ -27,28 +27,20 @@ pub enum ReadError {
         /// The first byte that is not ASCII, when there is one.
         bad: String,
     },
-    /// A stream the decoder refused (UTF-16).
-    #[error("{name}, {place}: {source}")]
-    Undecodable {
-        name: String,
-        place: String,
-        #[source]
-        source: csv::Error,
-    },
+    /// NUL bytes in the header: UTF-16 read as something else.
+    #[error(
+        "{name}: the header holds NUL bytes: the file looks like UTF-16 without a byte-order mark"
+    )]
+    Utf16WithoutBom { name: String },
+    /// The header opens a quote it never closes.
+    #[error("{name}: the header line opens a quoted field that is never closed (or holds more than a megabyte); fix the header's quotes")]
+    BrokenHeader { name: String },
     #[error("cannot read {name} ({place}): {source}")]
     Io {
         name: String,
         place: String,
         #[source]
-        source: csv::Error,
-    },
-    /// The CSV itself is malformed.
-    #[error("{name}, {place}: {source}")]
-    Csv {
-        name: String,
-        place: String,
-        #[source]
-        source: csv::Error,
+        source: std::io::Error,
     },
     /// `retry`'s input is not a results file.
     #[error("{name} is not a results file of digidesk-upload: it has no {column:?} column (its columns: {columns})")]
@@ -59,4 +51,7 @@ pub enum ReadError {
     },
     #[error("{name}, record {record}: digidesk_row is not a row number; is this a results file of digidesk-upload?")]
     BadRowNumber { name: String, record: u64 },
+    /// A results file that lists a row twice: which line is right cannot be told.
+    #[error("{name}, record {record}: row {row} is listed again (each row has one line in a results file); remove the wrong line, then retry")]
+    RepeatedRow { name: String, record: u64, row: u64 },
 }

@@ -3,43 +3,69 @@
 //! decision made on each row before any request (width, columns, mapping).
 
 pub mod error;
+mod raw;
 pub mod read;
+pub mod shape;
+mod stream;
 
 use crate::mapping::{Decision, Plan};
 use crate::results::{self, Status};
 
 pub use error::ReadError;
 pub use read::{Origin, ReadOptions, Reader, Record};
+pub use shape::{Meta, Notes, SharedNotes};
 
 /// The columns of the input: how wide a record must be, and which columns
 /// are kept (all but `digidesk_*`, which are never mapped: the results file
 /// writes its own).
 #[derive(Debug, Clone)]
 pub struct Columns {
-    /// The header's width.
-    width: usize,
+    /// The header, every column.
+    headers: Vec<String>,
     /// Indexes of the columns kept; `None` = all.
     keep: Option<Vec<usize>>,
     /// The kept columns' names: the mapping's header and the results file's first columns.
     pub names: Vec<String>,
+    /// Which columns (of the header) the mapping reads: until
+    /// [`bind`](Self::bind) is called, all of them.
+    used: Vec<bool>,
+    /// What the reader noticed; deciding adds the replaced-bytes warnings.
+    notes: SharedNotes,
 }
 
 impl Columns {
-    fn of(headers: &[String]) -> Columns {
+    fn of(headers: &[String], notes: SharedNotes) -> Columns {
         let keep: Vec<usize> = (0..headers.len())
             .filter(|&i| !results::is_result_column(&headers[i]))
             .collect();
         let names = keep.iter().map(|&i| headers[i].clone()).collect();
         Columns {
-            width: headers.len(),
+            headers: headers.to_vec(),
             keep: (keep.len() != headers.len()).then_some(keep),
             names,
+            used: vec![true; headers.len()],
+            notes,
+        }
+    }
+
+    /// Records which columns `plan` reads: bytes not valid in the encoding
+    /// in any other column are a warning, not an invalid row.
+    pub fn bind(&mut self, plan: &Plan) {
+        self.used = vec![false; self.headers.len()];
+        for i in plan.columns_read() {
+            let raw = match &self.keep {
+                Some(keep) => keep.get(i).copied(),
+                None => Some(i),
+            };
+            if let Some(flag) = raw.and_then(|r| self.used.get_mut(r)) {
+                *flag = true;
+            }
         }
     }
 
     /// The kept columns' names of a header.
     pub fn names_of(headers: &[String]) -> Vec<String> {
-        Columns::of(headers).names
+        Columns::of(headers, SharedNotes::default()).names
     }
 
     /// The kept columns of a record (all of them when none is dropped).
@@ -51,22 +77,32 @@ impl Columns {
     }
 }
 
-/// Decides a row before any request: a record whose width is not the
-/// header's is invalid; otherwise its kept columns are mapped and validated.
-/// Returns the kept columns (for the results file) and the decision.
+/// Decides a row before any request: a record the reader could not read
+/// reliably (a quoted field never closed), whose width is not the header's,
+/// or with bytes not valid in the encoding in a column the mapping uses, is
+/// invalid; otherwise its kept columns are mapped and validated. Returns the
+/// kept columns (for the results file) and the decision.
 pub fn decide(
     columns: &Columns,
     plan: &Plan,
     fields: csv::StringRecord,
+    meta: &Meta,
 ) -> (csv::StringRecord, Decision) {
-    let (raw_width, width) = (fields.len(), columns.width);
+    let findings = shape::check_record(
+        meta,
+        fields.len(),
+        &columns.headers,
+        &columns.used,
+        &columns.notes,
+    );
     let fields = columns.project(fields);
-    if raw_width != width {
-        let reason = format!("row has {raw_width} fields, the header has {width}");
-        return (fields, Decision::Invalid(vec![reason]));
+    match findings {
+        Some(reasons) => (fields, Decision::Invalid(reasons)),
+        None => {
+            let decision = plan.apply(&fields);
+            (fields, decision)
+        }
     }
-    let mapped = plan.apply(&fields);
-    (fields, mapped)
 }
 
 /// `retry`'s choice of rows: from a results file by status, or from a
@@ -77,6 +113,8 @@ enum Selection {
         row_column: usize,
         status_column: usize,
         statuses: Vec<Status>,
+        /// Every row number seen so far: a row listed twice is refused.
+        seen: std::collections::HashSet<u64>,
     },
     Numbers(std::collections::BTreeSet<u64>),
 }
@@ -117,11 +155,12 @@ impl Rows {
                     row_column: find("digidesk_row")?,
                     status_column: find("digidesk_status")?,
                     statuses,
+                    seen: Default::default(),
                 })
             }
         };
         Ok(Rows {
-            columns: Columns::of(&headers),
+            columns: Columns::of(&headers, reader.notes()),
             reader,
             select,
             name,
@@ -132,7 +171,7 @@ impl Rows {
     pub fn numbered(reader: Reader, name: String, rows: std::collections::BTreeSet<u64>) -> Rows {
         let headers = reader.headers().to_vec();
         Rows {
-            columns: Columns::of(&headers),
+            columns: Columns::of(&headers, reader.notes()),
             reader,
             select: Some(Selection::Numbers(rows)),
             name,
@@ -166,27 +205,37 @@ impl Rows {
     }
 
     /// The row number of a record, or `None` when `retry` does not select it.
-    fn row_of(&self, read: u64, fields: &csv::StringRecord) -> Result<Option<u64>, ReadError> {
-        let (row_column, status_column, statuses) = match &self.select {
+    fn row_of(&mut self, read: u64, fields: &csv::StringRecord) -> Result<Option<u64>, ReadError> {
+        let (row_column, status_column, statuses, seen) = match &mut self.select {
             None => return Ok(Some(read)),
             Some(Selection::Numbers(rows)) => return Ok(rows.contains(&read).then_some(read)),
             Some(Selection::Status {
                 row_column,
                 status_column,
                 statuses,
-            }) => (*row_column, *status_column, statuses),
+                seen,
+            }) => (*row_column, *status_column, statuses, seen),
         };
+        let row = fields
+            .get(row_column)
+            .and_then(|r| r.trim().parse::<u64>().ok())
+            .filter(|r| (1..=crate::journal::MAX_ROW).contains(r));
+        if let Some(row) = row {
+            if !seen.insert(row) {
+                return Err(ReadError::RepeatedRow {
+                    name: self.name.clone(),
+                    record: read,
+                    row,
+                });
+            }
+        }
         let status = fields.get(status_column).and_then(Status::parse);
         if !status.is_some_and(|s| statuses.contains(&s)) {
             return Ok(None);
         }
-        fields
-            .get(row_column)
-            .and_then(|r| r.trim().parse().ok())
-            .map(Some)
-            .ok_or_else(|| ReadError::BadRowNumber {
-                name: self.name.clone(),
-                record: read,
-            })
+        row.map(Some).ok_or_else(|| ReadError::BadRowNumber {
+            name: self.name.clone(),
+            record: read,
+        })
     }
 }

@@ -21,7 +21,7 @@ mod transform;
 mod value;
 
 pub use error::{MappingError, Position};
-pub use plan::{Decision, Plan};
+pub use plan::{Decision, Plan, TestedColumn};
 
 use condition::Condition;
 use template::Part;
@@ -213,6 +213,38 @@ impl Mapping {
             }
         }
         used
+    }
+}
+
+impl Mapping {
+    /// Every column a condition tests (`when`, `[skip] rules`, `[skip] only`),
+    /// with where it is tested, in the file's order.
+    fn columns_tested(&self) -> Vec<(String, String)> {
+        let mut tested = Vec::new();
+        let values = self
+            .fields
+            .iter()
+            .map(|(k, v)| (format!("[fields] {k}"), v))
+            .chain(self.extra.iter().map(|(k, v)| (format!("[extra] {k}"), v)))
+            .chain(
+                self.misc_fields
+                    .iter()
+                    .map(|(k, v)| (format!("[misc_data.fields] {k:?}"), v)),
+            );
+        for (place, v) in values {
+            let place = format!("when in {place}");
+            v.visit_tested(&mut |c: &String| tested.push((c.clone(), place.clone())));
+        }
+        let rules = self
+            .skip
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (format!("[skip] rule {}", i + 1), r));
+        for (place, r) in rules.chain(self.only.iter().map(|r| ("[skip] only".to_string(), r))) {
+            r.condition
+                .visit(&mut |c: &String| tested.push((c.clone(), place.clone())));
+        }
+        tested
     }
 }
 

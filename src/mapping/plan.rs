@@ -12,6 +12,10 @@ use crate::request::SurveyRequest;
 use crate::results::is_result_column;
 use crate::spec;
 
+mod inspect;
+
+pub use inspect::TestedColumn;
+
 /// What the mapping decided for one row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -67,6 +71,8 @@ pub struct Plan {
     only: Option<Skip>,
     extra: Vec<(String, ValueSpec<usize>)>,
     dedupe_key: Option<Vec<Part<usize>>>,
+    /// The columns conditions test, for `check`'s report.
+    tested: Vec<TestedColumn>,
 }
 
 /// `#N` (1-based) as a 0-based position, when `name` is one.
@@ -228,6 +234,7 @@ impl Plan {
             reason: r.reason.clone(),
         };
         Ok(Plan {
+            tested: inspect::tested(mapping, headers),
             contact: field(spec::CUSTOMER_CONTACT).expect("required field checked at parse"),
             campaign: field(spec::CAMPAIGN_NAME).expect("required field checked at parse"),
             name: field(spec::CUSTOMER_NAME),
@@ -261,6 +268,42 @@ impl Plan {
         let mut key = String::new();
         template::render(parts, row, &mut key);
         Some(key)
+    }
+
+    /// Every column (by its index in the header the plan was compiled
+    /// against) that deciding a row reads.
+    pub fn columns_read(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut add = |i: &usize| out.push(*i);
+        let values = [
+            Some(&self.contact),
+            Some(&self.campaign),
+            self.name.as_ref(),
+            self.account.as_ref(),
+            self.agent.as_ref(),
+        ];
+        for v in values
+            .into_iter()
+            .flatten()
+            .chain(self.extra.iter().map(|(_, v)| v))
+        {
+            v.visit(&mut add);
+        }
+        for m in &self.misc {
+            match m {
+                Misc::Column(_, i) => add(i),
+                Misc::Value(_, v) => v.visit(&mut add),
+            }
+        }
+        for rule in self.skip.iter().chain(self.only.as_ref()) {
+            rule.condition.visit(&mut add);
+        }
+        for part in self.dedupe_key.iter().flatten() {
+            if let Part::Column(i) = part {
+                add(i);
+            }
+        }
+        out
     }
 
     /// Maps and validates one row whose fields line up with the header.

@@ -86,6 +86,19 @@ impl<C> ValueSpec<C> {
         }
     }
 
+    /// Calls `f` with every column a `when` condition in the value tests.
+    pub fn visit_tested(&self, f: &mut dyn FnMut(&C)) {
+        if let ValueSource::When(when) = &self.source {
+            for (condition, value) in &when.rules {
+                condition.visit(f);
+                value.visit_tested(f);
+            }
+            if let Some(v) = &when.otherwise {
+                v.visit_tested(f);
+            }
+        }
+    }
+
     /// The same value with each column replaced by `f`'s answer.
     pub fn resolve<D>(&self, f: &mut dyn FnMut(&C) -> D) -> ValueSpec<D> {
         let source = match &self.source {

@@ -1,26 +1,26 @@
-//! Dispatch and group commit: takes a concurrency permit and a row, gathers
-//! rows into groups, and has the journal thread write and sync each group's
-//! "sending" lines with one sync before it starts the group's workers.
+//! Dispatch and group commit: the dispatcher takes a concurrency permit and
+//! a row and starts the row's worker. A worker journals its row only once
+//! its rate slot is near (see [`take_turn`]), so that a crash leaves
+//! `unknown` only the rows whose request was about to leave; the journal
+//! thread writes and syncs every line queued while the previous sync ran
+//! with one sync (group commit: at high rates one `fdatasync` covers many rows).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::journal::{Journal, JournalError};
 
-use super::pool::Pool;
 use super::worker::{worker, Ctx};
 use super::{Ended, RunError, SendItem, Stop, HANDOFF_BATCH};
 
-/// Rows journaled with one sync, at most.
+/// Lines written with one sync, at most.
 const MAX_BATCH: usize = 512;
 
-/// Group commit: the dispatcher waits up to `GROUP_WAIT` to journal at least
-/// a `1/GROUP_FRACTION` share of the pool with one sync, as long as the
-/// rest of the pool is in flight.
-const GROUP_FRACTION: usize = 2;
-const GROUP_WAIT: Duration = Duration::from_millis(2);
+/// A worker journals its row this long before its rate slot: enough for a
+/// sync, so that the request still leaves on its slot.
+const JOURNAL_LEAD: Duration = Duration::from_millis(20);
 
 /// The dispatcher's end of the reader's channel: groups of rows, taken one
 /// row at a time.
@@ -37,15 +37,6 @@ impl Inbox {
         }
         let group = self.rx.recv().await?;
         self.pending.extend(group);
-        self.pending.pop_front()
-    }
-
-    /// The next row if one is already here.
-    fn try_recv(&mut self) -> Option<SendItem> {
-        if self.pending.is_empty() {
-            let group = self.rx.try_recv().ok()?;
-            self.pending.extend(group);
-        }
         self.pending.pop_front()
     }
 
@@ -71,149 +62,110 @@ pub(super) fn channel(concurrency: usize) -> (mpsc::Sender<Vec<SendItem>>, Inbox
     (tx, inbox)
 }
 
-/// A group of rows, each with its concurrency permit.
-type Group = Vec<(SendItem, OwnedSemaphorePermit)>;
-
-/// The dispatcher and the journal thread it hands groups to.
-pub(super) struct Dispatcher {
-    inbox: Inbox,
-    journal_tx: mpsc::Sender<Group>,
-    journal_thread: std::thread::JoinHandle<Result<(), JournalError>>,
+/// A row's "sending" line, and the worker waiting for it to be on disk.
+pub(super) struct Intent {
+    row: u64,
+    hash: u64,
+    synced: oneshot::Sender<bool>,
 }
 
-impl Dispatcher {
-    /// Starts the journal thread.
-    pub(super) fn start(inbox: Inbox, ctx: &Arc<Ctx>) -> Result<Dispatcher, RunError> {
-        // One group is synced while the next gathers.
-        let (journal_tx, journal_rx) = mpsc::channel::<Group>(1);
-        let ctx = ctx.clone();
-        let runtime = tokio::runtime::Handle::current();
-        let journal_thread = std::thread::Builder::new()
-            .name("journal".into())
-            .spawn(move || journal_groups(journal_rx, &ctx.journal, &ctx, &ctx.stop, &runtime))
-            .map_err(|e| RunError::Thread(format!("cannot start the journal writer: {e}")))?;
-        Ok(Dispatcher {
-            inbox,
-            journal_tx,
-            journal_thread,
-        })
-    }
+/// Where workers queue their rows' "sending" lines.
+pub(super) type Intents = mpsc::UnboundedSender<Intent>;
 
-    /// Dispatches until the input ends or the run stops: takes a permit,
-    /// then a row; gathers a group; hands it to the journal thread. Returns
-    /// how many rows the reader handed over that were never dispatched, and
-    /// the journal's error if it failed.
-    pub(super) async fn run(
-        self,
-        ctx: &Ctx,
-        semaphore: &Arc<Semaphore>,
-        pool: &Pool,
-    ) -> (u64, Option<RunError>) {
-        let Dispatcher {
-            inbox: mut send_rx,
-            journal_tx,
-            journal_thread,
-        } = self;
-        let stop = &ctx.stop;
-        let mut batch: Group = Vec::with_capacity(MAX_BATCH);
-        let mut dispatch_error: Option<RunError> = None;
-        'dispatch: loop {
-            let permit = tokio::select! {
-                p = semaphore.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                _ = stop.soft.cancelled() => break,
-            };
-            let item = tokio::select! {
-                i = send_rx.recv() => match i { Some(i) => i, None => break },
-                _ = stop.soft.cancelled() => break,
-            };
-            batch.push((item, permit));
-            while batch.len() < MAX_BATCH {
-                let Ok(permit) = semaphore.clone().try_acquire_owned() else {
-                    break;
+/// The journal thread: takes every line queued, writes them and syncs once,
+/// then lets their workers send. On a journal error no queued row is sent
+/// and the run stops with that error. Ends when every sender is gone.
+pub(super) fn start_journal(
+    journal: Arc<Mutex<Journal>>,
+    stop: Stop,
+) -> Result<(Intents, std::thread::JoinHandle<Result<(), JournalError>>), RunError> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Intent>();
+    let thread = std::thread::Builder::new()
+        .name("journal".into())
+        .spawn(move || {
+            let mut group: Vec<Intent> = Vec::with_capacity(MAX_BATCH);
+            while let Some(first) = rx.blocking_recv() {
+                group.push(first);
+                while group.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(i) => group.push(i),
+                        Err(_) => break,
+                    }
+                }
+                let journaled = {
+                    let mut j = journal.lock().unwrap_or_else(|p| p.into_inner());
+                    group
+                        .iter()
+                        .try_for_each(|i| j.sending(i.row, i.hash))
+                        .and_then(|_| j.commit())
                 };
-                match send_rx.try_recv() {
-                    Some(item) => batch.push((item, permit)),
-                    None => break,
+                let ok = journaled.is_ok();
+                for i in group.drain(..) {
+                    let _ = i.synced.send(ok);
+                }
+                if let Err(e) = journaled {
+                    stop.set(Ended::Interrupted);
+                    return Err(e);
                 }
             }
-            // Group commit: while enough rows are still in flight to keep the
-            // server busy, gather a few more before paying for a sync.
-            let group = (pool.size() / GROUP_FRACTION).clamp(1, MAX_BATCH);
-            if batch.len() < group && semaphore.available_permits() + batch.len() < pool.size() {
-                // One timer for the whole wait: each new timer wakes the driver.
-                let deadline = tokio::time::sleep(GROUP_WAIT);
-                tokio::pin!(deadline);
-                while batch.len() < group {
-                    let permit = tokio::select! {
-                        p = semaphore.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                        _ = &mut deadline => break,
-                        _ = stop.soft.cancelled() => break,
-                    };
-                    let item = tokio::select! {
-                        i = send_rx.recv() => match i { Some(i) => i, None => break },
-                        _ = &mut deadline => break,
-                        _ = stop.soft.cancelled() => break,
-                    };
-                    batch.push((item, permit));
-                }
-            }
-            // The journal thread syncs this group (while the next one gathers
-            // here) and then starts its workers.
-            let group = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
-            if journal_tx.send(group).await.is_err() {
-                break 'dispatch;
-            }
-        }
-        drop(journal_tx);
-        let journaled = tokio::task::spawn_blocking(move || journal_thread.join())
-            .await
-            .map_err(|_| RunError::Thread("the journal thread failed".into()))
-            .and_then(|j| match j {
-                Ok(journaled) => journaled.map_err(RunError::Journal),
-                Err(_) => Err(RunError::Thread("the journal thread failed".into())),
-            });
-        if let Err(e) = journaled {
-            dispatch_error = Some(e);
-        }
-        // Nothing more is dispatched: the reader sees its channel close, and
-        // rows it had already handed over are counted as not sent.
-        let undispatched = send_rx.close();
-        drop(send_rx);
-        (undispatched, dispatch_error)
-    }
+            Ok(())
+        })
+        .map_err(|e| RunError::Thread(format!("cannot start the journal writer: {e}")))?;
+    Ok((tx, thread))
 }
 
-/// The journal thread: writes and syncs each group's "sending" lines, then
-/// starts the group's workers. A row's request never leaves before its line
-/// is on disk. On a journal error the group is dropped unsent and the run
-/// stops with that error.
-fn journal_groups(
-    mut groups: mpsc::Receiver<Group>,
-    journal: &Mutex<Journal>,
-    ctx: &Arc<Ctx>,
-    stop: &Stop,
-    runtime: &tokio::runtime::Handle,
-) -> Result<(), JournalError> {
-    while let Some(group) = groups.blocking_recv() {
-        let journaled = {
-            let mut j = journal.lock().unwrap_or_else(|p| p.into_inner());
-            group
-                .iter()
-                .try_for_each(|(item, _)| j.sending(item.row))
-                .and_then(|_| j.commit())
-        };
-        if let Err(e) = journaled {
-            stop.set(Ended::Interrupted);
-            return Err(e);
-        }
-        // One wake-up of the runtime per group: its workers are spawned
-        // from inside it.
-        let ctx = ctx.clone();
-        runtime.spawn(async move {
-            for (item, permit) in group {
-                tokio::spawn(worker(ctx.clone(), item, permit));
-            }
-        });
+/// A row's first try: waits for its rate slot, journals the row (synced)
+/// just before the slot, and returns at the slot. `false` when the row must
+/// not be sent (the journal failed, or is closed).
+pub(super) async fn take_turn(ctx: &Ctx, row: u64, hash: u64) -> bool {
+    let slot = ctx.pace.reserve().await;
+    if let Some(slot) = slot {
+        tokio::time::sleep_until(slot - JOURNAL_LEAD).await;
     }
-    Ok(())
+    let (synced, on_disk) = oneshot::channel();
+    let queued = {
+        let intents = ctx.intents.lock().unwrap_or_else(|p| p.into_inner());
+        intents
+            .as_ref()
+            .is_some_and(|tx| tx.send(Intent { row, hash, synced }).is_ok())
+    };
+    if !queued || on_disk.await != Ok(true) {
+        return false;
+    }
+    if let Some(slot) = slot {
+        if tokio::time::Instant::now() > slot + LATE {
+            // The sync took longer than the lead: starting now, right before
+            // the next row's slot, could put one too many into a second.
+            // Take a new slot instead.
+            ctx.pace.ready().await;
+        } else {
+            tokio::time::sleep_until(slot).await;
+        }
+    }
+    true
+}
+
+/// A request may start this much after its slot (the rate's margin is 8 ms
+/// per second, see `pace`); later, it waits for a new slot.
+const LATE: Duration = Duration::from_millis(4);
+
+/// Dispatches until the input ends or the run stops: takes a permit, then
+/// a row, and starts its worker. Returns how many rows the reader handed
+/// over that were never dispatched.
+pub(super) async fn dispatch(mut inbox: Inbox, ctx: &Arc<Ctx>, semaphore: &Arc<Semaphore>) -> u64 {
+    let stop = &ctx.stop;
+    loop {
+        let permit = tokio::select! {
+            p = semaphore.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = stop.soft.cancelled() => break,
+        };
+        let item = tokio::select! {
+            i = inbox.recv() => match i { Some(i) => i, None => break },
+            _ = stop.soft.cancelled() => break,
+        };
+        tokio::spawn(worker(ctx.clone(), item, permit));
+    }
+    // Nothing more is dispatched: the reader sees its channel close, and
+    // rows it had already handed over are counted as not sent.
+    inbox.close()
 }

@@ -19,6 +19,23 @@ pub enum RunError {
     /// `--resume` found the journal of a run with other arguments.
     #[error("--resume refused: {} belongs to a run of `{command}` with a different input, mapping or selection", results.display())]
     OtherRun { results: PathBuf, command: String },
+    /// `--resume` to another endpoint than the run's.
+    #[error("--resume refused: {} belongs to a run that sent to {was}, not to {now}", results.display())]
+    OtherEndpoint {
+        results: PathBuf,
+        was: String,
+        now: String,
+    },
+    /// `--resume` found a journal whose results file is gone.
+    #[error("cannot resume safely: the results file {} is gone, but its journal {} says {sent} rows were sent, so which of them DigiDesk created cannot be told", results.display(), journal.display())]
+    NoResults {
+        results: PathBuf,
+        journal: PathBuf,
+        sent: u64,
+    },
+    /// Another process is running on the same results file.
+    #[error("{0}")]
+    Locked(String),
     /// The journal could not be opened at the start: nothing was sent.
     #[error(transparent)]
     StartJournal(JournalError),

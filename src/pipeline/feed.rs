@@ -2,6 +2,7 @@
 //! hands sendable ones to the dispatcher in small groups and writes the rows
 //! it decides itself (invalid, skipped, unknown on resume).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -9,10 +10,10 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::input::{self, ReadError, Rows};
-use crate::journal::RowSet;
 use crate::mapping::{Decision, Plan};
 use crate::results::{self, Outcome, Status};
 
+use super::resume::Known;
 use super::worker::Ctx;
 use super::{Ended, RunError, SendItem, Stop, HANDOFF_BATCH};
 
@@ -33,11 +34,24 @@ pub(super) struct ReadFailure {
     pub(super) unsent: u64,
 }
 
+/// What the reader checks a resumed run's input against.
+pub(super) struct Check {
+    pub(super) known: Known,
+    /// Rows the earlier runs sent (so `--limit` counts the whole run).
+    pub(super) sent_before: u64,
+    /// The results file, for messages.
+    pub(super) results: String,
+}
+
+/// Rows decided before the last known row is checked are held back, at most
+/// this many: a changed input is found before anything is sent.
+const HOLD_MAX: usize = 10_000;
+
 /// Starts the reader thread.
 pub(super) fn start(
     rows: Rows,
     plan: Plan,
-    resume: Option<(RowSet, RowSet)>,
+    check: Option<Check>,
     limit: Option<u64>,
     to_dispatch: mpsc::Sender<Vec<SendItem>>,
     ctx: &Arc<Ctx>,
@@ -46,160 +60,251 @@ pub(super) fn start(
     std::thread::Builder::new()
         .name("reader".into())
         .spawn(move || {
-            read_rows(
-                rows,
-                plan,
-                resume,
-                limit,
+            let mut feed = Feed {
                 to_dispatch,
-                &ctx.writer,
-                ctx.stop.clone(),
-                &ctx.resumed_unknown,
-            )
+                handoff: Vec::with_capacity(HANDOFF_BATCH),
+                held: Vec::new(),
+                to_writer: &ctx.writer,
+                stop: ctx.stop.clone(),
+                end: ReadEnd {
+                    limited: false,
+                    unsent: 0,
+                },
+                only_count: false,
+                closed: false,
+            };
+            let read = feed.read_all(rows, plan, check, limit, &ctx.resumed_unknown);
+            feed.finish(read)
         })
         .map_err(|e| RunError::Thread(format!("cannot start the reader: {e}")))
 }
 
-/// The reader thread: reads, maps and validates every row; hands sendable
-/// ones to the dispatcher in small groups and writes decided ones itself.
-#[allow(clippy::too_many_arguments)]
-fn read_rows(
-    rows: Rows,
-    plan: Plan,
-    resume: Option<(RowSet, RowSet)>,
-    limit: Option<u64>,
+/// A row decided by the reader, on its way to the dispatcher or the results file.
+enum Decided {
+    Send(SendItem),
+    Write(Outcome),
+}
+
+/// The reader's outlets: the dispatcher (in small groups) and the results file.
+struct Feed<'a> {
     to_dispatch: mpsc::Sender<Vec<SendItem>>,
-    to_writer: &results::Shared,
+    handoff: Vec<SendItem>,
+    /// Rows decided while earlier rows of a resumed run are still to be checked.
+    held: Vec<Decided>,
+    to_writer: &'a results::Shared,
     stop: Stop,
-    resumed_unknown: &AtomicU64,
-) -> Result<ReadEnd, ReadFailure> {
-    let mut handoff: Vec<SendItem> = Vec::with_capacity(HANDOFF_BATCH);
-    let mut read = read_all(
-        rows,
-        plan,
-        resume,
-        limit,
-        &to_dispatch,
-        &mut handoff,
-        to_writer,
-        &stop,
-        resumed_unknown,
-    );
-    // The last group, also after an input error (rows before it are sent,
-    // as they would have been one by one); after a stop it is only counted.
-    if !handoff.is_empty() {
-        let n = handoff.len() as u64;
-        if stop.is_stopping() || to_dispatch.blocking_send(handoff).is_err() {
-            match &mut read {
-                Ok(end) => end.unsent += n,
-                Err(failure) => failure.unsent += n,
+    end: ReadEnd,
+    /// Once the run stops (or reaches --limit), the rest is only counted.
+    only_count: bool,
+    /// The dispatcher takes no more rows.
+    closed: bool,
+}
+
+impl Feed<'_> {
+    /// Hands over the last group, also after an input error (rows before it
+    /// are sent, as they would have been one by one); after a stop it is
+    /// only counted.
+    fn finish(mut self, read: Result<(), ReadFailure>) -> Result<ReadEnd, ReadFailure> {
+        let stopping = self.stop.is_stopping();
+        if stopping {
+            self.end.unsent += self.held.len() as u64;
+            self.held.clear();
+        } else {
+            self.release();
+        }
+        if !self.handoff.is_empty() {
+            let n = self.handoff.len() as u64;
+            let group = std::mem::take(&mut self.handoff);
+            if self.stop.is_stopping() || self.to_dispatch.blocking_send(group).is_err() {
+                self.end.unsent += n;
+            }
+        }
+        match read {
+            Ok(()) => Ok(self.end),
+            Err(mut failure) => {
+                failure.unsent += self.end.unsent;
+                Err(failure)
             }
         }
     }
-    read
-}
 
-#[allow(clippy::too_many_arguments)]
-fn read_all(
-    mut rows: Rows,
-    plan: Plan,
-    resume: Option<(RowSet, RowSet)>,
-    limit: Option<u64>,
-    to_dispatch: &mpsc::Sender<Vec<SendItem>>,
-    handoff: &mut Vec<SendItem>,
-    to_writer: &results::Shared,
-    stop: &Stop,
-    resumed_unknown: &AtomicU64,
-) -> Result<ReadEnd, ReadFailure> {
-    let mut sendable = 0u64;
-    let mut body = Vec::with_capacity(512);
-    let mut end = ReadEnd {
-        limited: false,
-        unsent: 0,
-    };
-    // Once the run stops (or reaches --limit), the rest is only counted.
-    let mut only_count = false;
-    loop {
-        let record = match rows.next_row() {
-            Ok(Some(record)) => record,
-            Ok(None) => break,
-            Err(error) => {
-                let done = resume.as_ref().map(|(done, _)| done);
-                let unsent = end.unsent + 1 + count_rest(&mut rows, done);
-                return Err(ReadFailure { error, unsent });
-            }
-        };
-        let row = record.row;
-        if resume.as_ref().is_some_and(|(done, _)| done.contains(row)) {
-            continue;
+    /// Sends a decided row on, or holds it back while `hold`.
+    fn emit(&mut self, decided: Decided, hold: bool) {
+        if hold && self.held.len() < HOLD_MAX {
+            self.held.push(decided);
+            return;
         }
-        if only_count || stop.is_stopping() {
-            only_count = true;
-            end.unsent += 1;
-            continue;
+        self.release();
+        self.pass(decided);
+    }
+
+    /// Sends on the rows held back.
+    fn release(&mut self) {
+        for decided in std::mem::take(&mut self.held) {
+            self.pass(decided);
         }
-        let decided = if resume
-            .as_ref()
-            .is_some_and(|(_, in_flight)| in_flight.contains(row))
-        {
-            resumed_unknown.fetch_add(1, Ordering::Relaxed);
-            let fields = rows.columns.project(record.fields);
-            outcome(row, fields, Status::Unknown, vec!["in flight when an earlier run stopped: it may have been created; check DigiDesk before resending (retry --only unknown)".into()])
-        } else {
-            match input::decide(&rows.columns, &plan, record.fields) {
-                (fields, Decision::Send(req)) => {
-                    if limit.is_some_and(|l| sendable >= l) {
-                        end.limited = true;
-                        only_count = true;
-                        end.unsent += 1;
-                        continue;
+    }
+
+    fn pass(&mut self, decided: Decided) {
+        match decided {
+            Decided::Send(item) => {
+                if self.closed || self.stop.is_stopping() {
+                    self.end.unsent += 1;
+                    return;
+                }
+                self.handoff.push(item);
+                // Hand over a group, or at once if the dispatcher has nothing queued.
+                if self.handoff.len() >= HANDOFF_BATCH
+                    || self.to_dispatch.capacity() == self.to_dispatch.max_capacity()
+                {
+                    let n = self.handoff.len() as u64;
+                    let group = std::mem::take(&mut self.handoff);
+                    if self.to_dispatch.blocking_send(group).is_err() {
+                        self.closed = true;
+                        self.only_count = true;
+                        self.end.unsent += n;
                     }
-                    sendable += 1;
-                    body.clear();
-                    req.write_json(&mut body);
-                    handoff.push(SendItem {
-                        row,
-                        fields,
-                        body: Bytes::copy_from_slice(&body),
-                    });
-                    // Hand over a group, or at once if the dispatcher has
-                    // nothing queued.
-                    if handoff.len() >= HANDOFF_BATCH
-                        || to_dispatch.capacity() == to_dispatch.max_capacity()
-                    {
-                        let n = handoff.len() as u64;
-                        if to_dispatch.blocking_send(std::mem::take(handoff)).is_err() {
-                            only_count = true;
-                            end.unsent += n;
+                }
+            }
+            Decided::Write(outcome) => {
+                if self.closed || self.stop.is_stopping() {
+                    self.end.unsent += 1;
+                } else if !self.to_writer.record(outcome) {
+                    // The results file failed: the run ends with that error.
+                    self.stop.set(Ended::Interrupted);
+                    self.only_count = true;
+                    self.end.unsent += 1;
+                }
+            }
+        }
+    }
+
+    /// Reads, maps and validates every row; checks a resumed run's rows
+    /// against what the earlier runs recorded.
+    fn read_all(
+        &mut self,
+        mut rows: Rows,
+        plan: Plan,
+        check: Option<Check>,
+        limit: Option<u64>,
+        resumed_unknown: &AtomicU64,
+    ) -> Result<(), ReadFailure> {
+        let mut sendable = check.as_ref().map_or(0, |c| c.sent_before);
+        let mut body = Vec::with_capacity(512);
+        let width = rows.columns.names.len();
+        let check_until = check.as_ref().map_or(0, |c| c.known.last_row());
+        let mut last_read = 0;
+        loop {
+            let record = match rows.next_row() {
+                Ok(Some(record)) => record,
+                Ok(None) => break,
+                Err(error) => {
+                    let done = check.as_ref().map(|c| &c.known.decided);
+                    let unsent = 1 + count_rest(&mut rows, done);
+                    return Err(ReadFailure { error, unsent });
+                }
+            };
+            let row = record.row;
+            last_read = last_read.max(row);
+            if self.stop.is_stopping() {
+                self.only_count = true;
+            }
+            let hold = row < check_until;
+            let mut in_flight = None;
+            if let Some(c) = &check {
+                if let Some(expected) = c.known.decided.get(&row) {
+                    if !self.only_count {
+                        let fields = rows.columns.project(record.fields);
+                        if results::row_hash(&fields, width) != *expected {
+                            return self.changed(changed(&rows.name, row, &c.results, "records"));
+                        }
+                        if !hold {
+                            self.release();
                         }
                     }
                     continue;
                 }
-                (fields, Decision::Skip(reason)) => {
-                    outcome(row, fields, Status::Skipped, vec![reason])
-                }
-                (fields, Decision::Invalid(reasons)) => {
-                    outcome(row, fields, Status::Invalid, reasons)
-                }
+                in_flight = c.known.in_flight.get(&row);
             }
-        };
-        if !to_writer.record(decided) {
-            // The results file failed: the run ends with that error.
-            stop.set(Ended::Interrupted);
-            only_count = true;
-            end.unsent += 1;
+            if self.only_count {
+                self.end.unsent += 1;
+                continue;
+            }
+            let decided = if let Some(expected) = in_flight {
+                let fields = rows.columns.project(record.fields);
+                if expected.is_some_and(|h| results::row_hash(&fields, width) != h) {
+                    let results = &check.as_ref().map_or("", |c| c.results.as_str());
+                    let what = "was sending when an earlier run stopped (its journal says so)";
+                    return self.changed(changed(&rows.name, row, results, what));
+                }
+                resumed_unknown.fetch_add(1, Ordering::Relaxed);
+                Decided::Write(outcome(row, fields, Status::Unknown, vec!["in flight when an earlier run stopped: it may have been created; check DigiDesk before resending (retry --only unknown)".into()]))
+            } else {
+                match input::decide(&rows.columns, &plan, record.fields, &record.meta) {
+                    (fields, Decision::Send(req)) => {
+                        if limit.is_some_and(|l| sendable >= l) {
+                            self.end.limited = true;
+                            self.only_count = true;
+                            self.end.unsent += 1;
+                            continue;
+                        }
+                        sendable += 1;
+                        body.clear();
+                        req.write_json(&mut body);
+                        Decided::Send(SendItem {
+                            row,
+                            hash: results::row_hash(&fields, width),
+                            fields,
+                            body: Bytes::copy_from_slice(&body),
+                        })
+                    }
+                    (fields, Decision::Skip(reason)) => {
+                        Decided::Write(outcome(row, fields, Status::Skipped, vec![reason]))
+                    }
+                    (fields, Decision::Invalid(reasons)) => {
+                        Decided::Write(outcome(row, fields, Status::Invalid, reasons))
+                    }
+                }
+            };
+            self.emit(decided, hold);
         }
+        if let Some(c) = &check {
+            if check_until > last_read {
+                let message = format!(
+                    "{} ends at row {last_read}, but the results file {} records row {check_until}: it is not the input this run was started with. Resume with that input, or start a new run with another --results file",
+                    rows.name, c.results
+                );
+                return self.changed(message);
+            }
+        }
+        Ok(())
     }
-    Ok(end)
+
+    /// The input is not the one the run was started with: the run stops,
+    /// and what was held back is not sent.
+    fn changed(&mut self, message: String) -> Result<(), ReadFailure> {
+        self.stop.set(Ended::InputChanged(message));
+        self.end.unsent += self.held.len() as u64;
+        self.held.clear();
+        self.only_count = true;
+        Ok(())
+    }
+}
+
+/// The message for a row that is not the one an earlier run decided.
+fn changed(input: &str, row: u64, results: &str, what: &str) -> String {
+    format!(
+        "row {row} of {input} is not the row {row} that {results} {what}: the input changed since the run started. Resume with the input the run was started with, or start a new run with another --results file"
+    )
 }
 
 /// The rows after a reading error, not yet decided: counted as far as the
 /// input can be read (a row whose text cannot be decoded is still a row).
-fn count_rest(rows: &mut Rows, done: Option<&RowSet>) -> u64 {
+fn count_rest(rows: &mut Rows, done: Option<&HashMap<u64, u64>>) -> u64 {
     let mut n = 0;
     loop {
         match rows.next_row() {
-            Ok(Some(r)) if done.is_some_and(|d| d.contains(r.row)) => {}
+            Ok(Some(r)) if done.is_some_and(|d| d.contains_key(&r.row)) => {}
             Ok(Some(_)) | Err(ReadError::InvalidText { .. }) => n += 1,
             Ok(None) | Err(_) => return n,
         }

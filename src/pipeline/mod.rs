@@ -1,13 +1,17 @@
-//! The pipeline: a reader thread maps and validates rows, a dispatcher
-//! journals sendable rows (one sync per group) and hands each to a worker
-//! task, workers post with retries under a shared rate limit, and whoever
+//! The pipeline: a reader thread maps and validates rows (and on `--resume`
+//! checks them against what the run decided before), a dispatcher hands each
+//! sendable row to a worker task, workers wait for their rate slot, have the
+//! journal thread sync their row's line just before it (one sync per group
+//! of lines), post with retries under a shared rate limit, and whoever
 //! decides a row (a worker, or the reader for invalid and skipped rows)
 //! writes its results line. A bounded channel and the concurrency permits
 //! connect them, so a slow server slows reading instead of filling memory.
 //!
 //! ```text
 //! reader ──sendable──▶ dispatcher ──spawn──▶ workers ──outcome──▶ results file
-//!    └──────────── invalid / skipped / unknown-on-resume ──────────────▲
+//!    │                                     ▲ ▼ "sending" lines            ▲
+//!    │                                   journal thread                   │
+//!    └──────────── invalid / skipped / unknown-on-resume ─────────────────┘
 //! ```
 //!
 //! A row is in flight from its journal line (written and synced before its
@@ -40,7 +44,6 @@ use crate::mapping::Plan;
 use crate::results::{self, Counters, Status, Tally};
 use crate::transport::Client;
 
-use dispatch::Dispatcher;
 use feed::ReadEnd;
 use resume::Resume;
 use worker::Ctx;
@@ -76,6 +79,8 @@ pub enum Ended {
     InputError(String),
     /// Ctrl-C or SIGTERM.
     Interrupted,
+    /// `--resume` found a row that is not the one the run decided earlier.
+    InputChanged(String),
 }
 
 /// The facts of a finished run: what the summary table and its JSON twin show.
@@ -93,6 +98,8 @@ pub struct RunSummary {
     pub results: PathBuf,
     /// `--limit` was reached.
     pub limited: bool,
+    /// The run's `--limit`, if any: a stopped run continues with it.
+    pub limit: Option<u64>,
     /// Rows of the input not in the results file because the run stopped
     /// (or reached `--limit`) before sending them; `--resume` sends them.
     pub unsent: u64,
@@ -100,6 +107,9 @@ pub struct RunSummary {
     pub resumed_unknown: u64,
     /// The previous run had already completed; nothing was done.
     pub already_complete: bool,
+    /// What the reader noticed about the input: a footer ignored, bytes
+    /// replaced, the shape it found.
+    pub input: crate::input::Notes,
 }
 
 impl RunSummary {
@@ -128,6 +138,8 @@ const HANDOFF_BATCH: usize = 16;
 /// A row ready to send.
 struct SendItem {
     row: u64,
+    /// The fingerprint of the row's content, for the journal.
+    hash: u64,
     fields: csv::StringRecord,
     body: Bytes,
 }
@@ -147,19 +159,25 @@ pub async fn run(
         return Ok(RunSummary::already_complete(&job, r, &counters, started));
     }
     let before = counters.total();
-    let resume = prepared.resume.map(|r| (r.decided, r.in_flight));
+    let check = prepared.resume.map(|r| feed::Check {
+        sent_before: r.sent() + r.known.in_flight.len() as u64,
+        known: r.known,
+        results: job.settings.results.display().to_string(),
+    });
     let files = (prepared.journal, prepared.writer);
     let ctx = Ctx::new(client, &job.settings, &stop, files, &counters);
 
     let (to_dispatch, inbox) = dispatch::channel(job.settings.concurrency);
     let limit = job.settings.limit;
-    let reader = feed::start(job.rows, job.plan, resume, limit, to_dispatch, &ctx)?;
+    let notes = job.rows.reader.notes();
+    let reader = feed::start(job.rows, job.plan, check, limit, to_dispatch, &ctx)?;
     let semaphore = Arc::new(Semaphore::new(job.settings.concurrency));
     let pool = ctx.pool.clone();
     let sizer = pool::start(&ctx.pace, &semaphore, &pool);
     let syncer = tokio::spawn(sync_results(ctx.writer.clone()));
-    let dispatcher = Dispatcher::start(inbox, &ctx)?;
-    let (undispatched, dispatch_error) = dispatcher.run(&ctx, &semaphore, &pool).await;
+    let (intents, journal_thread) = dispatch::start_journal(ctx.journal.clone(), stop.clone())?;
+    *ctx.intents.lock().unwrap_or_else(|p| p.into_inner()) = Some(intents);
+    let undispatched = dispatch::dispatch(inbox, &ctx, &semaphore).await;
 
     // Wait for every in-flight row: each permit comes back once its outcome is written.
     for task in [sizer, syncer] {
@@ -167,6 +185,16 @@ pub async fn run(
         let _ = task.await;
     }
     let _all = semaphore.acquire_many(pool.size() as u32).await;
+    // Every worker is done: the journal thread ends once its queue is closed.
+    drop(ctx.intents.lock().unwrap_or_else(|p| p.into_inner()).take());
+    let journaled = tokio::task::spawn_blocking(move || journal_thread.join())
+        .await
+        .map_err(|_| RunError::Thread("the journal thread failed".into()))
+        .and_then(|j| match j {
+            Ok(journaled) => journaled.map_err(RunError::Journal),
+            Err(_) => Err(RunError::Thread("the journal thread failed".into())),
+        });
+    let dispatch_error = journaled.err();
     let read = match reader.join() {
         Ok(read) => read.map_err(|f| (Fatal::from(f.error).message, f.unsent)),
         Err(_) => Err(("the reader thread failed".to_string(), 0)),
@@ -181,11 +209,13 @@ pub async fn run(
     Ok(RunSummary {
         ended,
         limited,
+        limit,
         unsent,
         resumed_unknown: ctx.resumed_unknown.load(Ordering::Relaxed),
         tally,
         rows_this_run: counters.total() - before,
         requests: counters.requests.load(Ordering::Relaxed),
+        input: crate::input::shape::snapshot(&notes),
         ..RunSummary::counted(&counters, job.settings.results, started)
     })
 }
@@ -203,9 +233,11 @@ impl RunSummary {
             tally: Tally::default(),
             results,
             limited: false,
+            limit: None,
             unsent: 0,
             resumed_unknown: 0,
             already_complete: false,
+            input: crate::input::Notes::default(),
         }
     }
 

@@ -16,6 +16,7 @@ use crate::pace::Pace;
 use crate::results::{self, Counters, Outcome, Status};
 use crate::transport::{Attempt, Client};
 
+use super::dispatch::{take_turn, Intents};
 use super::pool::{record_latency, Pool};
 use super::{Ended, SendItem, Stop};
 
@@ -74,6 +75,9 @@ pub(super) struct Ctx {
     breaker: Breaker,
     pub(super) stop: Stop,
     pub(super) journal: Arc<Mutex<Journal>>,
+    /// Where a row's "sending" line is queued for the journal thread
+    /// (`None` before it starts and once every row is done).
+    pub(super) intents: Mutex<Option<Intents>>,
     pub(super) writer: Arc<results::Shared>,
     counters: Arc<Counters>,
     max_attempts: u32,
@@ -100,6 +104,7 @@ impl Ctx {
             breaker: Breaker::new(),
             stop: stop.clone(),
             journal: Arc::new(Mutex::new(journal)),
+            intents: Mutex::new(None),
             writer: Arc::new(results::Shared::new(writer)),
             counters: counters.clone(),
             max_attempts: settings.max_attempts,
@@ -111,11 +116,24 @@ impl Ctx {
 
 /// Sends one row with retries, and writes its outcome to the results file.
 pub(super) async fn worker(ctx: Arc<Ctx>, item: SendItem, permit: OwnedSemaphorePermit) {
-    let SendItem { row, fields, body } = item;
+    let SendItem {
+        row,
+        hash,
+        fields,
+        body,
+    } = item;
     let mut errors: Vec<String> = Vec::new();
     let mut attempts = 0u32;
     let mut http: Option<u16> = None;
-    let decided = tries(&ctx, row, &body, &mut errors, &mut attempts, &mut http).await;
+    let decided = tries(
+        &ctx,
+        (row, hash),
+        &body,
+        &mut errors,
+        &mut attempts,
+        &mut http,
+    )
+    .await;
     match decided {
         Some((status, id)) => {
             let outcome = Outcome {
@@ -138,15 +156,24 @@ pub(super) async fn worker(ctx: Arc<Ctx>, item: SendItem, permit: OwnedSemaphore
 /// when the run stops first: the row was not created and is left for `--resume`.
 async fn tries(
     ctx: &Ctx,
-    row: u64,
+    (row, hash): (u64, u64),
     body: &Bytes,
     errors: &mut Vec<String>,
     attempts: &mut u32,
     http: &mut Option<u16>,
 ) -> Option<(Status, Option<u64>)> {
     loop {
+        // The first try is journaled just before it leaves (see `dispatch`).
+        let turn = async {
+            if *attempts == 0 {
+                take_turn(ctx, row, hash).await
+            } else {
+                ctx.pace.ready().await;
+                true
+            }
+        };
         tokio::select! {
-            _ = ctx.pace.ready() => {}
+            go = turn => if !go { return None },
             _ = ctx.stop.soft.cancelled() => return None,
         }
         *attempts += 1;

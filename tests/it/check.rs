@@ -85,17 +85,18 @@ fn a_missing_column_exits_2_naming_it_listing_headers_and_suggesting() {
 }
 
 #[test]
-fn invalid_utf8_exits_2_naming_the_row_and_suggesting_an_encoding() {
+fn invalid_utf8_in_a_mapped_column_makes_the_row_invalid_and_suggests_an_encoding() {
     let mut bytes = b"Ref,First,Last,Phone,Reason,Opt Out\nR1,A,B,07400 100001,x,\n".to_vec();
     bytes.extend_from_slice(b"R2,Ren\xe9e,B,07400 100002,x,\n");
     let s = Scenario::new().input("latin.csv", &bytes);
-    let err = s.check(&[]).exits(2).stderr();
+    let out = s.check(&[]).exits(1).stdout();
     assert!(
-        err.contains("row 2")
-            && err.contains("\"First\"")
-            && err.contains("--encoding windows-1252"),
-        "{err}"
+        out.contains("column \"First\" holds bytes that are not valid UTF-8 (byte 0xE9 at byte offset 3 of the value)")
+            && out.contains("--encoding windows-1252")
+            && out.contains("(rows 2)"),
+        "{out}"
     );
+    assert!(out.contains("sendable           1"), "{out}");
     let out = s
         .check(&["--encoding", "windows-1252", "--show", "2"])
         .exits(0)
@@ -218,4 +219,80 @@ fn output_into_a_closed_pipe_is_not_a_crash() {
         text(&out)
     );
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}
+
+/// The report shows the values of the columns the rules test, so a value
+/// no rule matches ("Opted out") is seen at once, and the values that made
+/// rows invalid; neither reaches stderr, where logs go.
+#[test]
+fn tested_columns_values_and_offending_values_are_shown() {
+    let mapping = r#"
+[fields]
+customer_contact = { when = [
+  { if = { column = "Direction", equals = "Inbound" }, then = "From" },
+  { if = { column = "Direction", equals = "Outbound" }, then = "To" },
+], else = "From" }
+campaign_name = { value = "Post-call survey" }
+account_number = "Ref"
+
+[contact]
+phone_region = "GB"
+
+[misc_data.fields]
+"Call time" = { column = "Started", time = { from = "%d.%m.%y %H:%M", to = "%Y-%m-%d %H:%M" } }
+
+[skip]
+rules = [{ column = "Opt Out", equals = ["Y", "Yes"] }]
+"#;
+    let long_ref = format!("LONGREF{}", "x".repeat(293));
+    let mut csv = String::from("Ref,Direction,From,To,Started,Opt Out\n");
+    for i in 1..=10 {
+        let (direction, opt, started, reference) = match i {
+            6 => ("Outbound", "Y", "25.04.13 15:15", format!("R{i}")),
+            7 | 8 => ("Inbound", "Opted out", "25.04.13 15:15", format!("R{i}")),
+            9 => ("Inbound", "", "2013-04-25", format!("R{i}")),
+            10 => ("Inbound", "", "25.04.13 15:15", long_ref.clone()),
+            _ => ("Inbound", "", "25.04.13 15:15", format!("R{i}")),
+        };
+        csv.push_str(&format!(
+            "{reference},{direction},{},{},{started},{opt}\n",
+            mobile(i),
+            mobile(100 + i)
+        ));
+    }
+    let run = Scenario::new()
+        .input("calls.csv", csv)
+        .mapping(mapping)
+        .check(&[])
+        .exits(1);
+    let s = run.stdout();
+    assert!(s.contains("sendable           7"), "{s}");
+    assert!(
+        s.contains(concat!(
+            "Values of the columns your rules test, with their rows, most frequent first:\n",
+            "  Direction (when in [fields] customer_contact):\n",
+            "           9  \"Inbound\"\n",
+            "           1  \"Outbound\"\n",
+            "  Opt Out ([skip] rule 1):\n",
+            "           7  \"\"\n",
+            "           2  \"Opted out\"\n",
+            "           1  \"Y\"\n",
+        )),
+        "{s}"
+    );
+    assert!(
+        s.contains("1  misc_data \"Call time\": the value in column \"Started\" does not match the time pattern \"%d.%m.%y %H:%M\"  (rows 9 \"2013-04-25\")"),
+        "{s}"
+    );
+    let cut = format!("\"LONGREF{}\"...", "x".repeat(33));
+    assert!(
+        s.contains(&format!(
+            "1  account_number is 300 characters; at most 250 are allowed  (rows 10 {cut})"
+        )),
+        "{s}"
+    );
+    let err = run.stderr();
+    for private in ["Opted out", "Inbound", "2013-04-25", "LONGREF"] {
+        assert!(!err.contains(private), "{private} in stderr: {err}");
+    }
 }

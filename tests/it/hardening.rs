@@ -206,8 +206,19 @@ async fn a_huge_retry_after_stops_the_run_resumably_without_a_panic() {
         statuses(&results, "failed") + statuses(&results, "unknown"),
         0
     );
-    // The rest is sent by --resume once the service is back.
-    let up = sandbox(SandboxConfig::default()).await;
+    // The rest is sent by --resume once the service is back (at the same
+    // endpoint: a resumed run never changes endpoint).
+    let endpoint = sb.endpoint();
+    let listen = url::Url::parse(&endpoint)
+        .unwrap()
+        .socket_addrs(|| None)
+        .unwrap()[0];
+    sb.shutdown().await;
+    let up = sandbox(SandboxConfig {
+        listen,
+        ..SandboxConfig::default()
+    })
+    .await;
     let input = w.path("calls.csv");
     let out = run(
         send_cmd(&input, &w.path("map.toml"), &up.endpoint()).args(["--rate", "0", "--resume"])
@@ -216,7 +227,6 @@ async fn a_huge_retry_after_stops_the_run_resumably_without_a_panic() {
     let results = read_results(&w.path("calls.results.csv"));
     assert_consistent(20, &results, &up);
     assert_eq!(statuses(&results, "created"), sendable(20));
-    sb.shutdown().await;
     up.shutdown().await;
 }
 

@@ -9,7 +9,7 @@ use std::process::Command;
 use crate::common::*;
 
 /// Runs a command to its end and returns its exit code and peak RSS in KiB.
-fn peak_rss(cmd: &mut Command) -> (i32, i64) {
+pub(crate) fn peak_rss(cmd: &mut Command) -> (i32, i64) {
     let child = cmd
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
