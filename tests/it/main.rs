@@ -14,3 +14,4 @@ mod resume;
 mod retry;
 mod sandbox;
 mod send;
+mod stops;
