@@ -5,14 +5,14 @@ use std::process::{Command, Stdio};
 
 use crate::common::*;
 
-/// Runs `cmd` with stderr a pipe whose read end is already closed: every
-/// write to stderr fails with a broken pipe. Returns the exit code.
+/// Runs `cmd` with stderr a socket whose other end is already closed:
+/// every write to stderr fails with a broken pipe. Returns the exit code.
 fn run_with_closed_stderr(cmd: &mut Command) -> Option<i32> {
-    let (reader, writer) = std::io::pipe().expect("a pipe");
+    let (reader, writer) = std::os::unix::net::UnixStream::pair().expect("a socket pair");
     drop(reader);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(writer)
+        .stderr(std::os::fd::OwnedFd::from(writer))
         .status()
         .expect("run digidesk-upload")
         .code()
