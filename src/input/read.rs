@@ -55,14 +55,27 @@ pub struct Record {
     pub fields: csv::StringRecord,
 }
 
+/// What runs before each read of the underlying file or pipe (see
+/// [`Reader::before_read`]).
+type BeforeRead = Arc<std::sync::Mutex<Option<Box<dyn FnMut() + Send>>>>;
+
 /// Counts the bytes read from the underlying file, for progress.
 struct Counting<R> {
     inner: R,
     count: Arc<AtomicU64>,
+    before: BeforeRead,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(hook) = self
+            .before
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            hook();
+        }
         let n = self.inner.read(buf)?;
         self.count.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
@@ -148,6 +161,7 @@ pub struct Reader {
     total_bytes: Option<u64>,
     /// Compressed bytes read, when the file is compressed.
     raw_read: Option<Arc<AtomicU64>>,
+    before_read: BeforeRead,
 }
 
 impl Reader {
@@ -173,9 +187,11 @@ impl Reader {
         // Raw bytes read: for `.gz` the only measure of how far through the
         // file reading is (for plain files, the end of the last parsed record is).
         let raw_read = Arc::new(AtomicU64::new(0));
+        let before_read = BeforeRead::default();
         let counted = Counting {
             inner: raw,
             count: raw_read.clone(),
+            before: before_read.clone(),
         };
         let mut buffered = BufReader::with_capacity(256 * 1024, counted);
         // Gzip by name or by its magic bytes.
@@ -233,6 +249,7 @@ impl Reader {
             rows_read: Arc::new(AtomicU64::new(0)),
             total_bytes,
             raw_read: is_gz.then_some(raw_read),
+            before_read,
         };
         let mut headers = Vec::with_capacity(raw_header.len());
         for (i, field) in raw_header.iter().enumerate() {
@@ -383,6 +400,13 @@ impl Reader {
     /// The size of the underlying file, when it is a file.
     pub fn total_bytes(&self) -> Option<u64> {
         self.total_bytes
+    }
+
+    /// Runs `hook` before each read of the underlying file or pipe: the
+    /// moment reading may wait (a stalled stdin), so that whatever the
+    /// caller holds from rows already read can go on first.
+    pub fn before_read(&self, hook: impl FnMut() + Send + 'static) {
+        *self.before_read.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(hook));
     }
 }
 

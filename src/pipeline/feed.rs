@@ -3,11 +3,14 @@
 //! it decides itself (invalid, skipped, unknown on resume).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use crate::exit::Fatal;
 use crate::input::{self, ReadError, Rows};
 use crate::journal::RowSet;
 use crate::mapping::{Mapped, Plan};
@@ -25,6 +28,9 @@ pub(super) struct ReadEnd {
     pub(super) unsent: u64,
 }
 
+/// How reading ended, once the reader thread is done.
+pub(super) type ReadDone = tokio::sync::oneshot::Receiver<Result<ReadEnd, ReadError>>;
+
 /// Starts the reader thread.
 pub(super) fn start(
     rows: Rows,
@@ -33,12 +39,14 @@ pub(super) fn start(
     limit: Option<u64>,
     to_dispatch: mpsc::Sender<Vec<SendItem>>,
     ctx: &Arc<Ctx>,
-) -> Result<std::thread::JoinHandle<Result<ReadEnd, ReadError>>, RunError> {
+) -> Result<ReadDone, RunError> {
     let ctx = ctx.clone();
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    // Never joined: a run that stops does not wait for an input that stalls.
     std::thread::Builder::new()
         .name("reader".into())
         .spawn(move || {
-            read_rows(
+            let read = read_rows(
                 rows,
                 plan,
                 resume,
@@ -47,9 +55,82 @@ pub(super) fn start(
                 &ctx.writer,
                 ctx.stop.clone(),
                 &ctx.resumed_unknown,
-            )
+            );
+            let _ = done_tx.send(read);
         })
-        .map_err(|e| RunError::Thread(format!("cannot start the reader: {e}")))
+        .map_err(|e| RunError::Thread(format!("cannot start the reader: {e}")))?;
+    Ok(done)
+}
+
+/// After a stop, how long the reader may take to count the rest of the
+/// input; an input that stalls (stdin) is not waited for.
+const READER_AFTER_STOP: Duration = Duration::from_secs(2);
+
+/// How reading ended: waits for the reader, but after a stop only for
+/// [`READER_AFTER_STOP`] (rows it had not counted by then are not in the
+/// summary's count of rows not sent).
+pub(super) async fn finished(mut done: ReadDone, stop: &Stop) -> Result<ReadEnd, String> {
+    let read = tokio::select! {
+        read = &mut done => read,
+        _ = stop.soft.cancelled() => match tokio::time::timeout(READER_AFTER_STOP, done).await {
+            Ok(read) => read,
+            Err(_) => {
+                tracing::warn!("the input is still being read: not waiting for its end");
+                return Ok(ReadEnd { limited: false, unsent: 0 });
+            }
+        },
+    };
+    match read {
+        Ok(read) => read.map_err(|e| Fatal::from(e).message),
+        Err(_) => Err("the reader thread failed".to_string()),
+    }
+}
+
+/// Rows read and not yet handed to the dispatcher: handed over in groups,
+/// at once when the dispatcher has nothing queued, and before every read of
+/// the input that may wait (a stalled stdin never holds back rows already read).
+struct Handoff {
+    tx: mpsc::Sender<Vec<SendItem>>,
+    pending: Mutex<Vec<SendItem>>,
+    /// Rows that were not handed over because the run stopped.
+    dropped: AtomicU64,
+    stop: Stop,
+}
+
+impl Handoff {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<SendItem>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a row, handing over the group when it is full or the
+    /// dispatcher is idle. False once the dispatcher takes no more.
+    fn push(&self, item: SendItem) -> bool {
+        let mut pending = self.lock();
+        pending.push(item);
+        if pending.len() >= HANDOFF_BATCH || self.tx.capacity() == self.tx.max_capacity() {
+            let group = std::mem::take(&mut *pending);
+            drop(pending);
+            return self.send(group);
+        }
+        true
+    }
+
+    /// Hands over whatever is queued.
+    fn flush(&self) {
+        let group = std::mem::take(&mut *self.lock());
+        if !group.is_empty() {
+            self.send(group);
+        }
+    }
+
+    fn send(&self, group: Vec<SendItem>) -> bool {
+        let n = group.len() as u64;
+        if self.stop.is_stopping() || self.tx.blocking_send(group).is_err() {
+            self.dropped.fetch_add(n, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
 }
 
 /// The reader thread: reads, maps and validates every row; hands sendable
@@ -65,27 +146,29 @@ fn read_rows(
     stop: Stop,
     resumed_unknown: &AtomicU64,
 ) -> Result<ReadEnd, ReadError> {
-    let mut handoff: Vec<SendItem> = Vec::with_capacity(HANDOFF_BATCH);
+    let handoff = Arc::new(Handoff {
+        tx: to_dispatch,
+        pending: Mutex::new(Vec::with_capacity(HANDOFF_BATCH)),
+        dropped: AtomicU64::new(0),
+        stop: stop.clone(),
+    });
+    let before_read = handoff.clone();
+    rows.reader.before_read(move || before_read.flush());
     let mut read = read_all(
         rows,
         plan,
         resume,
         limit,
-        &to_dispatch,
-        &mut handoff,
+        &handoff,
         to_writer,
         &stop,
         resumed_unknown,
     );
     // The last group, also after an input error (rows before it are sent,
     // as they would have been one by one); after a stop it is only counted.
-    if !handoff.is_empty() {
-        let n = handoff.len() as u64;
-        if stop.is_stopping() || to_dispatch.blocking_send(handoff).is_err() {
-            if let Ok(end) = &mut read {
-                end.unsent += n;
-            }
-        }
+    handoff.flush();
+    if let Ok(end) = &mut read {
+        end.unsent += handoff.dropped.load(Ordering::Relaxed);
     }
     read
 }
@@ -96,8 +179,7 @@ fn read_all(
     plan: Plan,
     resume: Option<(RowSet, RowSet)>,
     limit: Option<u64>,
-    to_dispatch: &mpsc::Sender<Vec<SendItem>>,
-    handoff: &mut Vec<SendItem>,
+    handoff: &Handoff,
     to_writer: &results::Shared,
     stop: &Stop,
     resumed_unknown: &AtomicU64,
@@ -139,21 +221,14 @@ fn read_all(
                     sendable += 1;
                     body.clear();
                     req.write_json(&mut body);
-                    handoff.push(SendItem {
+                    let item = SendItem {
                         row,
                         fields,
                         body: Bytes::copy_from_slice(&body),
-                    });
-                    // Hand over a group, or at once if the dispatcher has
-                    // nothing queued.
-                    if handoff.len() >= HANDOFF_BATCH
-                        || to_dispatch.capacity() == to_dispatch.max_capacity()
-                    {
-                        let n = handoff.len() as u64;
-                        if to_dispatch.blocking_send(std::mem::take(handoff)).is_err() {
-                            only_count = true;
-                            end.unsent += n;
-                        }
+                    };
+                    if !handoff.push(item) {
+                        // Counted in the handoff's dropped rows.
+                        only_count = true;
                     }
                     continue;
                 }

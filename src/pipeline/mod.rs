@@ -34,7 +34,6 @@ use tokio::sync::Semaphore;
 use crate::api::StopKind;
 use crate::client::Client;
 use crate::config::SendSettings;
-use crate::exit::Fatal;
 use crate::input::Rows;
 use crate::journal::{Journal, JournalError};
 use crate::mapping::Plan;
@@ -167,10 +166,7 @@ pub async fn run(
         let _ = task.await;
     }
     let _all = semaphore.acquire_many(pool.size() as u32).await;
-    let read = match reader.join() {
-        Ok(read) => read.map_err(|e| Fatal::from(e).message),
-        Err(_) => Err("the reader thread failed".to_string()),
-    };
+    let read = feed::finished(reader, &stop).await;
     let tally = ctx.writer.finish()?;
     if let Some(e) = dispatch_error {
         return Err(e);

@@ -57,3 +57,54 @@ async fn a_closed_stderr_never_panics_and_the_exit_code_is_the_real_one() {
     assert_eq!(dirty.results().len(), 20);
     dirty.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_run_whose_stdin_stalls_and_no_row_read_is_held_back() {
+    use tokio::io::AsyncWriteExt;
+    let n = 5;
+    let s = Scenario::new()
+        .input_path("-")
+        .sandbox(SandboxConfig::default())
+        .await;
+    let mut child =
+        tokio::process::Command::from(s.send_cmd(&["--rate", "0", "--results", "out.csv"]))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start digidesk-upload");
+    // Some rows, and then the input stalls: the pipe stays open.
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin
+        .write_all(export(n).as_bytes())
+        .await
+        .expect("write rows");
+    stdin.flush().await.expect("flush");
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        s.server().wait_accepted(n),
+    )
+    .await
+    .expect("rows already read are sent while stdin stalls");
+
+    let pid = child.id().expect("running").to_string();
+    let kill = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(kill.success());
+    let started = std::time::Instant::now();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("the run ends well within 20 s of SIGTERM while its stdin stalls")
+        .expect("wait for digidesk-upload");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(12),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    let results = read_results(&s.path("out.csv"));
+    assert_eq!(results.len(), n, "every row read is in the results file");
+    assert_eq!(count(&results, "created"), n);
+    drop(stdin);
+    s.shutdown().await;
+}
