@@ -34,6 +34,44 @@ rename = { "Reason" = "Contact Reason" }
 rules = [{ column = "Opt Out", equals = ["Y"] }]
 "#;
 
+/// The mixed-country scenario's mapping: E.164 numbers need no region.
+const MAPPING_MIXED: &str = r#"
+[fields]
+customer_contact = "Phone"
+campaign_name = { value = "Post-call survey" }
+account_number = "Ref"
+"#;
+
+/// A valid number of every region libphonenumber knows, in E.164, shuffled.
+fn every_region_numbers() -> Vec<String> {
+    use rand::seq::SliceRandom;
+    use rlibphonenumber::{PhoneNumberFormat, PHONE_NUMBER_UTIL};
+    let mut numbers: Vec<String> = PHONE_NUMBER_UTIL
+        .get_supported_regions()
+        .filter_map(|r| PHONE_NUMBER_UTIL.get_example_number(r).ok())
+        .map(|n| {
+            PHONE_NUMBER_UTIL
+                .format(&n, PhoneNumberFormat::E164)
+                .into_owned()
+        })
+        .collect();
+    numbers.sort();
+    let mut rng = <rand::rngs::SmallRng as rand::SeedableRng>::seed_from_u64(7);
+    numbers.shuffle(&mut rng);
+    numbers
+}
+
+/// An export whose rows cycle through every region's numbers.
+fn write_mixed_export(path: &Path, rows: usize) {
+    let numbers = every_region_numbers();
+    let f = std::fs::File::create(path).expect("create export");
+    let mut w = std::io::BufWriter::new(f);
+    writeln!(w, "Ref,Name,Phone").unwrap();
+    for i in 0..rows {
+        writeln!(w, "R{i},Zoë Smith {i},{}", numbers[i % numbers.len()]).unwrap();
+    }
+}
+
 /// One measured run of the binary.
 struct Measured {
     wall: Duration,
@@ -261,6 +299,32 @@ fn main() {
         );
         table.push(Row {
             name: "check".into(),
+            rows,
+            m,
+            rate: None,
+        });
+        let _ = std::fs::remove_file(&input);
+    }
+
+    // check on a mixed-country export: every region, E.164, no phone_region.
+    let mixed_mapping = path("mixed.toml");
+    std::fs::write(&mixed_mapping, MAPPING_MIXED).unwrap();
+    for rows in [big, big * 10] {
+        let input = path(&format!("mixed{rows}.csv"));
+        write_mixed_export(&input, rows);
+        let m = measure(
+            &[
+                "check",
+                &s(&input),
+                "--mapping",
+                &s(&mixed_mapping),
+                "--show",
+                "0",
+            ],
+            &[],
+        );
+        table.push(Row {
+            name: "check, every region (E.164)".into(),
             rows,
             m,
             rate: None,

@@ -1,6 +1,7 @@
-//! What a DigiDesk answer means. Reads the body as NOTES.md says (JSON or
-//! XML, `message` or `messages`, an array or a single string) and classifies
-//! the HTTP status into what the uploader does next: done, retry, or stop.
+//! What a DigiDesk answer means. Reads the body as `docs/digidesk-api.md`
+//! says (JSON or XML, `message` or `messages`, an array or a single string)
+//! and classifies the HTTP status into what the uploader does next: done,
+//! retry, or stop.
 
 use std::time::Duration;
 
@@ -38,16 +39,38 @@ pub enum Verdict {
 pub enum StopKind {
     /// 401/403: wrong or missing credentials, or no permission.
     Credentials,
-    /// 404 or a redirect: the endpoint is wrong.
+    /// 407: the proxy wants credentials.
+    Proxy,
+    /// 404, 405 or a redirect: the endpoint is wrong.
     Endpoint,
-    /// The certificate is not trusted, or TLS failed.
+    /// The certificate is not trusted, TLS failed, or http and https are mixed up.
     Tls,
+    /// The server asked to wait longer than the run is willing to (`Retry-After`).
+    Throttled,
     /// The service kept failing (the circuit breaker opened).
     ServiceDown,
 }
 
-/// Classifies one answered attempt (NOTES.md #6, #7, #8).
-pub fn classify(http: u16, body: &Body) -> Verdict {
+/// What a 500, 502, 504 or other 5xx means for the row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ServerErrors {
+    /// It may come after the request was processed (a gateway that timed
+    /// out waiting for DigiDesk): the row is `unknown`, never resent.
+    #[default]
+    Unknown,
+    /// The endpoint is known to answer them before doing anything
+    /// (`--retry-server-errors`): retried like a 503.
+    Retry,
+}
+
+/// Classifies one answered attempt (`docs/digidesk-api.md`, #6 to #8).
+/// `location` is a redirect's target, already made absolute.
+pub fn classify(
+    http: u16,
+    body: &Body,
+    location: Option<&str>,
+    server_errors: ServerErrors,
+) -> Verdict {
     let words = || describe(http, body);
     match http {
         200..=299 => match (body.status.as_deref(), body.id) {
@@ -62,25 +85,75 @@ pub fn classify(http: u16, body: &Body) -> Verdict {
             StopKind::Credentials,
             format!(
                 "DigiDesk answered HTTP {http} ({}): check DIGIDESK_USERNAME and DIGIDESK_PASSWORD (or --credentials) and that the account may post survey requests",
-                words()
+                reason(body)
             ),
         ),
         404 => Verdict::Stop(
             StopKind::Endpoint,
             format!(
                 "DigiDesk answered HTTP 404 ({}): the endpoint is wrong; check --endpoint or DIGIDESK_ENDPOINT (the spec's is {})",
-                words(),
+                reason(body),
                 crate::spec::DEFAULT_ENDPOINT
+            ),
+        ),
+        405 => Verdict::Stop(
+            StopKind::Endpoint,
+            format!(
+                "the endpoint answered HTTP 405 ({}): it does not take survey requests by POST; check --endpoint or DIGIDESK_ENDPOINT (the spec's is {})",
+                reason(body),
+                crate::spec::DEFAULT_ENDPOINT
+            ),
+        ),
+        407 => Verdict::Stop(
+            StopKind::Proxy,
+            format!(
+                "the proxy answered HTTP 407 ({}): it wants credentials; put them in the proxy variable (HTTPS_PROXY=http://USER:PASSWORD@HOST:PORT) or ask for the endpoint to be let through",
+                reason(body)
             ),
         ),
         300..=399 => Verdict::Stop(
             StopKind::Endpoint,
-            format!("the endpoint answered with a redirect (HTTP {http}); use the final URL as --endpoint"),
+            match location {
+                Some(to) => format!(
+                    "the endpoint answered with a redirect (HTTP {http}) to {to}; use that URL: --endpoint {to}"
+                ),
+                None => format!(
+                    "the endpoint answered with a redirect (HTTP {http}) that names no target; use the final URL as --endpoint"
+                ),
+            },
         ),
-        408 | 429 | 500 | 502 | 503 | 504 => Verdict::Transient(words()),
+        400 if body
+            .unreadable
+            .as_deref()
+            .is_some_and(|u| u.contains("plain HTTP request was sent to HTTPS port")) =>
+        {
+            Verdict::Stop(
+                StopKind::Tls,
+                "the endpoint is an HTTPS port and was sent plain HTTP (HTTP 400: the plain HTTP request was sent to HTTPS port): nothing was created; use https:// in --endpoint".into(),
+            )
+        }
+        408 | 429 | 503 => Verdict::Transient(words()),
+        500..=599 => match server_errors {
+            ServerErrors::Retry => Verdict::Transient(words()),
+            ServerErrors::Unknown => Verdict::Unknown(format!(
+                "{}: a server error may come after the survey request was created (a gateway that gave up waiting); check DigiDesk before resending (retry --only unknown), or pass --retry-server-errors if this endpoint answers them before doing anything",
+                words()
+            )),
+        },
         400..=499 => Verdict::Rejected(non_empty(body.messages.clone(), words)),
         _ => Verdict::Rejected(vec![words()]),
     }
+}
+
+/// The server's reason in words, without the status: its messages, or
+/// what the body was.
+fn reason(body: &Body) -> String {
+    if !body.messages.is_empty() {
+        return body.messages.join("; ");
+    }
+    body.unreadable
+        .clone()
+        .unwrap_or_else(|| "no message".into())
 }
 
 fn non_empty(messages: Vec<String>, words: impl FnOnce() -> String) -> Vec<String> {
@@ -104,8 +177,83 @@ pub fn describe(http: u16, body: &Body) -> String {
 }
 
 /// Reads an answer body whatever its format. Never fails: a body that is not
-/// a DigiDesk answer is described in `unreadable`.
+/// a DigiDesk answer is described in `unreadable`. Every text in it is
+/// [`clean`]: it may reach a terminal, a log or the results file.
 pub fn read_body(content_type: Option<&str>, bytes: &[u8]) -> Body {
+    let mut body = read_raw(content_type, bytes);
+    for m in &mut body.messages {
+        *m = clean(m);
+    }
+    body.messages.retain(|m| !m.trim().is_empty());
+    body.unreadable = body.unreadable.as_deref().map(clean);
+    body
+}
+
+/// Text from the server made safe to show: ANSI escape sequences and other
+/// control characters removed (tabs and line breaks become spaces), and
+/// the invisible characters that reorder text on screen.
+pub fn clean(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => skip_escape(&mut chars),
+            // The one-character CSI: its parameters follow.
+            '\u{9b}' => skip_csi(&mut chars),
+            '\t' | '\n' | '\r' => out.push(' '),
+            '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {}
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Skips the rest of an escape sequence whose ESC was just read.
+fn skip_escape(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+    match chars.peek() {
+        Some('[') => {
+            chars.next();
+            skip_csi(chars);
+        }
+        // Strings (OSC, DCS, ...): up to BEL or the string terminator.
+        Some(']' | 'P' | 'X' | '^' | '_') => {
+            chars.next();
+            while let Some(c) = chars.next() {
+                if c == '\u{7}' || c == '\u{9c}' {
+                    break;
+                }
+                if c == '\u{1b}' && chars.peek() == Some(&'\\') {
+                    chars.next();
+                    break;
+                }
+            }
+        }
+        Some(_) => {
+            // Intermediate bytes, then one final character.
+            while chars.peek().is_some_and(|c| (' '..='/').contains(c)) {
+                chars.next();
+            }
+            chars.next();
+        }
+        None => {}
+    }
+}
+
+/// Skips a control sequence's parameters and its final character.
+fn skip_csi(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+    while chars
+        .peek()
+        .is_some_and(|c| ('0'..='?').contains(c) || (' '..='/').contains(c))
+    {
+        chars.next();
+    }
+    if chars.peek().is_some_and(|c| ('@'..='~').contains(c)) {
+        chars.next();
+    }
+}
+
+fn read_raw(content_type: Option<&str>, bytes: &[u8]) -> Body {
     let ct = content_type.unwrap_or("").to_ascii_lowercase();
     let text = String::from_utf8_lossy(bytes);
     let trimmed = text.trim_start();
@@ -277,9 +425,13 @@ fn snippet(s: &str) -> String {
 }
 
 /// Parses `Retry-After`: delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
+/// Any number of digits is read, saturating: no value can overflow.
 pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        let secs = value.bytes().fold(0u64, |n, b| {
+            n.saturating_mul(10).saturating_add(u64::from(b - b'0'))
+        });
         return Some(Duration::from_secs(secs));
     }
     let when = httpdate::parse_http_date(value).ok()?;
@@ -290,6 +442,10 @@ pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Dura
 mod tests {
     use super::*;
 
+    fn verdict(http: u16, body: &Body) -> Verdict {
+        classify(http, body, None, ServerErrors::Unknown)
+    }
+
     fn json(s: &str) -> Body {
         read_body(Some("application/json"), s.as_bytes())
     }
@@ -297,17 +453,17 @@ mod tests {
     #[test]
     fn spec_success_is_created() {
         let b = json(r#"{"status": "success", "data":1234, "message":null}"#);
-        assert_eq!(classify(201, &b), Verdict::Created(1234));
+        assert_eq!(verdict(201, &b), Verdict::Created(1234));
     }
 
     #[test]
     fn two_xx_without_id_is_unknown_not_created() {
         assert!(matches!(
-            classify(201, &json(r#"{"status":"success","data":null}"#)),
+            verdict(201, &json(r#"{"status":"success","data":null}"#)),
             Verdict::Unknown(_)
         ));
         assert!(matches!(
-            classify(200, &read_body(None, b"")),
+            verdict(200, &read_body(None, b"")),
             Verdict::Unknown(_)
         ));
     }
@@ -316,7 +472,7 @@ mod tests {
     fn two_xx_saying_error_is_rejected_with_messages() {
         let b = json(r#"{"status":"error","data":null,"message":["campaign_name is required"]}"#);
         assert_eq!(
-            classify(200, &b),
+            verdict(200, &b),
             Verdict::Rejected(vec!["campaign_name is required".into()])
         );
     }
@@ -332,7 +488,7 @@ mod tests {
             vec!["just one"]
         );
         let b = json(r#"{"status":"error","data":null,"message":["x"]}"#);
-        assert_eq!(classify(422, &b), Verdict::Rejected(vec!["x".into()]));
+        assert_eq!(verdict(422, &b), Verdict::Rejected(vec!["x".into()]));
     }
 
     #[test]
@@ -341,13 +497,13 @@ mod tests {
             Some("application/xml"),
             br#"<?xml version="1.0"?><response><status>success</status><data>77</data><message/></response>"#,
         );
-        assert_eq!(classify(201, &ok), Verdict::Created(77));
+        assert_eq!(verdict(201, &ok), Verdict::Created(77));
         let err = read_body(
             Some("text/xml"),
             b"<response><status>error</status><data/><message><item>customer_contact is required</item><item>a &amp; b</item></message></response>",
         );
         assert_eq!(err.messages, vec!["customer_contact is required", "a & b"]);
-        assert_eq!(classify(422, &err), Verdict::Rejected(err.messages.clone()));
+        assert_eq!(verdict(422, &err), Verdict::Rejected(err.messages.clone()));
     }
 
     #[test]
@@ -356,39 +512,83 @@ mod tests {
             Some("text/html"),
             b"<html><head><title>502 Bad Gateway</title></head><body><h1>502</h1></body></html>",
         );
-        match classify(502, &html) {
-            Verdict::Transient(w) => assert!(w.contains("HTML page \"502 Bad Gateway\""), "{w}"),
+        match verdict(502, &html) {
+            Verdict::Unknown(w) => assert!(w.contains("HTML page \"502 Bad Gateway\""), "{w}"),
             other => panic!("{other:?}"),
         }
-        match classify(503, &read_body(None, b"")) {
+        match verdict(503, &read_body(None, b"")) {
             Verdict::Transient(w) => assert_eq!(w, "HTTP 503 with an empty body"),
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
-    fn statuses_map_to_what_notes_say() {
+    fn statuses_map_to_what_the_api_notes_say() {
         let b = Body::default();
-        for s in [408, 429, 500, 502, 503, 504] {
-            assert!(matches!(classify(s, &b), Verdict::Transient(_)), "{s}");
+        for s in [408, 429, 503] {
+            assert!(matches!(verdict(s, &b), Verdict::Transient(_)), "{s}");
+        }
+        for s in [500, 501, 502, 504, 505, 507, 520, 522, 524, 599] {
+            assert!(matches!(verdict(s, &b), Verdict::Unknown(_)), "{s}");
+            assert!(
+                matches!(
+                    classify(s, &b, None, ServerErrors::Retry),
+                    Verdict::Transient(_)
+                ),
+                "{s} with --retry-server-errors"
+            );
         }
         for s in [401, 403] {
             assert!(
-                matches!(classify(s, &b), Verdict::Stop(StopKind::Credentials, _)),
+                matches!(verdict(s, &b), Verdict::Stop(StopKind::Credentials, _)),
+                "{s}"
+            );
+        }
+        for s in [404, 405, 301] {
+            assert!(
+                matches!(verdict(s, &b), Verdict::Stop(StopKind::Endpoint, _)),
                 "{s}"
             );
         }
         assert!(matches!(
-            classify(404, &b),
-            Verdict::Stop(StopKind::Endpoint, _)
-        ));
-        assert!(matches!(
-            classify(301, &b),
-            Verdict::Stop(StopKind::Endpoint, _)
+            verdict(407, &b),
+            Verdict::Stop(StopKind::Proxy, _)
         ));
         for s in [400, 409, 413, 422] {
-            assert!(matches!(classify(s, &b), Verdict::Rejected(_)), "{s}");
+            assert!(matches!(verdict(s, &b), Verdict::Rejected(_)), "{s}");
         }
+    }
+
+    #[test]
+    fn stop_messages_say_the_status_once_and_name_the_redirect() {
+        let b = json(r#"{"status":"error","message":["authentication failed"]}"#);
+        let Verdict::Stop(_, msg) = verdict(401, &b) else {
+            panic!()
+        };
+        assert!(
+            msg.starts_with("DigiDesk answered HTTP 401 (authentication failed): check"),
+            "{msg}"
+        );
+        let to = "https://digidesk.example/api/survey_requests/";
+        let Verdict::Stop(_, msg) = classify(301, &b, Some(to), ServerErrors::Unknown) else {
+            panic!()
+        };
+        assert!(msg.contains(&format!("--endpoint {to}")), "{msg}");
+    }
+
+    #[test]
+    fn server_text_loses_escapes_and_control_characters() {
+        assert_eq!(
+            clean(
+                "\u{1b}[31mred\u{1b}[0m \u{1b}]0;title\u{7}ok\u{1b}(B\tx\ny\u{0}\u{9b}2Jz\u{202e}"
+            ),
+            "red ok x yz"
+        );
+        let b = json("{\"status\":\"error\",\"message\":[\"\\u001b[2J=1+1\",\"\\u001b[0m\"]}");
+        assert_eq!(b.messages, vec!["=1+1"]);
+        let binary = read_body(Some("application/gzip"), b"\x1f\x8b\x08\x00\x1b[2Jabc\x07");
+        let words = binary.unreadable.unwrap();
+        assert!(!words.chars().any(|c| c.is_control()), "{words:?}");
     }
 
     #[test]
@@ -403,5 +603,8 @@ mod tests {
         let earlier = httpdate::fmt_http_date(now - Duration::from_secs(30));
         assert_eq!(parse_retry_after(&earlier, now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);
+        let max = Some(Duration::from_secs(u64::MAX));
+        assert_eq!(parse_retry_after("18446744073709551615", now), max);
+        assert_eq!(parse_retry_after("99999999999999999999999999", now), max);
     }
 }

@@ -172,9 +172,14 @@ pub struct SendOptions {
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,
 
-    /// Tries per row for transient failures (timeouts before sending, 408, 429, 5xx).
+    /// Tries per row for transient failures (connections refused, 408, 429, 503).
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub max_attempts: u32,
+
+    /// Retry 500, 502, 504 and other 5xx like a 503, for an endpoint known to
+    /// answer them before doing anything [default: such rows are `unknown`].
+    #[arg(long)]
+    pub retry_server_errors: bool,
 
     /// Seconds to wait for each answer.
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
@@ -328,6 +333,22 @@ pub struct SandboxArgs {
     /// Share of requests (0..1) created and recorded, then closed with no answer.
     #[arg(long, value_name = "F", default_value_t = 0.0)]
     pub drop_after_rate: f64,
+
+    /// Share of requests (0..1) created and recorded, then answered 504 by a gateway.
+    #[arg(long, value_name = "F", default_value_t = 0.0)]
+    pub gateway_timeout_rate: f64,
+
+    /// Share of requests (0..1) answered --fault-status before anything is created.
+    #[arg(long, value_name = "F", default_value_t = 0.0)]
+    pub fault_status_rate: f64,
+
+    /// The status --fault-status-rate answers with.
+    #[arg(long, value_name = "CODE", default_value_t = 500)]
+    pub fault_status: u16,
+
+    /// Send this Retry-After with every 429 and 503 (and --fault-status) answer.
+    #[arg(long, value_name = "VALUE")]
+    pub retry_after: Option<String>,
 
     /// Make the injected faults repeatable [default: random].
     #[arg(long, value_name = "N")]

@@ -3,130 +3,22 @@
 //! is read or any request made. Bad configuration never reaches the network.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use base64::Engine as _;
 use encoding_rs::Encoding;
-use reqwest::header::HeaderValue;
 
 use crate::cli::SendOptions;
 use crate::exit::Fatal;
 use crate::pipeline::pool;
+/// The credentials are the transport's; re-exported for the settings' users.
+pub use crate::transport::Credentials;
 
 /// The latency `--concurrency`'s default is sized for.
 pub const DESIGN_LATENCY: Duration = Duration::from_millis(250);
 
 /// In-flight requests with `--rate 0`.
 pub const UNLIMITED_CONCURRENCY: usize = 64;
-
-/// HTTP Basic credentials. `Debug` never shows the password.
-#[derive(Clone)]
-pub struct Credentials {
-    pub username: String,
-    password: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("username", &self.username)
-            .field("password", &"<hidden>")
-            .finish()
-    }
-}
-
-impl Credentials {
-    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Credentials {
-        Credentials {
-            username: username.into(),
-            password: password.into(),
-        }
-    }
-
-    /// The `Authorization` header, marked sensitive so that nothing prints it.
-    pub fn header(&self) -> HeaderValue {
-        let token = base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", self.username, self.password));
-        // Base64 is always a valid header value.
-        let mut value = HeaderValue::from_str(&format!("Basic {token}"))
-            .expect("base64 is a valid header value");
-        value.set_sensitive(true);
-        value
-    }
-
-    /// From `--credentials FILE` when given, else `DIGIDESK_USERNAME` and
-    /// `DIGIDESK_PASSWORD`. Never from argv.
-    pub fn load(file: Option<&Path>) -> Result<Credentials, Fatal> {
-        if let Some(path) = file {
-            return Self::from_file(path);
-        }
-        let user = std::env::var("DIGIDESK_USERNAME")
-            .ok()
-            .filter(|s| !s.is_empty());
-        let pass = std::env::var("DIGIDESK_PASSWORD")
-            .ok()
-            .filter(|s| !s.is_empty());
-        match (user, pass) {
-            (Some(u), Some(p)) => Ok(Credentials::new(u, p)),
-            (u, p) => {
-                let mut missing = Vec::new();
-                if u.is_none() {
-                    missing.push("DIGIDESK_USERNAME");
-                }
-                if p.is_none() {
-                    missing.push("DIGIDESK_PASSWORD");
-                }
-                Err(Fatal::usage(format!(
-                    "credentials missing: set {} in the environment, or pass --credentials FILE with `username=...` and `password=...` lines",
-                    missing.join(" and ")
-                )))
-            }
-        }
-    }
-
-    fn from_file(path: &Path) -> Result<Credentials, Fatal> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Fatal::usage(format!(
-                "cannot read the credentials file {}: {e}",
-                path.display()
-            ))
-        })?;
-        let (mut user, mut pass) = (None, None);
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let Some((key, value)) = line.split_once('=') else {
-                return Err(Fatal::usage(format!(
-                    "{}:{}: expected `username=...` or `password=...`",
-                    path.display(),
-                    n + 1
-                )));
-            };
-            let value = value.trim().to_string();
-            match key.trim().to_ascii_lowercase().as_str() {
-                "username" | "user" | "digidesk_username" => user = Some(value),
-                "password" | "digidesk_password" => pass = Some(value),
-                other => {
-                    return Err(Fatal::usage(format!(
-                        "{}:{}: unknown key `{other}`; expected `username` or `password`",
-                        path.display(),
-                        n + 1
-                    )))
-                }
-            }
-        }
-        match (user, pass) {
-            (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => Ok(Credentials::new(u, p)),
-            _ => Err(Fatal::usage(format!(
-                "the credentials file {} needs both `username=...` and `password=...`",
-                path.display()
-            ))),
-        }
-    }
-}
 
 /// Parses `--encoding` (any WHATWG label: `utf-8`, `windows-1252`, `latin1`, ...).
 pub fn parse_encoding(name: &str) -> Result<&'static Encoding, Fatal> {
@@ -226,6 +118,8 @@ pub struct SendSettings {
     pub limit: Option<u64>,
     /// Time between progress log lines off a terminal.
     pub progress_every: Duration,
+    /// Retry 500, 502, 504 and other 5xx like a 503.
+    pub retry_server_errors: bool,
 }
 
 impl SendSettings {
@@ -238,6 +132,8 @@ impl SendSettings {
             Fatal::usage("--results FILE is required when the input is standard input")
         })?;
         let endpoint = parse_endpoint(opts.endpoint.as_deref())?;
+        // Plain http through a proxy off this machine is refused here.
+        crate::transport::route(&endpoint)?;
         if opts.max_attempts == 0 {
             return Err(Fatal::usage("--max-attempts must be at least 1"));
         }
@@ -264,9 +160,7 @@ impl SendSettings {
         // A concurrency the user chose is kept; the default may grow with latency.
         let max_concurrency = opts.concurrency.unwrap_or_else(|| max_concurrency(rate));
         let ca_cert_pem = match &opts.ca_cert {
-            Some(p) => Some(std::fs::read(p).map_err(|e| {
-                Fatal::usage(format!("cannot read --ca-cert {}: {e}", p.display()))
-            })?),
+            Some(p) => Some(crate::transport::tls::read_ca_cert(p)?),
             None => None,
         };
         let mode = match (opts.resume, opts.force) {
@@ -289,6 +183,7 @@ impl SendSettings {
             summary_json: opts.summary_json.clone(),
             limit: opts.limit,
             progress_every: Duration::from_secs_f64(opts.progress_every),
+            retry_server_errors: opts.retry_server_errors,
         })
     }
 }
@@ -342,12 +237,5 @@ mod tests {
         assert_eq!(default_concurrency(Some(200)), 100);
         assert_eq!(default_concurrency(Some(1)), 4);
         assert_eq!(default_concurrency(None), UNLIMITED_CONCURRENCY);
-    }
-
-    #[test]
-    fn debug_hides_password() {
-        let c = Credentials::new("u", "s3cret");
-        assert!(!format!("{c:?}").contains("s3cret"));
-        assert!(c.header().is_sensitive());
     }
 }

@@ -50,6 +50,13 @@ impl Fatal {
     }
 }
 
+/// A transport that cannot be set up is a usage error: nothing was sent.
+impl From<crate::transport::TransportError> for Fatal {
+    fn from(e: crate::transport::TransportError) -> Self {
+        Fatal::usage(e.to_string())
+    }
+}
+
 /// Reading the input: nothing was sent yet, so bad usage (exit 2); text in
 /// the wrong encoding names the option that fixes it.
 impl From<crate::input::error::ReadError> for Fatal {

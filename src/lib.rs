@@ -8,11 +8,12 @@
 //!   columns dropped and `retry`'s selection applied; and `decide`, the verdict on
 //!   a row before any request, shared by `check` and `send`.
 //! - [`mapping`]: the TOML mapping file, compiled against the header into a plan.
-//! - [`contact`]: phone numbers to E.164, emails trimmed and lower-cased.
+//! - [`contact`]: phone numbers to E.164 as libphonenumber reads them, emails cleaned.
 //! - [`validate`]: the spec's field rules, applied before anything is sent.
 //! - [`request`]: the survey request and its JSON body.
 //! - [`api`]: what a DigiDesk answer means (JSON or XML, `message` or `messages`).
-//! - [`client`]: one HTTP POST, sorted into answered / never sent / maybe arrived / TLS.
+//! - [`transport`]: one HTTP POST (direct, or through a proxy), sorted into answered /
+//!   never sent / maybe arrived / TLS; the TLS set-up and the credentials.
 //! - [`pace`]: how fast requests start: the rate, and slowing down on 429.
 //! - [`journal`]: the write-ahead record of rows in flight, for crash-safe `--resume`.
 //! - [`results`]: the results file and the counters.
@@ -34,11 +35,9 @@
 pub mod api;
 pub mod assets;
 pub mod cli;
-pub mod client;
 pub mod cmd;
 pub mod config;
 pub mod contact;
-pub mod direct;
 pub mod exit;
 pub mod input;
 pub mod journal;
@@ -46,7 +45,6 @@ pub mod logging;
 pub mod mapping;
 pub mod output;
 pub mod pace;
-pub mod phone;
 pub mod pipeline;
 pub mod progress;
 pub mod request;
@@ -55,6 +53,7 @@ pub mod sandbox;
 pub mod signals;
 pub mod spec;
 pub mod summary;
+pub mod transport;
 pub mod validate;
 
 pub use exit::{Exit, Fatal};

@@ -52,7 +52,7 @@ pub struct Mapping {
     origin: String,
     /// `[fields]`: DigiDesk field name -> where its value comes from.
     fields: BTreeMap<String, ValueSpec>,
-    region: Option<phonenumber::country::Id>,
+    region: Option<contact::Region>,
     misc_columns: Vec<String>,
     misc_unmapped: bool,
     misc_rename: BTreeMap<String, String>,
@@ -137,7 +137,10 @@ impl Mapping {
             match (key.as_str(), value) {
                 ("phone_region", toml::Value::String(code)) => {
                     region = Some(contact::parse_region(&code).ok_or_else(|| {
-                        err(format!("[contact] phone_region {code:?} is not a region code; use ISO 3166 alpha-2 such as GB, IE, US"))
+                        let hint = contact::region_hint(&code)
+                            .map(|r| format!("did you mean {r}? "))
+                            .unwrap_or_default();
+                        err(format!("[contact] phone_region {code:?} is not a region code; {hint}phone_region takes an ISO 3166 alpha-2 code such as GB, IE, US"))
                     })?);
                 }
                 ("phone_region", _) => {
@@ -786,7 +789,7 @@ source = { value = "crm-nightly" }
     }
 
     #[test]
-    fn invalid_rows_give_every_reason_without_values() {
+    fn invalid_rows_give_every_reason() {
         let p = plan(FULL).unwrap();
         match p.apply(&row([
             "12345",
@@ -801,12 +804,16 @@ source = { value = "crm-nightly" }
         ])) {
             Mapped::Invalid(reasons) => {
                 assert_eq!(reasons.len(), 2, "{reasons:?}");
-                assert!(reasons[0].contains("neither a valid phone number"));
+                assert!(
+                    reasons[0].starts_with(
+                        "customer_contact \"12345\" is not a valid phone number for region GB"
+                    ),
+                    "{reasons:?}"
+                );
                 assert_eq!(
                     reasons[1],
                     "account_number is 251 characters; at most 250 are allowed"
                 );
-                assert!(reasons.iter().all(|r| !r.contains("12345")));
             }
             other => panic!("{other:?}"),
         }

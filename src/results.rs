@@ -132,6 +132,16 @@ impl Tally {
     /// failure on different tries counts as one message.
     pub fn count_error(&mut self, message: &str) {
         let message = strip_try(message);
+        // Counted without the contact a reason quotes: grouped, and no
+        // customer data in the summary.
+        let without_value;
+        let message = match crate::contact::split_reason(message) {
+            Some((kind, _)) => {
+                without_value = kind;
+                without_value.as_str()
+            }
+            None => message,
+        };
         if let Some(n) = self.errors.get_mut(message) {
             *n += 1;
         } else if self.errors.len() < MAX_DISTINCT_ERRORS {
@@ -171,14 +181,33 @@ pub fn header_for(input_columns: &[String]) -> Vec<String> {
 }
 
 /// Joins a row's reasons for the `digidesk_errors` cell: on one line, so the
-/// last column of a torn record can always be told from a whole one.
+/// last column of a torn record can always be told from a whole one; and
+/// never starting with a character a spreadsheet reads as a formula (a `'`
+/// goes in front; see `docs/design.md`).
 pub fn errors_cell(errors: &[String]) -> String {
     let joined = errors.join(" | ");
-    if joined.contains(['\n', '\r']) {
+    let joined = if joined.contains(['\n', '\r']) {
         joined.replace("\r\n", " ").replace(['\n', '\r'], " ")
     } else {
         joined
+    };
+    if joined.starts_with(FORMULA_STARTS) {
+        format!("'{joined}")
+    } else {
+        joined
     }
+}
+
+/// First characters that make a spreadsheet read a cell as a formula.
+const FORMULA_STARTS: [char; 5] = ['=', '+', '-', '@', '\t'];
+
+/// The reasons of an `errors_cell`, as they were.
+fn errors_of(cell: &str) -> impl Iterator<Item = &str> {
+    let cell = match cell.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(FORMULA_STARTS) => rest,
+        _ => cell,
+    };
+    cell.split(" | ").filter(|e| !e.is_empty())
 }
 
 /// The one owner of the results file.
@@ -448,7 +477,7 @@ pub fn read_existing(path: &Path, expected_header: &[String]) -> Result<Existing
         existing.decided.insert(row);
         *existing.counts.entry(status).or_default() += 1;
         if status.is_problem() {
-            for e in cell(width - 1).split(" | ").filter(|e| !e.is_empty()) {
+            for e in errors_of(cell(width - 1)) {
                 existing.tally.count_error(e);
             }
         }

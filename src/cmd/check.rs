@@ -3,8 +3,8 @@
 //! bodies exactly as they would be sent, and the errors grouped by reason
 //! with example rows, so a broken export is diagnosed in one look.
 //!
-//! Records are checked in batches. With three or more cores one thread
-//! reads while the others map and validate; the verdicts are merged in
+//! Records are checked in batches. With two or more cores one thread
+//! reads while two or more others map and validate; the verdicts are merged in
 //! input order, so the examples and bodies shown are always the first ones.
 //! Bounded channels keep memory flat whatever the input's size.
 
@@ -25,7 +25,8 @@ use crate::summary::thousands;
 #[derive(Default)]
 struct Group {
     count: u64,
-    examples: Vec<u64>,
+    /// Example rows, each with the contact its reason quoted, if any.
+    examples: Vec<(u64, Option<String>)>,
 }
 
 /// Reasons and their rows, in a bounded number of examples each.
@@ -38,13 +39,19 @@ struct Groups {
 impl Groups {
     fn add(&mut self, reason: &str, row: u64) {
         let examples = self.examples;
-        let g = match self.by_reason.get_mut(reason) {
+        // A reason quoting a contact is grouped with the others of its kind;
+        // the examples show the values.
+        let (reason, value) = match crate::contact::split_reason(reason) {
+            Some((kind, value)) => (std::borrow::Cow::Owned(kind), Some(value)),
+            None => (std::borrow::Cow::Borrowed(reason), None),
+        };
+        let g = match self.by_reason.get_mut(reason.as_ref()) {
             Some(g) => g,
-            None => self.by_reason.entry(reason.to_string()).or_default(),
+            None => self.by_reason.entry(reason.into_owned()).or_default(),
         };
         g.count += 1;
         if g.examples.len() < examples {
-            g.examples.push(row);
+            g.examples.push((row, value.map(str::to_string)));
         }
     }
 
@@ -56,7 +63,14 @@ impl Groups {
         groups.sort_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(b.0)));
         let _ = writeln!(out, "{title}:");
         for (reason, g) in groups {
-            let rows: Vec<String> = g.examples.iter().map(|r| r.to_string()).collect();
+            let rows: Vec<String> = g
+                .examples
+                .iter()
+                .map(|(r, value)| match value {
+                    Some(v) => format!("{r} {v}"),
+                    None => r.to_string(),
+                })
+                .collect();
             let more = if g.count > g.examples.len() as u64 {
                 ", ..."
             } else {
@@ -298,13 +312,17 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
         shown: 0,
         show: args.show,
     };
-    // One core reads; the others map. With one other core, hand-offs
-    // between threads cost more than they save: all on this thread.
-    let mappers = std::thread::available_parallelism()
+    // One core reads; the others map. Reading costs less than mapping (the
+    // phone numbers most), so with two cores both map and the reader takes
+    // what time is left; with one, all on this thread.
+    let cores = std::thread::available_parallelism()
         .map(|n| n.get())
-        .unwrap_or(1)
-        .saturating_sub(1)
-        .min(8);
+        .unwrap_or(1);
+    let mappers = match cores {
+        0 | 1 => 1,
+        2 => 2,
+        n => (n - 1).min(8),
+    };
     if mappers <= 1 {
         check_inline(&mut rows, &plan, &mut report)?;
     } else {

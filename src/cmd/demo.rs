@@ -84,6 +84,7 @@ pub async fn run(args: DemoArgs, log: &LogArgs) -> Result<Exit, Fatal> {
         summary_json: None,
         limit: None,
         progress_every: crate::progress::LOG_EVERY,
+        retry_server_errors: false,
     };
     let input = Origin::File(csv_path.clone());
     let reader = Reader::open(

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cli::LogArgs;
-use crate::client::{Client, ClientConfig};
 use crate::config::SendSettings;
 use crate::exit::{Exit, Fatal};
 use crate::input::{Origin, ReadOptions};
 use crate::pipeline::{self, Job, Stop};
 use crate::results::Counters;
 use crate::summary;
+use crate::transport::{Client, ClientConfig};
 
 /// Longest wait for in-flight answers after Ctrl-C; they become `unknown` after it.
 pub const INTERRUPT_GRACE: Duration = Duration::from_secs(10);
@@ -32,6 +32,7 @@ pub async fn execute(
         timeout: job.settings.timeout,
         ca_cert_pem: job.settings.ca_cert_pem.clone(),
         pool_size: job.settings.max_concurrency,
+        retry_server_errors: job.settings.retry_server_errors,
     })?;
     let counters = Arc::new(Counters::default());
     let summary_json = job.settings.summary_json.clone();
@@ -72,7 +73,11 @@ pub async fn execute(
         })?;
     }
     if let pipeline::Ended::Stopped(_, msg) | pipeline::Ended::InputError(msg) = &report.ended {
-        tracing::error!("{msg}");
+        // The summary just said why; on one screen, once is enough.
+        use std::io::IsTerminal;
+        if !(std::io::stdout().is_terminal() && std::io::stderr().is_terminal()) {
+            tracing::error!("{msg}");
+        }
     }
     Ok(summary::exit_code(&report))
 }
@@ -148,6 +153,9 @@ pub fn command_line(
         parts.push(format!("--endpoint {}", shell_quote(s.endpoint.as_str())));
     }
     parts.push(format!("--rate {}", s.rate.unwrap_or(0)));
+    if s.retry_server_errors {
+        parts.push("--retry-server-errors".into());
+    }
     parts.join(" ")
 }
 

@@ -32,12 +32,12 @@ use bytes::Bytes;
 use tokio::sync::Semaphore;
 
 use crate::api::StopKind;
-use crate::client::Client;
 use crate::config::SendSettings;
 use crate::input::Rows;
 use crate::journal::{Journal, JournalError};
 use crate::mapping::Plan;
 use crate::results::{self, Counters, Status, Tally};
+use crate::transport::Client;
 
 use dispatch::Dispatcher;
 use feed::ReadEnd;

@@ -10,11 +10,11 @@ use bytes::Bytes;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::api::{StopKind, Verdict};
-use crate::client::{Attempt, Client};
 use crate::config::SendSettings;
 use crate::journal::Journal;
 use crate::pace::Pace;
 use crate::results::{self, Counters, Outcome, Status};
+use crate::transport::{Attempt, Client};
 
 use super::pool::{record_latency, Pool};
 use super::{Ended, SendItem, Stop};

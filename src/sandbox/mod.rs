@@ -1,6 +1,6 @@
-//! The sandbox: a local DigiDesk Post API that follows the spec as NOTES.md
-//! reads it, with injectable faults, usable as the `sandbox` command and
-//! in-process from tests and `demo`.
+//! The sandbox: a local DigiDesk Post API that follows the spec as
+//! `docs/digidesk-api.md` reads it, with injectable faults, usable as the
+//! `sandbox` command and in-process from tests and `demo`.
 //!
 //! Each request goes through, in order: route and method, Basic auth, the
 //! rate limit (429), the injected faults (close before acting, 500/503, 502
@@ -9,6 +9,8 @@
 //! latency, and the answer (JSON, or XML when `format=xml` is in the body or
 //! the query).
 
+mod answers;
+mod bucket;
 mod rules;
 mod tls;
 
@@ -19,13 +21,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use rand::{Rng, SeedableRng};
-use serde_json::{json, Value};
+use serde_json::Value;
+
+use answers::{answer, error, gateway_timeout, html_502, with_retry_after, Answer};
+use bucket::Bucket;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -52,6 +56,16 @@ pub struct SandboxConfig {
     pub html_error_rate: f64,
     pub drop_before_rate: f64,
     pub drop_after_rate: f64,
+    /// Share of requests created and recorded, then answered 504 as a
+    /// gateway does when it gave up waiting for the service.
+    pub gateway_timeout_rate: f64,
+    /// Share of requests answered [`fault_status`](Self::fault_status)
+    /// before anything is created.
+    pub fault_status_rate: f64,
+    pub fault_status: u16,
+    /// The `Retry-After` sent with 429 and 503 answers (and the fault
+    /// status) instead of the sandbox's own.
+    pub retry_after: Option<String>,
     pub seed: Option<u64>,
     pub fast: bool,
     /// Keep every request in memory for [`Sandbox::accepted`] and
@@ -78,6 +92,10 @@ impl Default for SandboxConfig {
             html_error_rate: 0.0,
             drop_before_rate: 0.0,
             drop_after_rate: 0.0,
+            gateway_timeout_rate: 0.0,
+            fault_status_rate: 0.0,
+            fault_status: 500,
+            retry_after: None,
             seed: None,
             fast: false,
             remember: true,
@@ -93,6 +111,8 @@ impl SandboxConfig {
             ("--html-error-rate", self.html_error_rate),
             ("--drop-before-rate", self.drop_before_rate),
             ("--drop-after-rate", self.drop_after_rate),
+            ("--gateway-timeout-rate", self.gateway_timeout_rate),
+            ("--fault-status-rate", self.fault_status_rate),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(format!(
@@ -100,11 +120,29 @@ impl SandboxConfig {
                 ));
             }
         }
-        if self.error_rate + self.html_error_rate + self.drop_before_rate > 1.0 + 1e-9 {
+        if self.error_rate + self.html_error_rate + self.drop_before_rate + self.fault_status_rate
+            > 1.0 + 1e-9
+        {
             return Err(
-                "--error-rate, --html-error-rate and --drop-before-rate add up to more than 1"
+                "--error-rate, --html-error-rate, --drop-before-rate and --fault-status-rate add up to more than 1"
                     .into(),
             );
+        }
+        if self.drop_after_rate + self.gateway_timeout_rate > 1.0 + 1e-9 {
+            return Err(
+                "--drop-after-rate and --gateway-timeout-rate add up to more than 1".into(),
+            );
+        }
+        if !(100..=999).contains(&self.fault_status) {
+            return Err(format!(
+                "--fault-status must be an HTTP status between 100 and 999 (got {})",
+                self.fault_status
+            ));
+        }
+        if let Some(v) = &self.retry_after {
+            if HeaderValue::from_str(v).is_err() {
+                return Err(format!("--retry-after {v:?} is not a header value"));
+            }
         }
         if let Some(r) = self.rate_limit {
             if !(r.is_finite() && r > 0.0) {
@@ -135,36 +173,6 @@ pub struct Seen {
     pub status: Option<u16>,
 }
 
-/// The token bucket behind `--rate-limit`: `governor`'s GCRA with a burst of
-/// one second's worth of requests, refilled at the rate.
-struct Bucket {
-    limiter: governor::DefaultDirectRateLimiter,
-    clock: governor::clock::DefaultClock,
-}
-
-impl Bucket {
-    fn new(rate: f64) -> Bucket {
-        use std::num::NonZeroU32;
-        let period = Duration::from_secs_f64(1.0 / rate);
-        let burst = NonZeroU32::new(rate.floor().max(1.0) as u32).unwrap_or(NonZeroU32::MIN);
-        // A positive rate (checked by `validate`) always gives a non-zero period.
-        let quota = governor::Quota::with_period(period)
-            .unwrap_or(governor::Quota::per_second(NonZeroU32::MIN));
-        Bucket {
-            limiter: governor::RateLimiter::direct(quota.allow_burst(burst)),
-            clock: Default::default(),
-        }
-    }
-
-    /// Takes a token, or says how long until one is there.
-    fn take(&self) -> Result<(), Duration> {
-        use governor::clock::Clock;
-        self.limiter
-            .check()
-            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
-    }
-}
-
 /// What every connection shares.
 struct State {
     cfg: SandboxConfig,
@@ -184,15 +192,15 @@ struct State {
 /// Closing the connection without an answer: hyper does that when the
 /// service fails.
 #[derive(Debug)]
-struct Drop;
+struct HangUp;
 
-impl std::fmt::Display for Drop {
+impl std::fmt::Display for HangUp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("connection dropped on purpose")
     }
 }
 
-impl std::error::Error for Drop {}
+impl std::error::Error for HangUp {}
 
 /// A running sandbox.
 pub struct Sandbox {
@@ -383,10 +391,8 @@ async fn serve(
     while connections.join_next().await.is_some() {}
 }
 
-type Answer = Response<Full<Bytes>>;
-
 /// Answers one request, or drops its connection.
-async fn handle(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Result<Answer, Drop> {
+async fn handle(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Result<Answer, HangUp> {
     let arrived = state.started.elapsed();
     let xml_query = req
         .uri()
@@ -412,7 +418,7 @@ async fn respond(
     state: &State,
     req: Request<hyper::body::Incoming>,
     xml_query: bool,
-) -> Result<Answer, Drop> {
+) -> Result<Answer, HangUp> {
     let cfg = &state.cfg;
     let path = req.uri().path().to_string();
     let mut xml = xml_query;
@@ -482,12 +488,17 @@ async fn respond(
             );
             let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
             r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
-            return Ok(r);
+            return Ok(with_retry_after(cfg, r));
         }
     }
     // The fault draws: one for what happens before acting, one for after
     // (none without faults: 1.0 never falls under a rate).
-    let faults = cfg.drop_before_rate + cfg.error_rate + cfg.html_error_rate + cfg.drop_after_rate;
+    let faults = cfg.drop_before_rate
+        + cfg.error_rate
+        + cfg.html_error_rate
+        + cfg.fault_status_rate
+        + cfg.drop_after_rate
+        + cfg.gateway_timeout_rate;
     let (before, after, which) = if faults > 0.0 {
         let mut rng = state.rng.lock().unwrap_or_else(|p| p.into_inner());
         (
@@ -502,7 +513,7 @@ async fn respond(
     let mut threshold = cfg.drop_before_rate;
     if before < threshold {
         pause(delay).await;
-        return Err(Drop);
+        return Err(HangUp);
     }
     threshold += cfg.error_rate;
     if before < threshold {
@@ -521,13 +532,25 @@ async fn respond(
             );
             r.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-            r
+            with_retry_after(cfg, r)
         });
     }
     threshold += cfg.html_error_rate;
     if before < threshold {
         pause(delay).await;
         return Ok(html_502());
+    }
+    threshold += cfg.fault_status_rate;
+    if before < threshold {
+        pause(delay).await;
+        let status =
+            StatusCode::from_u16(cfg.fault_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let r = error(
+            status,
+            &[format!("injected HTTP {}", cfg.fault_status)],
+            xml,
+        );
+        return Ok(with_retry_after(cfg, r));
     }
 
     let json_type = req
@@ -585,7 +608,10 @@ async fn respond(
     };
     pause(delay).await;
     if after < cfg.drop_after_rate {
-        return Err(Drop);
+        return Err(HangUp);
+    }
+    if after < cfg.drop_after_rate + cfg.gateway_timeout_rate {
+        return Ok(gateway_timeout());
     }
     Ok(answer(StatusCode::CREATED, "success", Some(id), &[], xml))
 }
@@ -636,62 +662,4 @@ fn latency(state: &State) -> Duration {
         0
     };
     Duration::from_millis(cfg.latency_ms + jitter)
-}
-
-fn error(status: StatusCode, messages: &[String], xml: bool) -> Answer {
-    answer(status, "error", None, messages, xml)
-}
-
-/// A DigiDesk answer: `{"status","data","message"}` in JSON, or the same in XML.
-fn answer(
-    status: StatusCode,
-    word: &str,
-    id: Option<u64>,
-    messages: &[String],
-    xml: bool,
-) -> Answer {
-    let (body, content_type) = if xml {
-        let esc = |s: &str| quick_xml::escape::escape(s).into_owned();
-        let data = id
-            .map(|i| format!("<data>{i}</data>"))
-            .unwrap_or_else(|| "<data/>".into());
-        let message = if messages.is_empty() {
-            "<message/>".to_string()
-        } else {
-            let items: String = messages
-                .iter()
-                .map(|m| format!("<item>{}</item>", esc(m)))
-                .collect();
-            format!("<message>{items}</message>")
-        };
-        (
-            format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<response><status>{word}</status>{data}{message}</response>\n"),
-            "application/xml",
-        )
-    } else {
-        let message = if messages.is_empty() {
-            Value::Null
-        } else {
-            json!(messages)
-        };
-        (
-            json!({"status": word, "data": id, "message": message}).to_string(),
-            "application/json",
-        )
-    };
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    r
-}
-
-/// What a proxy in front of the service sends when the service is down.
-fn html_502() -> Answer {
-    let body = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
-    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    *r.status_mut() = StatusCode::BAD_GATEWAY;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
-    r
 }

@@ -1,5 +1,5 @@
 //! The sandbox's reading of a survey request body: every rule of the spec
-//! as NOTES.md reads it, checked independently of the uploader's own
+//! as `docs/digidesk-api.md` reads it, checked independently of the uploader's own
 //! validation, with one message per problem.
 
 use serde_json::{Map, Value};

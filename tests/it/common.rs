@@ -42,7 +42,7 @@ pub fn bin() -> Command {
         .env_remove("DIGIDESK_CREDENTIALS_FILE")
         .env_remove("RUST_LOG");
     // Loopback only: no proxy from the machine's environment.
-    for v in digidesk_upload::client::PROXY_VARS {
+    for v in digidesk_upload::transport::PROXY_VARS {
         c.env_remove(v);
     }
     c.env_remove("NO_PROXY").env_remove("no_proxy");
@@ -112,9 +112,9 @@ pub fn export(n: usize) -> String {
 
 /// What [`export`] says row `i` should be.
 pub fn expected_status(i: usize) -> &'static str {
-    if i % 25 == 0 {
+    if i.is_multiple_of(25) {
         "skipped"
-    } else if i % 10 == 0 {
+    } else if i.is_multiple_of(10) {
         "invalid"
     } else {
         "created"

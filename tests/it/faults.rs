@@ -24,7 +24,8 @@ async fn server_errors_are_retried_until_created() {
         seed: Some(1),
         ..SandboxConfig::default()
     };
-    let (s, run) = send_with(cfg, 80, &["--max-attempts", "12"]).await;
+    // This endpoint answers 500 and 502 before doing anything: say so.
+    let (s, run) = send_with(cfg, 80, &["--max-attempts", "12", "--retry-server-errors"]).await;
     let results = run.exits(1).results(); // 1: the invalid rows
     s.assert_consistent(&results);
     assert_eq!(count(&results, "failed"), 0);
@@ -51,7 +52,7 @@ async fn transient_failures_that_outlast_max_attempts_are_failed_with_every_reas
         seed: Some(2),
         ..SandboxConfig::default()
     };
-    let (s, run) = send_with(cfg, 6, &["--max-attempts", "2"]).await;
+    let (s, run) = send_with(cfg, 6, &["--max-attempts", "2", "--retry-server-errors"]).await;
     let run = run.exits(1);
     let results = run.results();
     s.assert_consistent(&results);
@@ -146,7 +147,7 @@ async fn every_fault_at_once_loses_and_duplicates_nothing() {
         seed: Some(6),
         ..SandboxConfig::default()
     };
-    let (s, run) = send_with(cfg, 300, &["--max-attempts", "10"]).await;
+    let (s, run) = send_with(cfg, 300, &["--max-attempts", "10", "--retry-server-errors"]).await;
     let results = run.exits(1).results();
     s.assert_consistent(&results);
     assert_eq!(count(&results, "failed"), 0);

@@ -2,8 +2,10 @@
 
 mod check;
 mod common;
+mod contacts;
 mod demo;
 mod faults;
+mod hardening;
 mod interrupt;
 mod logs;
 mod mappings;

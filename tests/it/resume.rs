@@ -38,7 +38,18 @@ async fn kill_9_at_random_moments_then_resume_creates_every_row_once() {
         let mut unknown_allowance = 0;
         loop {
             let resume: &[&str] = if kills > 0 { &["--resume"] } else { &[] };
-            let args = [&["--rate", "0", "--concurrency", "6", "-q"], resume].concat();
+            let args = [
+                &[
+                    "--rate",
+                    "0",
+                    "--concurrency",
+                    "6",
+                    "--retry-server-errors",
+                    "-q",
+                ],
+                resume,
+            ]
+            .concat();
             let mut cmd = tokio::process::Command::from(s.send_cmd(&args));
             cmd.stdout(Stdio::null()).stderr(Stdio::piped());
             let mut child = cmd.spawn().expect("spawn");

@@ -11,7 +11,9 @@ async fn retry_sends_exactly_the_failed_rows() {
         .export(n)
         .mapping(MAPPING.replace("columns = [\"Reason\"]", "unmapped = true"))
         .sandbox(SandboxConfig {
-            error_rate: 1.0,
+            // The service is down: 503, safe to resend.
+            fault_status: 503,
+            fault_status_rate: 1.0,
             seed: Some(9),
             ..SandboxConfig::default()
         })

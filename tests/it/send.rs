@@ -315,7 +315,9 @@ async fn the_printed_resume_and_retry_commands_work_as_printed() {
 
     // A run with failures prints the command that resends them.
     let down = sandbox(SandboxConfig {
-        error_rate: 1.0,
+        // The service is down: 503, safe to resend.
+        fault_status: 503,
+        fault_status_rate: 1.0,
         seed: Some(1),
         ..SandboxConfig::default()
     })

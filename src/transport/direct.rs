@@ -8,11 +8,14 @@
 //! a request that never left (no connection, or one that closed before a
 //! byte was written) is `NotSent`; once written, a missing answer is `Lost`.
 
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT};
 use hyper::{Method, Request, Uri};
@@ -21,8 +24,8 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::client::{answer_headers, answered, chain, tls_failed, Attempt, ClientConfig};
-use crate::exit::Fatal;
+use super::attempt::{self, chain, AnswerHeaders, AnswerRules, Attempt, BodyError, MAX_ANSWER};
+use super::{tls, ClientConfig, TransportError};
 
 /// Connections idle longer than this are closed rather than reused: a
 /// server may be closing them at that very moment.
@@ -33,6 +36,13 @@ const IDLE_LIMIT: Duration = Duration::from_secs(50);
 const STALE_RETRIES: usize = 3;
 
 type Sender = SendRequest<Full<Bytes>>;
+
+/// A connection: its sender, and whether the server's first bytes on it
+/// were TLS (an http:// endpoint that is an HTTPS port).
+struct Conn {
+    sender: Sender,
+    answered_tls: Arc<AtomicBool>,
+}
 
 pub struct Direct {
     /// Host and port to connect to.
@@ -47,14 +57,22 @@ pub struct Direct {
     user_agent: HeaderValue,
     connect_timeout: Duration,
     timeout: Duration,
+    rules: AnswerRules,
     /// Idle connections, the most recently used last.
-    idle: Mutex<Vec<(Sender, Instant)>>,
+    idle: Mutex<Vec<(Conn, Instant)>>,
 }
 
 impl Direct {
-    pub fn new(cfg: &ClientConfig) -> Result<Direct, Fatal> {
+    /// A transport to `cfg.endpoint`; `tls` is used for HTTPS.
+    pub fn new(
+        cfg: &ClientConfig,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Result<Direct, TransportError> {
         let url = &cfg.endpoint;
-        let bad = |what: &str| Fatal::usage(format!("--endpoint {url}: {what}"));
+        let bad = |what: &str| TransportError::Endpoint {
+            endpoint: url.to_string(),
+            what: what.to_string(),
+        };
         let host = match url.host() {
             Some(url::Host::Domain(d)) => d.to_string(),
             Some(url::Host::Ipv4(ip)) => ip.to_string(),
@@ -78,7 +96,7 @@ impl Direct {
             "https" => {
                 let name = ServerName::try_from(host.clone())
                     .map_err(|e| bad(&format!("not a name a certificate can carry ({e})")))?;
-                Some((connector(cfg.ca_cert_pem.as_deref())?, name))
+                Some((tokio_rustls::TlsConnector::from(tls), name))
             }
             "http" => None,
             other => return Err(bad(&format!("the scheme {other} is not http or https"))),
@@ -90,12 +108,10 @@ impl Direct {
             target,
             host_header: HeaderValue::from_str(&host_header).map_err(|_| bad("a bad host"))?,
             auth: cfg.credentials.header(),
-            user_agent: HeaderValue::from_static(concat!(
-                "digidesk-upload/",
-                env!("CARGO_PKG_VERSION")
-            )),
+            user_agent: HeaderValue::from_static(tls::USER_AGENT),
             connect_timeout: cfg.timeout.min(Duration::from_secs(10)),
             timeout: cfg.timeout,
+            rules: cfg.answer_rules(),
             idle: Mutex::new(Vec::new()),
         })
     }
@@ -105,12 +121,12 @@ impl Direct {
         let deadline = Instant::now() + self.timeout;
         let mut request = Some(self.request(body));
         for _ in 0..STALE_RETRIES {
-            let mut sender = match self.checkout(deadline).await {
-                Ok(s) => s,
+            let mut conn = match self.checkout(deadline).await {
+                Ok(c) => c,
                 Err(attempt) => return attempt,
             };
             let Some(req) = request.take() else { break };
-            let sent = tokio::time::timeout_at(deadline, sender.try_send_request(req)).await;
+            let sent = tokio::time::timeout_at(deadline, conn.sender.try_send_request(req)).await;
             let response = match sent {
                 Err(_) => {
                     return Attempt::Lost(format!(
@@ -125,28 +141,28 @@ impl Direct {
                         request = Some(req);
                         continue;
                     }
-                    let e = e.into_error();
-                    if e.is_canceled() {
-                        return Attempt::NotSent(format!("request not sent: {}", chain(&e)));
+                    if conn.answered_tls.load(Ordering::Relaxed) {
+                        return attempt::tls_port(&self.target_words());
                     }
-                    return Attempt::Lost(format!(
-                        "the answer was lost after sending ({})",
-                        chain(&e)
-                    ));
+                    return attempt::from_hyper(&e.into_error());
                 }
             };
             let http = response.status().as_u16();
-            let (retry_after, content_type) = answer_headers(response.headers());
-            let body = match tokio::time::timeout_at(deadline, response.into_body().collect()).await
-            {
+            let headers = AnswerHeaders::from_map(response.headers());
+            let capped = Limited::new(response.into_body(), MAX_ANSWER);
+            let body = match tokio::time::timeout_at(deadline, capped.collect()).await {
                 Ok(Ok(b)) => Ok(b.to_bytes()),
-                Ok(Err(e)) => Err(chain(&e)),
-                Err(_) => Err("no end of the body within the timeout".to_string()),
+                Ok(Err(e)) if e.is::<LengthLimitError>() => Err(BodyError::TooLong),
+                Ok(Err(e)) => Err(BodyError::Broken(chain(&*e))),
+                Err(_) => Err(BodyError::Broken(
+                    "no end of the body within the timeout".to_string(),
+                )),
             };
+            // A connection whose body was not read to its end is dropped.
             if body.is_ok() {
-                self.checkin(sender);
+                self.checkin(conn);
             }
-            return answered(http, retry_after.as_deref(), content_type.as_deref(), body);
+            return attempt::answered(http, &headers, body, &self.rules);
         }
         Attempt::NotSent("request not sent: every connection closed before it was written".into())
     }
@@ -164,14 +180,19 @@ impl Direct {
         req
     }
 
+    /// `host:port`, for messages.
+    fn target_words(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
     /// An idle connection that is still open, or a new one.
-    async fn checkout(&self, deadline: Instant) -> Result<Sender, Attempt> {
+    async fn checkout(&self, deadline: Instant) -> Result<Conn, Attempt> {
         loop {
             let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
             match pooled {
-                Some((s, since)) if !s.is_closed() && since.elapsed() < IDLE_LIMIT => {
-                    if s.is_ready() {
-                        return Ok(s);
+                Some((c, since)) if !c.sender.is_closed() && since.elapsed() < IDLE_LIMIT => {
+                    if c.sender.is_ready() {
+                        return Ok(c);
                     }
                 }
                 Some(_) => {}
@@ -188,38 +209,43 @@ impl Direct {
         }
     }
 
-    fn checkin(&self, sender: Sender) {
-        if sender.is_closed() {
+    fn checkin(&self, conn: Conn) {
+        if conn.sender.is_closed() {
             return;
         }
         self.idle
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push((sender, Instant::now()));
+            .push((conn, Instant::now()));
     }
 
-    async fn connect(&self) -> Result<Sender, Attempt> {
+    async fn connect(&self) -> Result<Conn, Attempt> {
         let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(|e| Attempt::NotSent(format!("could not connect: {}", chain(&e))))?;
         let _ = tcp.set_nodelay(true);
-        match &self.tls {
-            None => handshake(tcp).await,
-            Some((connector, name)) => {
-                let stream = connector.connect(name.clone(), tcp).await.map_err(|e| {
-                    let words = chain(&e);
-                    let is_tls = e
-                        .get_ref()
-                        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
-                    if is_tls {
-                        tls_failed(&words)
-                    } else {
-                        Attempt::NotSent(format!("could not connect: TLS handshake: {words}"))
-                    }
-                })?;
-                handshake(stream).await
+        let answered_tls = Arc::new(AtomicBool::new(false));
+        let sender = match &self.tls {
+            None => {
+                handshake(Sniff {
+                    inner: tcp,
+                    seen: false,
+                    answered_tls: answered_tls.clone(),
+                })
+                .await?
             }
-        }
+            Some((connector, name)) => {
+                let stream = connector
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(|e| attempt::from_handshake(&e, &self.target_words()))?;
+                handshake(stream).await?
+            }
+        };
+        Ok(Conn {
+            sender,
+            answered_tls,
+        })
     }
 }
 
@@ -238,40 +264,58 @@ where
     Ok(sender)
 }
 
-/// rustls with the system's roots and any `--ca-cert` roots, HTTP/1.1 only.
-fn connector(extra_pem: Option<&[u8]>) -> Result<tokio_rustls::TlsConnector, Fatal> {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    let (added, _ignored) = roots.add_parsable_certificates(native.certs);
-    if let Some(pem) = extra_pem {
-        let mut n = 0;
-        for cert in rustls_pemfile::certs(&mut &pem[..]) {
-            let cert = cert.map_err(|e| {
-                Fatal::usage(format!(
-                    "--ca-cert: not a PEM certificate ({e}); give the CA certificate in PEM form"
-                ))
-            })?;
-            roots.add(cert).map_err(|e| {
-                Fatal::usage(format!(
-                    "--ca-cert: a certificate rustls cannot use as a root ({e})"
-                ))
-            })?;
-            n += 1;
+/// A plain connection that notes whether the server's first bytes are a
+/// TLS record.
+struct Sniff {
+    inner: TcpStream,
+    seen: bool,
+    answered_tls: Arc<AtomicBool>,
+}
+
+impl tokio::io::AsyncRead for Sniff {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if !self.seen && buf.filled().len() > before {
+            self.seen = true;
+            if attempt::looks_like_tls(&buf.filled()[before..]) {
+                self.answered_tls.store(true, Ordering::Relaxed);
+            }
         }
-        if n == 0 {
-            return Err(Fatal::usage(
-                "--ca-cert: the file holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-            ));
-        }
-    } else if added == 0 {
-        tracing::warn!("no trusted root certificates found on this system; HTTPS endpoints will fail unless --ca-cert is given");
+        polled
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Fatal::usage(format!("cannot set up TLS: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+impl tokio::io::AsyncWrite for Sniff {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }
