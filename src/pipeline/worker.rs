@@ -81,6 +81,8 @@ pub(super) struct Ctx {
     pub(super) abandoned: AtomicU64,
     /// Rows in flight when a previous run died, recorded `unknown` by the reader.
     pub(super) resumed_unknown: AtomicU64,
+    /// Workers that panicked (their rows are `unknown` or `failed`).
+    pub(super) faults: AtomicU64,
 }
 
 impl Ctx {
@@ -105,17 +107,34 @@ impl Ctx {
             max_attempts: settings.max_attempts,
             abandoned: AtomicU64::new(0),
             resumed_unknown: AtomicU64::new(0),
+            faults: AtomicU64::new(0),
         })
     }
 }
 
 /// Sends one row with retries, and writes its outcome to the results file.
+/// A panic while trying (a bug) never loses the row: it is recorded
+/// `unknown` if its request may have left, `failed` if it never did.
 pub(super) async fn worker(ctx: Arc<Ctx>, item: SendItem, permit: OwnedSemaphorePermit) {
+    use futures_util::FutureExt;
     let SendItem { row, fields, body } = item;
     let mut errors: Vec<String> = Vec::new();
     let mut attempts = 0u32;
     let mut http: Option<u16> = None;
-    let decided = tries(&ctx, row, &body, &mut errors, &mut attempts, &mut http).await;
+    let mut left = false;
+    let trying = tries(
+        &ctx,
+        row,
+        &body,
+        &mut errors,
+        &mut attempts,
+        &mut http,
+        &mut left,
+    );
+    let decided = match std::panic::AssertUnwindSafe(trying).catch_unwind().await {
+        Ok(decided) => decided,
+        Err(panic) => Some(fault(&ctx, row, panic.as_ref(), left, &mut errors)),
+    };
     match decided {
         Some((status, id)) => {
             let outcome = Outcome {
@@ -134,8 +153,36 @@ pub(super) async fn worker(ctx: Arc<Ctx>, item: SendItem, permit: OwnedSemaphore
     }
 }
 
+/// A worker panicked while trying `row`: the row is `unknown` if its
+/// request may have left (`left`), `failed` if not; the run counts the fault.
+fn fault(
+    ctx: &Ctx,
+    row: u64,
+    panic: &(dyn std::any::Any + Send),
+    left: bool,
+    errors: &mut Vec<String>,
+) -> (Status, Option<u64>) {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into());
+    ctx.faults.fetch_add(1, Ordering::Relaxed);
+    tracing::error!(row, "internal error while sending row {row}: {what}");
+    if left {
+        errors.push(format!("internal error after the request left ({what}): it may have been created; check DigiDesk before resending (retry --only unknown)"));
+        (Status::Unknown, None)
+    } else {
+        errors.push(format!(
+            "internal error before the request left ({what}): it was not sent"
+        ));
+        (Status::Failed, None)
+    }
+}
+
 /// Tries one row until it is decided: its status and DigiDesk id. `None`
-/// when the run stops first: the row was not created and is left for `--resume`.
+/// when the run stops first: the row was not created and is left for
+/// `--resume`. `left` says whether the current try's request may have left.
 async fn tries(
     ctx: &Ctx,
     row: u64,
@@ -143,6 +190,7 @@ async fn tries(
     errors: &mut Vec<String>,
     attempts: &mut u32,
     http: &mut Option<u16>,
+    left: &mut bool,
 ) -> Option<(Status, Option<u64>)> {
     loop {
         tokio::select! {
@@ -154,6 +202,7 @@ async fn tries(
         // Bodies hold customer data: only at -vv.
         tracing::trace!(row, attempt = *attempts, body = %String::from_utf8_lossy(body), "sending");
         let sent_at = tokio::time::Instant::now();
+        *left = true;
         let attempt = tokio::select! {
             a = ctx.client.post(body.clone()) => { record_latency(&ctx.pool.latency_us, sent_at.elapsed()); a }
             _ = ctx.stop.hard.cancelled() => {
@@ -205,6 +254,8 @@ async fn tries(
                 return None;
             }
         };
+        // This try was not created (a transient answer, or never sent).
+        *left = false;
         errors.push(format!("try {attempts}: {reason}"));
         if ctx.breaker.failure() {
             ctx.stop.set(Ended::Stopped(
@@ -235,7 +286,7 @@ pub fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
         .min(BACKOFF_CAP);
     let jitter = Duration::from_secs_f64(rand::rng().random_range(0.0..=ceiling.as_secs_f64()));
     match retry_after {
-        Some(ra) => ra.max(jitter.min(ra + Duration::from_millis(250))),
+        Some(ra) => ra.max(jitter.min(ra.saturating_add(Duration::from_millis(250)))),
         None => jitter,
     }
 }
@@ -269,6 +320,95 @@ fn abandon(ctx: &Ctx, row: u64, permit: OwnedSemaphorePermit) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::StartMode;
+    use crate::journal::Header;
+    use crate::transport::{Client, Credentials};
+
+    /// A worker context over `client`, its journal and results file in `dir`.
+    fn context(client: Client, dir: &std::path::Path, max_attempts: u32) -> Arc<Ctx> {
+        let settings = SendSettings {
+            results: dir.join("out.csv"),
+            endpoint: "http://127.0.0.1:9/".parse().unwrap(),
+            credentials: Credentials::new("u", "p"),
+            rate: None,
+            concurrency: 1,
+            max_concurrency: 1,
+            max_attempts,
+            timeout: Duration::from_secs(1),
+            mode: StartMode::Fresh,
+            ca_cert_pem: None,
+            summary_json: None,
+            limit: None,
+            progress_every: Duration::from_secs(1),
+            retry_server_errors: false,
+        };
+        let counters = Arc::new(Counters::default());
+        let header = Header {
+            digidesk_upload_journal: 1,
+            fingerprint: "test".into(),
+            command: "send".into(),
+        };
+        let journal = Journal::create(&dir.join("out.csv.journal"), &header).unwrap();
+        let writer = results::Writer::create(
+            &settings.results,
+            &results::header_for(&["Ref".to_string()]),
+            counters.clone(),
+        )
+        .unwrap();
+        Ctx::new(
+            client,
+            &settings,
+            &Stop::default(),
+            (journal, writer),
+            &counters,
+        )
+    }
+
+    /// Runs one worker on row 1 to its end; returns the permits left.
+    async fn send_one(ctx: &Arc<Ctx>) -> usize {
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(1));
+        let permit = semaphore.clone().acquire_owned().await.unwrap();
+        let item = SendItem {
+            row: 1,
+            fields: csv::StringRecord::from(vec!["R1"]),
+            body: Bytes::from_static(b"{}"),
+        };
+        tokio::spawn(worker(ctx.clone(), item, permit))
+            .await
+            .expect("the worker task itself never panics");
+        semaphore.available_permits()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panic_while_the_request_may_have_left_leaves_the_row_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let client = Client::scripted("http://127.0.0.1:9/".parse().unwrap(), |n, _| {
+            if n == 1 {
+                Attempt::NotSent("connection refused".into())
+            } else {
+                panic!("overflow when adding duration to instant")
+            }
+        });
+        let ctx = context(client, dir.path(), 5);
+        assert_eq!(send_one(&ctx).await, 1, "the row's permit came back");
+        assert_eq!(ctx.counters.get(Status::Unknown), 1);
+        assert_eq!(ctx.faults.load(Ordering::Relaxed), 1);
+        ctx.writer.finish().unwrap();
+        let text = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
+        let line = text.lines().nth(1).expect("row 1 has its line");
+        assert!(line.starts_with("R1,1,unknown"), "{line}");
+        assert!(
+            line.contains("internal error after the request left"),
+            "{line}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_huge_retry_after_never_overflows() {
+        let pace = Pace::new(Some(10));
+        pace.too_many(Duration::MAX);
+        assert!(backoff(3, Some(Duration::MAX)) >= Duration::from_secs(3600));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn breaker_opens_only_after_many_failures_over_the_window() {
