@@ -31,6 +31,61 @@ pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// Pause of the whole pool after a 429 without `Retry-After`.
 pub const DEFAULT_429_PAUSE: Duration = Duration::from_secs(1);
 
+/// An endpoint that refused every connection (or could not be connected to
+/// at all) for this long from the start of the run is taken to be wrong,
+/// and the run stops (exit 3), leaving its rows for `--resume`. Once any
+/// connection succeeded, refusals are a restart to ride out instead.
+pub const NEVER_REACHED: Duration = Duration::from_secs(10);
+
+/// Whether the endpoint was ever reached in this run.
+struct Reach {
+    reached: std::sync::atomic::AtomicBool,
+    /// When a run that never reached the endpoint stops.
+    deadline: tokio::time::Instant,
+    endpoint: String,
+}
+
+impl Reach {
+    fn new(endpoint: &url::Url) -> Reach {
+        Reach {
+            reached: std::sync::atomic::AtomicBool::new(false),
+            deadline: tokio::time::Instant::now() + NEVER_REACHED,
+            endpoint: endpoint.to_string(),
+        }
+    }
+
+    fn reached(&self) -> bool {
+        self.reached.load(Ordering::Relaxed)
+    }
+
+    /// How long a try that was never sent may wait before the next: never
+    /// past the deadline while the endpoint has not been reached.
+    fn cap(&self, wait: Duration) -> Duration {
+        if self.reached() {
+            wait
+        } else {
+            wait.min(
+                self.deadline
+                    .saturating_duration_since(tokio::time::Instant::now()),
+            )
+        }
+    }
+
+    /// The stop for an endpoint never reached by its deadline, if it is past.
+    fn verdict(&self, last: &str) -> Option<Ended> {
+        (!self.reached() && tokio::time::Instant::now() >= self.deadline).then(|| {
+            Ended::Stopped(
+                StopKind::Endpoint,
+                format!(
+                    "could not connect to {} for the first {}s of the run (last: {last}): check the endpoint's host and port (is it the right port? is the service up?)",
+                    self.endpoint,
+                    NEVER_REACHED.as_secs()
+                ),
+            )
+        })
+    }
+}
+
 /// Consecutive transient failures, for the circuit breaker: a service that
 /// fails [`BREAKER_FAILURES`] tries in a row, with no success for
 /// [`BREAKER_WINDOW`], is taken to be down, and the run stops (exit 3)
@@ -72,6 +127,7 @@ pub(super) struct Ctx {
     pub(super) pace: Arc<Pace>,
     pub(super) pool: Arc<Pool>,
     breaker: Breaker,
+    reach: Reach,
     pub(super) stop: Stop,
     pub(super) journal: Arc<Mutex<Journal>>,
     pub(super) writer: Arc<results::Shared>,
@@ -100,6 +156,7 @@ impl Ctx {
             pace: Arc::new(Pace::new(settings.rate)),
             pool: Arc::new(Pool::new(settings.concurrency, settings.max_concurrency)),
             breaker: Breaker::new(),
+            reach: Reach::new(&settings.endpoint),
             stop: stop.clone(),
             journal: Arc::new(Mutex::new(journal)),
             writer: Arc::new(results::Shared::new(writer)),
@@ -210,6 +267,9 @@ async fn tries(
                 return Some((Status::Unknown, None));
             }
         };
+        if !matches!(attempt, Attempt::NotSent(_)) {
+            ctx.reach.reached.store(true, Ordering::Relaxed);
+        }
         let (reason, retry_after) = match attempt {
             Attempt::Answered {
                 http: h,
@@ -267,11 +327,17 @@ async fn tries(
             ));
             return None;
         }
-        if *attempts >= ctx.max_attempts {
+        if let Some(end) = ctx.reach.verdict(&reason) {
+            ctx.stop.set(end);
+            return None;
+        }
+        // Until the endpoint is first reached, a row is never given up as
+        // `failed`: either it is reached, or the run stops at the deadline.
+        if *attempts >= ctx.max_attempts && ctx.reach.reached() {
             return Some((Status::Failed, None));
         }
         tokio::select! {
-            _ = tokio::time::sleep(backoff(*attempts, retry_after)) => {}
+            _ = tokio::time::sleep(ctx.reach.cap(backoff(*attempts, retry_after))) => {}
             _ = ctx.stop.soft.cancelled() => return None,
         }
     }
@@ -401,6 +467,58 @@ mod tests {
             line.contains("internal error after the request left"),
             "{line}"
         );
+    }
+
+    fn created(id: u64) -> Attempt {
+        Attempt::Answered {
+            http: 201,
+            verdict: Verdict::Created(id),
+            retry_after: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_endpoint_that_refuses_every_connection_stops_the_run_after_ten_seconds() {
+        let dir = tempfile::tempdir().unwrap();
+        let client = Client::scripted("http://127.0.0.1:9/".parse().unwrap(), |_, _| {
+            Attempt::NotSent("connection refused".into())
+        });
+        let ctx = context(client, dir.path(), 3);
+        let t0 = tokio::time::Instant::now();
+        assert_eq!(send_one(&ctx).await, 1);
+        let took = t0.elapsed();
+        assert!(
+            took >= NEVER_REACHED && took < NEVER_REACHED + Duration::from_millis(100),
+            "{took:?}"
+        );
+        match ctx.stop.reason() {
+            Some(Ended::Stopped(StopKind::Endpoint, msg)) => {
+                assert!(msg.contains("right port"), "{msg}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(ctx.counters.get(Status::Failed), 0, "left for --resume");
+        assert_eq!(ctx.abandoned.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refusals_after_the_endpoint_was_reached_are_ridden_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = tokio::time::Instant::now();
+        // The first try is created; then the service restarts for 12 s.
+        let client = Client::scripted("http://127.0.0.1:9/".parse().unwrap(), move |n, _| {
+            if n > 1 && t0.elapsed() < Duration::from_secs(12) {
+                Attempt::NotSent("connection refused".into())
+            } else {
+                created(n)
+            }
+        });
+        let ctx = context(client, dir.path(), 20);
+        send_one(&ctx).await;
+        send_one(&ctx).await;
+        assert!(t0.elapsed() >= Duration::from_secs(12));
+        assert_eq!(ctx.stop.reason(), None);
+        assert_eq!(ctx.counters.get(Status::Created), 2);
     }
 
     #[tokio::test(start_paused = true)]

@@ -108,3 +108,23 @@ async fn sigterm_stops_a_run_whose_stdin_stalls_and_no_row_read_is_held_back() {
     drop(stdin);
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_that_refuses_every_connection_stops_the_run_with_advice() {
+    let n = 40;
+    let s = Scenario::new().export(n).endpoint(unreachable_endpoint());
+    let started = std::time::Instant::now();
+    let run = s.send(&["--rate", "0"]).exits(3);
+    let took = started.elapsed();
+    // The rule is ten seconds without a single connection.
+    assert!(took < std::time::Duration::from_secs(25), "took {took:?}");
+    assert!(run.stderr().contains("right port"), "{}", run.text());
+    assert!(run.stdout().contains("--resume"), "{}", run.text());
+    let results = run.results();
+    assert_eq!(count(&results, "failed"), 0, "rows are left for --resume");
+    assert_eq!(count(&results, "unknown"), 0, "no request ever left");
+    assert!(
+        results.len() < n,
+        "sendable rows are not in the results file"
+    );
+}
