@@ -144,13 +144,15 @@ pub struct InputArgs {
     #[arg(long, value_name = "FILE")]
     pub mapping: PathBuf,
 
-    /// Input encoding (`utf-8`, `windows-1252`, `iso-8859-1`, ...). A UTF-8 BOM is always stripped.
-    #[arg(long, value_name = "NAME", default_value = "utf-8")]
-    pub encoding: String,
+    /// Input encoding (`utf-8`, `windows-1252`, `iso-8859-1`, ...); overrides the mapping's
+    /// `[input] encoding`. A UTF-8 BOM is always stripped [default: utf-8].
+    #[arg(long, value_name = "NAME")]
+    pub encoding: Option<String>,
 
-    /// Input delimiter, one character (`;` is common in European exports; `tab` for tabs).
-    #[arg(long, value_name = "C", default_value = ",")]
-    pub delimiter: String,
+    /// Input delimiter, one character (`;` is common in European exports; `tab` for tabs);
+    /// overrides the mapping's `[input] delimiter` [default: ,].
+    #[arg(long, value_name = "C")]
+    pub delimiter: Option<String>,
 }
 
 /// Options shared by `send` and `retry`.

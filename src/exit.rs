@@ -128,3 +128,10 @@ impl From<crate::pipeline::error::RunError> for Fatal {
         }
     }
 }
+
+/// A mapping that cannot be used: nothing was sent (exit 2).
+impl From<crate::mapping::MappingError> for Fatal {
+    fn from(e: crate::mapping::MappingError) -> Self {
+        Fatal::usage(e.to_string())
+    }
+}

@@ -7,7 +7,10 @@
 //! - [`input`]: the export's rows (file, stdin, `.gz`, any encoding), `digidesk_*`
 //!   columns dropped and `retry`'s selection applied; and `decide`, the verdict on
 //!   a row before any request, shared by `check` and `send`.
-//! - [`mapping`]: the TOML mapping file, compiled against the header into a plan.
+//! - [`mapping`]: the TOML mapping file, read once with serde (`file`), checked
+//!   (`semantic`), compiled against the header into a `Plan` whose `apply` gives a
+//!   row's `Decision`; values (`value`, `template`, `transform`: extract and time)
+//!   and `condition`s (for `when` and `[skip]`) each in their own file.
 //! - [`contact`]: phone numbers to E.164 as libphonenumber reads them, emails cleaned.
 //! - [`validate`]: the spec's field rules, applied before anything is sent.
 //! - [`request`]: the survey request and its JSON body.

@@ -17,8 +17,8 @@ use crate::cli::CheckArgs;
 use crate::config::{parse_delimiter, parse_encoding};
 use crate::exit::{Exit, Fatal};
 use crate::input::{self, Columns, Rows};
-use crate::input::{Origin, ReadOptions, Reader, Record};
-use crate::mapping::{Mapped, Mapping, Plan};
+use crate::input::{Origin, Record};
+use crate::mapping::{Decision, Mapping, Plan};
 use crate::summary::thousands;
 
 /// Rows that share a reason.
@@ -154,18 +154,18 @@ fn check_row(
     c.counts.rows += 1;
     let (fields, mapped) = input::decide(columns, plan, fields);
     match mapped {
-        Mapped::Send(req) => {
+        Decision::Send(req) => {
             c.counts.sendable += 1;
             if c.bodies.len() < show {
                 let pretty = serde_json::to_string_pretty(&req).expect("serialising to memory");
                 c.bodies.push((row, pretty));
             }
         }
-        Mapped::Skip(reason) => {
+        Decision::Skip(reason) => {
             c.counts.skipped += 1;
             c.skipped.push((reason, row));
         }
-        Mapped::Invalid(reasons) => {
+        Decision::Invalid(reasons) => {
             c.counts.invalid += 1;
             for r in reasons {
                 c.invalid.push((r, row));
@@ -289,12 +289,14 @@ fn check_parallel(
 pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
     let started = Instant::now();
     let input = Origin::parse(&args.input.input);
-    let read = ReadOptions {
-        encoding: parse_encoding(&args.input.encoding)?,
-        delimiter: parse_delimiter(&args.input.delimiter)?,
-    };
+    if let Some(e) = &args.input.encoding {
+        parse_encoding(e)?;
+    }
+    if let Some(d) = &args.input.delimiter {
+        parse_delimiter(d)?;
+    }
     let mapping = Mapping::load(&args.input.mapping)?;
-    let reader = Reader::open(&input, &read)?;
+    let (reader, _) = super::open_input(&args.input, &input, &mapping)?;
     let mut rows = Rows::new(reader, input.display_name(), None)?;
     let plan = Plan::compile(&mapping, &rows.columns.names, &input.display_name())?;
 
@@ -375,6 +377,7 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::input::{ReadOptions, Reader};
     use std::io::Write as _;
 
     const MAPPING: &str = r#"

@@ -104,15 +104,6 @@ async fn watch_signals(mut signals: crate::signals::Signals, stop: Stop) {
     }
 }
 
-pub fn read_mapping(path: &Path) -> Result<Vec<u8>, Fatal> {
-    std::fs::read(path).map_err(|e| {
-        Fatal::usage(format!(
-            "cannot read the mapping file {}: {e}",
-            path.display()
-        ))
-    })
-}
-
 /// The results file must never be the input.
 pub fn refuse_same_file(input: &Path, results: &Path) -> Result<(), Fatal> {
     let same = match (std::fs::canonicalize(input), std::fs::canonicalize(results)) {

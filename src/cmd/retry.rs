@@ -11,9 +11,7 @@ use crate::mapping::{Mapping, Plan};
 use crate::pipeline::{self, Job};
 use crate::results::Status;
 
-use super::job::{
-    command_line, execute, read_mapping, reading_args, refuse_same_file, retry_results_path,
-};
+use super::job::{command_line, execute, reading_args, refuse_same_file, retry_results_path};
 
 pub async fn run(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     let mut statuses = Vec::new();
@@ -41,7 +39,6 @@ pub async fn run(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     let settings =
         SendSettings::from_options(&args.send, Some(retry_results_path(&args.results_in)))?;
     refuse_same_file(&args.results_in, &settings.results)?;
-    let mapping_text = read_mapping(&args.mapping)?;
     let mapping = Mapping::load(&args.mapping)?;
     let reader = Reader::open(&input, &read)?;
     let rows = Rows::new(reader, input.display_name(), Some(statuses.clone()))?;
@@ -50,7 +47,7 @@ pub async fn run(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     let fingerprint = pipeline::fingerprint(
         &[
             b"retry",
-            &mapping_text,
+            mapping.bytes(),
             rows.columns.names.join("\u{1f}").as_bytes(),
             selection.join(",").as_bytes(),
         ],

@@ -5,30 +5,29 @@
 use crate::cli::{LogArgs, SendArgs};
 use crate::config::{parse_delimiter, parse_encoding, SendSettings};
 use crate::exit::{Exit, Fatal};
+use crate::input::Origin;
 use crate::input::Rows;
-use crate::input::{Origin, ReadOptions, Reader};
 use crate::mapping::{Mapping, Plan};
 use crate::pipeline::{self, Job};
 
-use super::job::{
-    command_line, default_results_path, execute, read_mapping, reading_args, refuse_same_file,
-};
+use super::job::{command_line, default_results_path, execute, reading_args, refuse_same_file};
 
 pub async fn run(args: SendArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     let input = Origin::parse(&args.input.input);
-    let read = ReadOptions {
-        encoding: parse_encoding(&args.input.encoding)?,
-        delimiter: parse_delimiter(&args.input.delimiter)?,
-    };
+    if let Some(e) = &args.input.encoding {
+        parse_encoding(e)?;
+    }
+    if let Some(d) = &args.input.delimiter {
+        parse_delimiter(d)?;
+    }
     if input == Origin::Stdin && args.send.results.is_none() {
         return Err(Fatal::usage(
             "--results FILE is required when the input is standard input",
         ));
     }
     // The mapping and the input first: their mistakes are the likeliest.
-    let mapping_text = read_mapping(&args.input.mapping)?;
     let mapping = Mapping::load(&args.input.mapping)?;
-    let reader = Reader::open(&input, &read)?;
+    let (reader, read) = super::open_input(&args.input, &input, &mapping)?;
     let rows = Rows::new(reader, input.display_name(), None)?;
     let plan = Plan::compile(&mapping, &rows.columns.names, &input.display_name())?;
     let settings =
@@ -39,7 +38,7 @@ pub async fn run(args: SendArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     let fingerprint = pipeline::fingerprint(
         &[
             b"send",
-            &mapping_text,
+            mapping.bytes(),
             rows.columns.names.join("\u{1f}").as_bytes(),
             read.encoding.name().as_bytes(),
             &[read.delimiter],

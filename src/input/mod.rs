@@ -5,7 +5,7 @@
 pub mod error;
 pub mod read;
 
-use crate::mapping::{Mapped, Plan};
+use crate::mapping::{Decision, Plan};
 use crate::results::{self, Status};
 
 pub use error::ReadError;
@@ -53,12 +53,12 @@ pub fn decide(
     columns: &Columns,
     plan: &Plan,
     fields: csv::StringRecord,
-) -> (csv::StringRecord, Mapped) {
+) -> (csv::StringRecord, Decision) {
     let (raw_width, width) = (fields.len(), columns.width);
     let fields = columns.project(fields);
     if raw_width != width {
         let reason = format!("row has {raw_width} fields, the header has {width}");
-        return (fields, Mapped::Invalid(vec![reason]));
+        return (fields, Decision::Invalid(vec![reason]));
     }
     let mapped = plan.apply(&fields);
     (fields, mapped)

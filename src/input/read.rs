@@ -162,11 +162,23 @@ pub struct Reader {
     /// Compressed bytes read, when the file is compressed.
     raw_read: Option<Arc<AtomicU64>>,
     before_read: BeforeRead,
+    /// A headerless file's first line: the first data record.
+    first: Option<csv::ByteRecord>,
 }
 
 impl Reader {
     /// Opens the input and reads its header.
     pub fn open(source: &Origin, opts: &ReadOptions) -> Result<Reader, ReadError> {
+        Reader::open_with_header(source, opts, true)
+    }
+
+    /// Like [`open`](Self::open); with `header` false the first line is
+    /// data and the columns are named by position: `#1`, `#2`, ...
+    pub fn open_with_header(
+        source: &Origin,
+        opts: &ReadOptions,
+        header: bool,
+    ) -> Result<Reader, ReadError> {
         let name = source.display_name();
         let bytes_read = Arc::new(AtomicU64::new(0));
         let (raw, total_bytes, gz_by_name): (Box<dyn Read + Send>, Option<u64>, bool) = match source
@@ -250,7 +262,21 @@ impl Reader {
             total_bytes,
             raw_read: is_gz.then_some(raw_read),
             before_read,
+            first: None,
         };
+        if !header {
+            let mut first =
+                csv::ByteRecord::with_capacity(raw_header.as_slice().len(), raw_header.len());
+            for (i, field) in raw_header.iter().enumerate() {
+                first.push_field(match i {
+                    0 => field.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(field),
+                    _ => field,
+                });
+            }
+            reader.headers = (1..=first.len()).map(|i| format!("#{i}")).collect();
+            reader.first = Some(first);
+            return Ok(reader);
+        }
         let mut headers = Vec::with_capacity(raw_header.len());
         for (i, field) in raw_header.iter().enumerate() {
             let field = if i == 0 {
@@ -310,10 +336,16 @@ impl Reader {
 
     /// Reads the next record's bytes and counts it; its row number.
     fn read_raw(&mut self, raw: &mut csv::ByteRecord) -> Result<Option<u64>, ReadError> {
-        let got = self
-            .csv
-            .read_byte_record(raw)
-            .map_err(|e| read_error(&self.name, self.row + 1, e))?;
+        let got = match self.first.take() {
+            Some(first) => {
+                *raw = first;
+                true
+            }
+            None => self
+                .csv
+                .read_byte_record(raw)
+                .map_err(|e| read_error(&self.name, self.row + 1, e))?,
+        };
         if !got {
             return Ok(None);
         }
@@ -608,5 +640,30 @@ mod tests {
             .unwrap()
             .to_string()
             .contains("empty"));
+    }
+
+    #[test]
+    fn a_headerless_file_names_columns_by_position_and_keeps_its_first_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Master.csv");
+        std::fs::write(
+            &path,
+            "\u{feff}\"\",\"100\",\"+15551234\"\n\"\",\"101\",\"x\"\n",
+        )
+        .unwrap();
+        let opts = ReadOptions {
+            encoding: encoding_rs::UTF_8,
+            delimiter: b',',
+        };
+        let mut r = Reader::open_with_header(&Origin::File(path), &opts, false).unwrap();
+        assert_eq!(r.headers(), ["#1", "#2", "#3"]);
+        assert_eq!(
+            all(&mut r),
+            vec![
+                (1, vec!["".to_string(), "100".into(), "+15551234".into()]),
+                (2, vec!["".to_string(), "101".into(), "x".into()]),
+            ],
+            "the first line is row 1, without its byte-order mark"
+        );
     }
 }

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use crate::exit::Fatal;
 use crate::input::{self, ReadError, Rows};
 use crate::journal::RowSet;
-use crate::mapping::{Mapped, Plan};
+use crate::mapping::{Decision, Plan};
 use crate::results::{self, Outcome, Status};
 
 use super::worker::Ctx;
@@ -211,7 +211,7 @@ fn read_all(
             outcome(row, fields, Status::Unknown, vec!["in flight when an earlier run stopped: it may have been created; check DigiDesk before resending (retry --only unknown)".into()])
         } else {
             match input::decide(&rows.columns, &plan, record.fields) {
-                (fields, Mapped::Send(req)) => {
+                (fields, Decision::Send(req)) => {
                     if limit.is_some_and(|l| sendable >= l) {
                         end.limited = true;
                         only_count = true;
@@ -232,10 +232,10 @@ fn read_all(
                     }
                     continue;
                 }
-                (fields, Mapped::Skip(reason)) => {
+                (fields, Decision::Skip(reason)) => {
                     outcome(row, fields, Status::Skipped, vec![reason])
                 }
-                (fields, Mapped::Invalid(reasons)) => {
+                (fields, Decision::Invalid(reasons)) => {
                     outcome(row, fields, Status::Invalid, reasons)
                 }
             }

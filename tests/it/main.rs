@@ -2,6 +2,7 @@
 
 mod check;
 mod common;
+mod constructs;
 mod contacts;
 mod demo;
 mod faults;

@@ -1,0 +1,593 @@
+//! The plan: a mapping compiled against one header (column indexes, not
+//! names), and [`Plan::apply`], which decides each row.
+
+use std::borrow::Cow;
+
+use super::condition::Condition;
+use super::template::{self, Part};
+use super::value::ValueSpec;
+use super::{suggest, Mapping, MappingError, SkipReason, SkipRule};
+use crate::contact::ContactRules;
+use crate::request::SurveyRequest;
+use crate::results::is_result_column;
+use crate::spec;
+
+/// What the mapping decided for one row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// A valid survey request, ready to send.
+    Send(SurveyRequest),
+    /// The row matched a `[skip]` rule (or not `only`); the string says which.
+    Skip(String),
+    /// The row cannot be sent; one reason per problem, each naming the field or column.
+    Invalid(Vec<String>),
+}
+
+/// A `[skip]` rule against the header.
+#[derive(Debug, Clone)]
+struct Skip {
+    condition: Condition<usize>,
+    reason: SkipReason,
+}
+
+impl Skip {
+    fn reason(&self, row: &csv::StringRecord) -> String {
+        match (&self.reason, &self.condition) {
+            (SkipReason::Equals(name), Condition::Equals { column, .. }) => format!(
+                "skipped by [skip]: {name} = {}",
+                row.get(*column).unwrap_or("").trim()
+            ),
+            (SkipReason::Equals(name), _) => format!("skipped by [skip]: {name}"),
+            (SkipReason::Rule(text), _) => text.clone(),
+        }
+    }
+}
+
+/// One `misc_data` entry: a column as it is, or a value built like a field's.
+#[derive(Debug, Clone)]
+enum Misc {
+    Column(String, usize),
+    Value(String, ValueSpec<usize>),
+}
+
+/// A mapping compiled against one header.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    contact: ValueSpec<usize>,
+    campaign: ValueSpec<usize>,
+    name: Option<ValueSpec<usize>>,
+    account: Option<ValueSpec<usize>>,
+    agent: Option<ValueSpec<usize>>,
+    rules: ContactRules,
+    /// The company's own lines, as E.164: never a customer.
+    own_numbers: Vec<String>,
+    /// `misc_data` entries, in order.
+    misc: Vec<Misc>,
+    skip: Vec<Skip>,
+    only: Option<Skip>,
+    extra: Vec<(String, ValueSpec<usize>)>,
+    dedupe_key: Option<Vec<Part<usize>>>,
+}
+
+/// `#N` (1-based) as a 0-based position, when `name` is one.
+fn position(name: &str) -> Option<usize> {
+    let digits = name.strip_prefix('#')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(
+        digits
+            .parse::<usize>()
+            .unwrap_or(usize::MAX)
+            .saturating_sub(1),
+    )
+}
+
+/// Where a column the mapping names is in the header, or what is wrong.
+fn locate(name: &str, headers: &[String]) -> Result<usize, Vec<usize>> {
+    if let Some(i) = position(name) {
+        return if name != "#0" && i < headers.len() {
+            Ok(i)
+        } else {
+            Err(Vec::new())
+        };
+    }
+    let found: Vec<usize> = (0..headers.len()).filter(|i| headers[*i] == name).collect();
+    match found.as_slice() {
+        [one] => Ok(*one),
+        _ => Err(found),
+    }
+}
+
+impl Plan {
+    /// Checks the mapping against the header: a column the input lacks stops
+    /// here, naming it, listing the headers and suggesting the closest one.
+    /// `#N` names the N-th column, whatever its header.
+    pub fn compile(
+        mapping: &Mapping,
+        headers: &[String],
+        input_name: &str,
+    ) -> Result<Plan, MappingError> {
+        let origin = &mapping.origin;
+        if let [only] = headers {
+            if let Some(d) = [';', '\t', '|'].into_iter().find(|d| only.contains(*d)) {
+                let (flag, toml) = if d == '\t' {
+                    ("tab".to_string(), "tab".to_string())
+                } else {
+                    (format!("'{d}'"), d.to_string())
+                };
+                return Err(MappingError::Header { message: format!(
+                    "{input_name} reads as a single column whose name contains {flag}: it is probably {flag}-delimited; try --delimiter {flag} (or delimiter = \"{toml}\" in the mapping's [input])"
+                )});
+            }
+        }
+        let mut problems = Vec::new();
+        let used = mapping.columns_used();
+        for (col, place) in &used {
+            let before = problems.len();
+            if is_result_column(col) {
+                problems.push(format!(
+                    "{place} names {col:?}, a column that digidesk-upload writes; results columns are never mapped"
+                ));
+                continue;
+            }
+            match locate(col, headers) {
+                Ok(_) => {}
+                Err(_) if position(col).is_some() => problems.push(format!(
+                    "{place} uses column {col}, but {input_name} has {} column{}; #1 is the first",
+                    headers.len(),
+                    if headers.len() == 1 { "" } else { "s" }
+                )),
+                Err(found) if found.is_empty() => {
+                    let hint = suggest(col, headers.iter().map(String::as_str))
+                        .map(|s| format!("; did you mean {s:?}?"))
+                        .unwrap_or_default();
+                    problems.push(format!(
+                        "{place} uses column {col:?}, which {input_name} does not have{hint}"
+                    ));
+                }
+                Err(found) => {
+                    let refs: Vec<String> = found.iter().map(|i| format!("#{}", i + 1)).collect();
+                    problems.push(format!(
+                        "{place} uses column {col:?}, which {input_name} has {} times ({}): write {} to say which one, or rename one in the export",
+                        found.len(),
+                        refs.join(", "),
+                        refs.join(" or ")
+                    ));
+                }
+            }
+            if problems.len() > before {
+                if let (Some(last), Some(line)) = (problems.last_mut(), mapping.lines.get(place)) {
+                    last.push_str(&format!(" (mapping line {line})"));
+                }
+            }
+        }
+        if !problems.is_empty() {
+            let listed: Vec<String> = headers.iter().map(|h| format!("{h:?}")).collect();
+            return Err(MappingError::DoesNotFit {
+                origin: origin.clone(),
+                input: input_name.to_string(),
+                problems,
+                columns: listed.join(", "),
+            });
+        }
+        // Every name below was found just above.
+        let idx = |name: &str| locate(name, headers).expect("column checked above");
+        let compile = |v: &ValueSpec<String>| v.resolve(&mut |c: &String| idx(c));
+        let field = |name: &str| mapping.fields.get(name).map(compile);
+        let key_for = |col: &str| {
+            mapping
+                .misc_rename
+                .get(col)
+                .cloned()
+                .unwrap_or_else(|| col.to_string())
+        };
+        let mut misc: Vec<Misc> = Vec::new();
+        let mut misc_columns: Vec<usize> = Vec::new();
+        for c in &mapping.misc_columns {
+            if !misc_columns.contains(&idx(c)) {
+                misc_columns.push(idx(c));
+                misc.push(Misc::Column(key_for(c), idx(c)));
+            }
+        }
+        for (key, value) in &mapping.misc_fields {
+            misc.push(Misc::Value(key.clone(), compile(value)));
+        }
+        if mapping.misc_unmapped {
+            let used: Vec<usize> = used.iter().map(|(c, _)| idx(c)).collect();
+            for (i, h) in headers.iter().enumerate() {
+                if h.is_empty()
+                    || is_result_column(h)
+                    || used.contains(&i)
+                    || misc_columns.contains(&i)
+                    || mapping.misc_fields.iter().any(|(k, _)| *k == key_for(h))
+                {
+                    continue;
+                }
+                misc_columns.push(i);
+                misc.push(Misc::Column(key_for(h), i));
+            }
+        }
+        if let Some(col) = mapping.misc_rename.keys().find(|c| {
+            mapping.misc_unmapped && !misc_columns.iter().any(|i| headers.get(*i) == Some(c))
+        }) {
+            return Err(MappingError::Header { message: format!(
+                "{origin}: [misc_data] rename {col:?}: {input_name} has no such column among those that go to misc_data"
+            )});
+        }
+        if misc.len() > spec::MAX_MISC_ENTRIES {
+            tracing::warn!(
+                "{origin}: [misc_data] takes {} columns; a row with more than {} non-empty ones will be invalid",
+                misc.len(),
+                spec::MAX_MISC_ENTRIES
+            );
+        }
+        let skip = |r: &SkipRule| Skip {
+            condition: r.condition.resolve(&mut |c: &String| idx(c)),
+            reason: r.reason.clone(),
+        };
+        Ok(Plan {
+            contact: field(spec::CUSTOMER_CONTACT).expect("required field checked at parse"),
+            campaign: field(spec::CAMPAIGN_NAME).expect("required field checked at parse"),
+            name: field(spec::CUSTOMER_NAME),
+            account: field(spec::ACCOUNT_NUMBER),
+            agent: field(spec::AGENT_NAME),
+            rules: mapping.contact.clone(),
+            own_numbers: mapping.own_numbers.clone(),
+            misc,
+            skip: mapping.skip.iter().map(skip).collect(),
+            only: mapping.only.as_ref().map(skip),
+            extra: mapping
+                .extra
+                .iter()
+                .map(|(k, v)| (k.clone(), compile(v)))
+                .collect(),
+            dedupe_key: mapping.dedupe.key.as_ref().map(|parts| {
+                parts
+                    .iter()
+                    .map(|p| match p {
+                        Part::Text(t) => Part::Text(t.clone()),
+                        Part::Column(c) => Part::Column(idx(c)),
+                    })
+                    .collect()
+            }),
+        })
+    }
+
+    /// The row's `[dedupe] key`, when the mapping gives one.
+    pub fn dedupe_key(&self, row: &csv::StringRecord) -> Option<String> {
+        let parts = self.dedupe_key.as_ref()?;
+        let mut key = String::new();
+        template::render(parts, row, &mut key);
+        Some(key)
+    }
+
+    /// Maps and validates one row whose fields line up with the header.
+    pub fn apply(&self, row: &csv::StringRecord) -> Decision {
+        for rule in &self.skip {
+            if rule.condition.holds(row) {
+                return Decision::Skip(rule.reason(row));
+            }
+        }
+        if let Some(only) = &self.only {
+            if !only.condition.holds(row) {
+                return Decision::Skip(only.reason(row));
+            }
+        }
+        let mut reasons = Vec::new();
+        // Fields whose value could not be made: "required but empty" would
+        // only repeat it.
+        let mut failed: Vec<&str> = Vec::new();
+        let mut eval =
+            |name: &'static str, v: &'_ ValueSpec<usize>, reasons: &mut Vec<String>| -> String {
+                match v.eval(row) {
+                    Ok(v) => v.into_owned(),
+                    Err(e) => {
+                        reasons.push(format!("{name}: {e}"));
+                        failed.push(name);
+                        String::new()
+                    }
+                }
+            };
+        let raw_contact = eval(spec::CUSTOMER_CONTACT, &self.contact, &mut reasons);
+        let customer_contact = if raw_contact.is_empty() {
+            raw_contact
+        } else {
+            match self.rules.normalize(&raw_contact) {
+                Ok(c) => {
+                    if self.own_numbers.contains(&c) {
+                        reasons.push("customer_contact is one of the company's own numbers ([contact] own_numbers), not a customer's".into());
+                    }
+                    c
+                }
+                Err(reason) => {
+                    reasons.push(reason);
+                    raw_contact
+                }
+            }
+        };
+        let campaign_name = eval(spec::CAMPAIGN_NAME, &self.campaign, &mut reasons);
+        let mut optional =
+            |name: &'static str, v: &Option<ValueSpec<usize>>, reasons: &mut Vec<String>| {
+                v.as_ref()
+                    .map(|v| eval(name, v, reasons))
+                    .filter(|s| !s.is_empty())
+            };
+        let customer_name = optional(spec::CUSTOMER_NAME, &self.name, &mut reasons);
+        let account_number = optional(spec::ACCOUNT_NUMBER, &self.account, &mut reasons);
+        let agent_name = optional(spec::AGENT_NAME, &self.agent, &mut reasons);
+        let mut misc_data = Vec::new();
+        for entry in &self.misc {
+            let (key, value) = match entry {
+                Misc::Column(k, i) => (k, Cow::Borrowed(row.get(*i).unwrap_or("").trim())),
+                Misc::Value(k, v) => match v.eval(row) {
+                    Ok(value) => (k, value),
+                    Err(e) => {
+                        reasons.push(format!("misc_data {k:?}: {e}"));
+                        continue;
+                    }
+                },
+            };
+            if !value.is_empty() {
+                misc_data.push((key.clone(), value.into_owned()));
+            }
+        }
+        let mut extra = Vec::new();
+        for (k, v) in &self.extra {
+            match v.eval(row) {
+                Ok(value) if value.is_empty() => {}
+                Ok(value) => extra.push((k.clone(), value.into_owned())),
+                Err(e) => reasons.push(format!("{k}: {e}")),
+            }
+        }
+        let req = SurveyRequest {
+            customer_contact,
+            campaign_name,
+            customer_name,
+            account_number,
+            agent_name,
+            misc_data,
+            extra,
+        };
+        let checked = crate::validate::validate(&req);
+        reasons.extend(checked.into_iter().filter(|r| {
+            !failed.iter().any(|f| {
+                r.strip_prefix(f)
+                    .is_some_and(|rest| rest.starts_with(" is required"))
+            })
+        }));
+        if reasons.is_empty() {
+            Decision::Send(req)
+        } else {
+            Decision::Invalid(reasons)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADERS: [&str; 9] = [
+        "Phone", "First", "Last", "Account", "Agent", "Owner", "Reason", "Queue", "Opt Out",
+    ];
+
+    fn plan(toml: &str) -> Result<Plan, MappingError> {
+        let headers: Vec<String> = HEADERS.iter().map(|s| s.to_string()).collect();
+        Plan::compile(&Mapping::parse(toml, "m.toml")?, &headers, "in.csv")
+    }
+
+    fn row(cells: [&str; 9]) -> csv::StringRecord {
+        csv::StringRecord::from(cells.to_vec())
+    }
+
+    const FULL: &str = r#"
+[fields]
+customer_contact = "Phone"
+campaign_name = { value = "Post-call survey" }
+customer_name = { template = "{First} {Last}" }
+account_number = { column = "Account", default = "none" }
+agent_name = { columns = ["Agent", "Owner"] }
+[contact]
+phone_region = "GB"
+[misc_data]
+columns = ["Reason", "Queue"]
+rename = { "Reason" = "Contact Reason" }
+[skip]
+rules = [{ column = "Opt Out", equals = ["Y", "Yes"] }]
+[extra]
+source = { value = "crm-nightly" }
+"#;
+
+    fn send(m: Decision) -> SurveyRequest {
+        match m {
+            Decision::Send(r) => r,
+            other => panic!("expected a request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_construct_maps() {
+        let p = plan(FULL).unwrap();
+        let r = send(p.apply(&row([
+            "07911 123456",
+            " Zoë ",
+            "Smith",
+            "",
+            "",
+            "Owner O",
+            "Billing",
+            "",
+            "n",
+        ])));
+        assert_eq!(r.customer_contact, "+447911123456");
+        assert_eq!(r.campaign_name, "Post-call survey");
+        assert_eq!(r.customer_name.as_deref(), Some("Zoë Smith"));
+        assert_eq!(
+            r.account_number.as_deref(),
+            Some("none"),
+            "default when empty"
+        );
+        assert_eq!(r.agent_name.as_deref(), Some("Owner O"), "first non-empty");
+        assert_eq!(
+            r.misc_data,
+            vec![("Contact Reason".to_string(), "Billing".to_string())],
+            "empty Queue left out"
+        );
+        assert_eq!(
+            r.extra,
+            vec![("source".to_string(), "crm-nightly".to_string())]
+        );
+    }
+
+    #[test]
+    fn skip_rules_match_trimmed_and_case_insensitively_before_validation() {
+        let p = plan(FULL).unwrap();
+        assert_eq!(
+            p.apply(&row(["", "", "", "", "", "", "", "", " yes "])),
+            Decision::Skip("skipped by [skip]: Opt Out = yes".into())
+        );
+    }
+
+    #[test]
+    fn invalid_rows_give_every_reason() {
+        let p = plan(FULL).unwrap();
+        match p.apply(&row([
+            "12345",
+            "",
+            "",
+            &"x".repeat(251),
+            "",
+            "",
+            "",
+            "",
+            "",
+        ])) {
+            Decision::Invalid(reasons) => {
+                assert_eq!(reasons.len(), 2, "{reasons:?}");
+                assert!(
+                    reasons[0].starts_with(
+                        "customer_contact \"12345\" is not a valid phone number for region GB"
+                    ),
+                    "{reasons:?}"
+                );
+                assert_eq!(
+                    reasons[1],
+                    "account_number is 251 characters; at most 250 are allowed"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match p.apply(&row(["", "", "", "", "", "", "", "", ""])) {
+            Decision::Invalid(reasons) => {
+                assert_eq!(reasons, vec!["customer_contact is required but empty"])
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unmapped_takes_every_column_no_rule_uses() {
+        let p = plan(&FULL.replace(
+            "columns = [\"Reason\", \"Queue\"]",
+            "columns = [\"Reason\"]\nunmapped = true",
+        ))
+        .unwrap();
+        let r = send(p.apply(&row([
+            "07911 123456",
+            "Zoë",
+            "S",
+            "A",
+            "Ag",
+            "Ow",
+            "Billing",
+            "Q1",
+            "n",
+        ])));
+        assert_eq!(
+            r.misc_data,
+            vec![
+                ("Contact Reason".to_string(), "Billing".to_string()),
+                ("Queue".to_string(), "Q1".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_column_names_it_lists_headers_and_suggests() {
+        let e = plan(
+            &FULL
+                .replace(
+                    "customer_contact = \"Phone\"",
+                    "customer_contact = \"phone \"",
+                )
+                .replace("\"Queue\"]", "\"Queu\"]"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("[fields] customer_contact uses column \"phone \""),
+            "{}",
+            e
+        );
+        assert!(e.contains("did you mean \"Phone\"?"), "{}", e);
+        assert!(
+            e.contains("\"Queu\""),
+            "every missing column at once: {}",
+            e
+        );
+        assert!(e.contains("\"Opt Out\""), "lists the headers: {}", e);
+    }
+
+    #[test]
+    fn mapping_mistakes_are_explained() {
+        let cases = [
+            ("[fields]\ncustomer_contact = \"Phone\"\n", "campaign_name is required"),
+            ("[fields]\ncustomer_contact = \"Phone\"\ncampaign_name = \"X\"\ncustomer_nam = \"First\"\n", "did you mean customer_name?"),
+            ("[fields]\ncustomer_contact = \"Phone\"\ncampaign_name = \"X\"\nmisc_data = \"Reason\"\n", "[misc_data] table"),
+            ("[fields]\ncustomer_contact = \"Phone\"\ncampaign_name = { valu = \"X\" }\n", "did you mean value?"),
+            ("[fields]\ncustomer_contact = \"Phone\"\ncampaign_name = { value = \"X\", column = \"Y\" }\n", "only one of"),
+            ("[fields]\ncustomer_contact = \"Phone\"\ncampaign_name = \"X\"\n[contact]\nphone_region = \"XX\"\n", "not a region code"),
+            ("[fields]\ncustomer_contact = \"Phone\"\ncampaign_name = \"X\"\n[extra]\nagent_name = \"Agent\"\n", "DigiDesk field"),
+            ("[fields]\ncustomer_contact = \"Phone\"\ncampaign_name = \"X\"\n[misc]\n", "did you mean [misc_data]"),
+            ("[fields]\ncustomer_contact = \"Phone\"\ncampaign_name = \"X\"\n[misc_data]\nrename = { Queue = \"Q\" }\n", "not in [misc_data] columns"),
+            ("[fields\n", "not valid TOML"),
+        ];
+        for (toml, want) in cases {
+            let e = Mapping::parse(toml, "m.toml").unwrap_err().to_string();
+            assert!(e.contains(want), "{toml:?}: {e}");
+            assert!(e.starts_with("m.toml: "), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_header_read_with_the_wrong_delimiter_says_which_one_to_use() {
+        let m = Mapping::parse(FULL, "m.toml").unwrap();
+        let e = Plan::compile(&m, &["Phone;First;Last".to_string()], "in.csv").unwrap_err();
+        assert!(
+            e.to_string().contains("try --delimiter ';'"),
+            "{}",
+            e.to_string()
+        );
+    }
+
+    #[test]
+    fn result_columns_are_never_mapped() {
+        let headers: Vec<String> = vec!["Phone".into(), "digidesk_status".into()];
+        let m = Mapping::parse(
+            "[fields]\ncustomer_contact = \"Phone\"\ncampaign_name = \"digidesk_status\"\n",
+            "m.toml",
+        )
+        .unwrap();
+        let e = Plan::compile(&m, &headers, "in.csv").unwrap_err();
+        assert!(e.to_string().contains("never mapped"), "{}", e.to_string());
+        let m = Mapping::parse(
+            "[fields]\ncustomer_contact = \"Phone\"\ncampaign_name = { value = \"C\" }\n[misc_data]\nunmapped = true\n",
+            "m.toml",
+        )
+        .unwrap();
+        let p = Plan::compile(&m, &headers, "in.csv").unwrap();
+        let r = send(p.apply(&csv::StringRecord::from(vec!["+447911123456", "failed"])));
+        assert!(r.misc_data.is_empty(), "{:?}", r.misc_data);
+    }
+}
