@@ -35,6 +35,13 @@ pub enum ReadError {
         #[source]
         source: csv::Error,
     },
+    /// A compressed input whose checksum or data is wrong.
+    #[error("{name} is damaged ({source}); nothing was sent: compress it again from the original export (`gzip -t` checks a file)")]
+    Corrupt {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot read {name} ({place}): {source}")]
     Io {
         name: String,

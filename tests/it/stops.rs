@@ -128,3 +128,36 @@ async fn an_endpoint_that_refuses_every_connection_stops_the_run_with_advice() {
         "sendable rows are not in the results file"
     );
 }
+
+/// `export(n)` compressed, with the byte at `at` (from the end when
+/// negative) flipped.
+fn damaged_gz(n: usize, at: isize) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(export(n).as_bytes()).unwrap();
+    let mut bytes = gz.finish().unwrap();
+    let i = if at < 0 {
+        bytes.len() - at.unsigned_abs()
+    } else {
+        at as usize
+    };
+    bytes[i] ^= 0x5a;
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_gz_is_refused_before_the_first_request() {
+    // A byte in the middle of the data, and the checksum at the end (the
+    // data then decodes "fine": only the checksum shows the damage).
+    for (name, at) in [("middle.csv.gz", 1500), ("crc.csv.gz", -8)] {
+        let s = Scenario::new()
+            .input(name, damaged_gz(2000, at))
+            .sandbox(SandboxConfig::default())
+            .await;
+        let run = s.send(&["--rate", "0"]).exits(2);
+        assert!(run.stderr().contains("damaged"), "{name}: {}", run.text());
+        assert_eq!(s.server().requests().len(), 0, "{name}: nothing was sent");
+        s.check(&[]).exits(2);
+        s.shutdown().await;
+    }
+}
