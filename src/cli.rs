@@ -82,6 +82,13 @@ pub enum Command {
         shell: clap_complete::Shell,
     },
 
+    /// Look after the ledger of surveys sent: import past results, count, forget, check an export.
+    #[command(after_help = LEDGER_EXAMPLES)]
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+
     /// No set-up: start the sandbox in-process and send the built-in demo export through it.
     #[command(
         after_help = "Example:\n  digidesk-upload demo\n  digidesk-upload demo --dir ./demo-run"
@@ -117,6 +124,13 @@ Examples:
   # resends the failed rows; their results go to calls.results.retry.csv
   digidesk-upload retry calls.results.csv --mapping calls.toml \\
       --only failed,unknown --results again.csv";
+
+const LEDGER_EXAMPLES: &str = "\
+Examples:
+  digidesk-upload ledger import old/*.results.csv --mapping calls.toml
+  digidesk-upload ledger check tonight.csv --mapping calls.toml
+  digidesk-upload ledger stats
+  digidesk-upload ledger forget --before 2025-01-01";
 
 const SANDBOX_EXAMPLES: &str = "\
 Examples:
@@ -215,6 +229,23 @@ pub struct SendOptions {
     /// Seconds between progress log lines when stderr is not a terminal (cron, pipes).
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub progress_every: f64,
+
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+}
+
+/// Which ledger of surveys sent a run uses.
+#[derive(Debug, Args, Clone, Default)]
+pub struct LedgerArgs {
+    /// The ledger of every survey sent, shared by all runs
+    /// [default: $XDG_STATE_HOME/digidesk-upload/ledger.sqlite3, else ~/.local/state/digidesk-upload/ledger.sqlite3].
+    #[arg(long, value_name = "FILE", env = "DIGIDESK_LEDGER")]
+    pub ledger: Option<PathBuf>,
+
+    /// Run without the ledger: surveys sent earlier are not looked up, and
+    /// this run's are not recorded (wins over --ledger and DIGIDESK_LEDGER).
+    #[arg(long)]
+    pub no_ledger: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -264,6 +295,92 @@ pub struct RetryArgs {
 
     #[command(flatten)]
     pub send: SendOptions,
+}
+
+/// The `ledger` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Record the `created` and `unknown` rows of existing results files, so
+    /// that they are never sent again.
+    Import(LedgerImportArgs),
+
+    /// Count what the ledger holds, per endpoint and username.
+    Stats(LedgerFile),
+
+    /// Forget every survey sent before a date (retention).
+    Forget(LedgerForgetArgs),
+
+    /// Count the rows of an export a send would skip as `duplicate`; no network.
+    Check(LedgerCheckArgs),
+}
+
+/// Which ledger a `ledger` subcommand works on.
+#[derive(Debug, Args, Clone)]
+pub struct LedgerFile {
+    /// The ledger file
+    /// [default: $XDG_STATE_HOME/digidesk-upload/ledger.sqlite3, else ~/.local/state/digidesk-upload/ledger.sqlite3].
+    #[arg(long, value_name = "FILE", env = "DIGIDESK_LEDGER")]
+    pub ledger: Option<PathBuf>,
+}
+
+/// Whose surveys: the ledger keeps them per endpoint and username, as `send` does.
+#[derive(Debug, Args, Clone)]
+pub struct LedgerScopeArgs {
+    /// The API endpoint the surveys went to [default: the spec's Resource URL].
+    #[arg(long, value_name = "URL", env = "DIGIDESK_ENDPOINT")]
+    pub endpoint: Option<String>,
+
+    /// A credentials file (`username=...`) [default: DIGIDESK_USERNAME; the password is not needed].
+    #[arg(long, value_name = "FILE", env = "DIGIDESK_CREDENTIALS_FILE")]
+    pub credentials: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LedgerImportArgs {
+    /// Results files written by `send` or `retry`.
+    #[arg(required = true, value_name = "RESULTS")]
+    pub results: Vec<PathBuf>,
+
+    /// The mapping file the rows were sent with: it gives each row's survey key.
+    #[arg(long, value_name = "FILE")]
+    pub mapping: PathBuf,
+
+    /// Delimiter of the results files.
+    #[arg(long, value_name = "C", default_value = ",")]
+    pub delimiter: String,
+
+    #[command(flatten)]
+    pub scope: LedgerScopeArgs,
+
+    #[command(flatten)]
+    pub file: LedgerFile,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LedgerForgetArgs {
+    /// Forget surveys sent before this: a date (`2025-01-01`, midnight UTC),
+    /// a time (`2025-01-01T12:00:00Z`), or an age (`90days`, `1year`).
+    #[arg(long, value_name = "DATE")]
+    pub before: String,
+
+    #[command(flatten)]
+    pub file: LedgerFile,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LedgerCheckArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// How many duplicate rows to list with their reason.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub examples: usize,
+
+    #[command(flatten)]
+    pub scope: LedgerScopeArgs,
+
+    #[command(flatten)]
+    pub file: LedgerFile,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -50,6 +50,14 @@ impl Fatal {
     }
 }
 
+impl From<crate::ledger::LedgerError> for Fatal {
+    /// A ledger that cannot be used stops the command before anything is
+    /// sent: exit 2. (Once requests have left, a caller reports a ledger
+    /// failure with [`Fatal::stopped`] instead.)
+    fn from(e: crate::ledger::LedgerError) -> Self {
+        Fatal::usage(e.to_string())
+    }
+}
 /// A transport that cannot be set up is a usage error: nothing was sent.
 impl From<crate::transport::TransportError> for Fatal {
     fn from(e: crate::transport::TransportError) -> Self {

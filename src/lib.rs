@@ -19,6 +19,7 @@
 //!   never sent / maybe arrived / TLS; the TLS set-up and the credentials.
 //! - [`pace`]: how fast requests start: the rate, and slowing down on 429.
 //! - [`journal`]: the write-ahead record of rows in flight, for crash-safe `--resume`.
+//! - [`ledger`]: every survey sent by any run on this machine, so none is sent twice.
 //! - [`results`]: the results file and the counters.
 //! - [`pipeline`]: runs a job with the client it is given; `run` wires its stages,
 //!   one file each: `feed` (the reader thread), `dispatch` (group commit of the
@@ -44,6 +45,7 @@ pub mod contact;
 pub mod exit;
 pub mod input;
 pub mod journal;
+pub mod ledger;
 pub mod logging;
 pub mod mapping;
 pub mod output;

@@ -57,6 +57,9 @@ fn run_async(command: Command, log: LogArgs) -> Result<Exit, Fatal> {
             Command::Retry(args) => cmd::retry::run(args, &log).await,
             Command::Sandbox(args) => cmd::sandbox::run(args).await,
             Command::Demo(args) => cmd::demo::run(args, &log).await,
+            Command::Ledger { command } => {
+                tokio::task::block_in_place(|| cmd::ledger::run(command))
+            }
             Command::Completions { shell } => {
                 let script = assets::completion_script(shell);
                 digidesk_upload::output::print(&String::from_utf8_lossy(&script));

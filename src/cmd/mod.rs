@@ -3,6 +3,7 @@
 pub mod check;
 pub mod demo;
 pub mod job;
+pub mod ledger;
 pub mod retry;
 pub mod sandbox;
 pub mod send;

@@ -40,6 +40,7 @@ pub fn bin() -> Command {
         .env("DIGIDESK_PASSWORD", "demo")
         .env_remove("DIGIDESK_ENDPOINT")
         .env_remove("DIGIDESK_CREDENTIALS_FILE")
+        .env_remove("DIGIDESK_LEDGER")
         .env_remove("RUST_LOG");
     // Loopback only: no proxy from the machine's environment.
     for v in digidesk_upload::transport::PROXY_VARS {
@@ -430,7 +431,9 @@ impl Scenario {
     /// The binary (as [`bin`]), run from the work directory.
     pub fn bin(&self) -> Command {
         let mut c = bin();
-        c.current_dir(self.work.dir.path());
+        c.current_dir(self.work.dir.path())
+            // The default ledger is the scenario's own, not the machine's.
+            .env("XDG_STATE_HOME", self.work.path("state"));
         c
     }
 

@@ -8,6 +8,7 @@ mod demo;
 mod faults;
 mod hardening;
 mod interrupt;
+mod ledger;
 mod logs;
 mod mappings;
 mod memory;
