@@ -4,10 +4,12 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use crate::exit::Fatal;
 use crate::input::{self, ReadError, Rows};
 use crate::mapping::{Decision, Plan};
 use crate::results::{self, Outcome, Status};
@@ -38,6 +40,9 @@ pub(super) struct Check {
 /// this many: a changed input is found before anything is sent.
 const HOLD_MAX: usize = 10_000;
 
+/// How reading ended, once the reader thread is done.
+pub(super) type ReadDone = tokio::sync::oneshot::Receiver<Result<ReadEnd, ReadError>>;
+
 /// Starts the reader thread.
 pub(super) fn start(
     rows: Rows,
@@ -46,8 +51,10 @@ pub(super) fn start(
     limit: Option<u64>,
     to_dispatch: mpsc::Sender<Vec<SendItem>>,
     ctx: &Arc<Ctx>,
-) -> Result<std::thread::JoinHandle<Result<ReadEnd, ReadError>>, RunError> {
+) -> Result<ReadDone, RunError> {
     let ctx = ctx.clone();
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    // Never joined: a run that stops does not wait for an input that stalls.
     std::thread::Builder::new()
         .name("reader".into())
         .spawn(move || {
@@ -65,9 +72,34 @@ pub(super) fn start(
                 closed: false,
             };
             let read = feed.read_all(rows, plan, check, limit, &ctx.resumed_unknown);
-            feed.finish(read)
+            let _ = done_tx.send(feed.finish(read));
         })
-        .map_err(|e| RunError::Thread(format!("cannot start the reader: {e}")))
+        .map_err(|e| RunError::Thread(format!("cannot start the reader: {e}")))?;
+    Ok(done)
+}
+
+/// After a stop, how long the reader may take to count the rest of the
+/// input; an input that stalls (stdin) is not waited for.
+const READER_AFTER_STOP: Duration = Duration::from_secs(2);
+
+/// How reading ended: waits for the reader, but after a stop only for
+/// [`READER_AFTER_STOP`] (rows it had not counted by then are not in the
+/// summary's count of rows not sent).
+pub(super) async fn finished(mut done: ReadDone, stop: &Stop) -> Result<ReadEnd, String> {
+    let read = tokio::select! {
+        read = &mut done => read,
+        _ = stop.soft.cancelled() => match tokio::time::timeout(READER_AFTER_STOP, done).await {
+            Ok(read) => read,
+            Err(_) => {
+                tracing::warn!("the input is still being read: not waiting for its end");
+                return Ok(ReadEnd { limited: false, unsent: 0 });
+            }
+        },
+    };
+    match read {
+        Ok(read) => read.map_err(|e| Fatal::from(e).message),
+        Err(_) => Err("the reader thread failed".to_string()),
+    }
 }
 
 /// A row decided by the reader, on its way to the dispatcher or the results file.

@@ -21,3 +21,4 @@ mod retry;
 mod sandbox;
 mod send;
 mod shapes;
+mod stops;
