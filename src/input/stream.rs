@@ -14,6 +14,10 @@ use encoding_rs::{Encoding, UTF_8};
 use super::read::ReadError;
 use super::read::{Origin, ReadOptions};
 
+/// What runs before each read of the underlying file or pipe (see
+/// `Reader::before_read`).
+pub(super) type BeforeRead = Arc<std::sync::Mutex<Option<Box<dyn FnMut() + Send>>>>;
+
 /// An opened export, ready for the CSV parser.
 pub(super) struct Opened {
     pub stream: Box<dyn BufRead + Send>,
@@ -35,6 +39,8 @@ pub(super) struct Opened {
     /// For a transcoded file: how many times bytes that are not valid in its
     /// encoding were replaced by U+FFFD.
     pub replaced: Option<Arc<AtomicU64>>,
+    /// Runs before each read of the underlying file or pipe.
+    pub before_read: BeforeRead,
 }
 
 /// Opens the export and reads what precedes the first CSV line.
@@ -61,9 +67,11 @@ pub(super) fn open(origin: &Origin, opts: &ReadOptions) -> Result<Opened, ReadEr
         source: e,
     };
     let raw_read = Arc::new(AtomicU64::new(0));
+    let before_read = BeforeRead::default();
     let mut stream: Box<dyn Read + Send> = Box::new(Counting {
         inner: raw,
         count: raw_read.clone(),
+        before: before_read.clone(),
     });
     // Gzip by name or by its magic bytes.
     let magic = head(&mut stream, 2).map_err(io_err)?;
@@ -145,6 +153,7 @@ pub(super) fn open(origin: &Origin, opts: &ReadOptions) -> Result<Opened, ReadEr
         sep,
         total_bytes,
         raw_read: positions_differ.then_some(raw_read),
+        before_read,
         replaced,
     })
 }
@@ -209,10 +218,19 @@ pub(super) fn sep_line(line: &[u8]) -> Option<u8> {
 struct Counting<R> {
     inner: R,
     count: Arc<AtomicU64>,
+    before: BeforeRead,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(hook) = self
+            .before
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            hook();
+        }
         let n = self.inner.read(buf)?;
         self.count.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
