@@ -226,14 +226,16 @@ struct Row {
     rows: usize,
     m: Measured,
     rate: Option<(f64, usize, f64)>,
+    /// Created per second ÷ what the server allows, when it limits.
+    goodput: Option<f64>,
 }
 
 fn print_table(rows: &[Row]) {
     println!();
     println!(
-        "| scenario | rows | exit | wall s | rows/s | CPU µs/row | peak RSS MB | achieved req/s | worst 1-s window | 429 share |"
+        "| scenario | rows | exit | wall s | rows/s | CPU µs/row | peak RSS MB | achieved req/s | worst 1-s window | 429 share | goodput |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let secs = r.m.wall.as_secs_f64();
         let (achieved, window, share) = match r.rate {
@@ -244,8 +246,12 @@ fn print_table(rows: &[Row]) {
             ),
             None => ("".into(), "".into(), "".into()),
         };
+        let goodput = r
+            .goodput
+            .map(|g| format!("{:.1}%", g * 100.0))
+            .unwrap_or_default();
         println!(
-            "| {} | {} | {} | {:.2} | {:.0} | {:.1} | {:.1} | {} | {} | {} |",
+            "| {} | {} | {} | {:.2} | {:.0} | {:.1} | {:.1} | {} | {} | {} | {} |",
             r.name,
             r.rows,
             r.m.exit,
@@ -255,7 +261,8 @@ fn print_table(rows: &[Row]) {
             r.m.max_rss_kb as f64 / 1024.0,
             achieved,
             window,
-            share
+            share,
+            goodput
         );
     }
 }
@@ -266,6 +273,9 @@ fn main() {
         return;
     }
     let quick = std::env::var("BENCH_QUICK").is_ok();
+    // BENCH_ONLY=TEXT runs only the scenarios whose name contains TEXT.
+    let only = std::env::var("BENCH_ONLY").ok();
+    let wanted = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
     let big: usize = std::env::var("BENCH_ROWS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -284,6 +294,9 @@ fn main() {
 
     // check: reading, mapping and validation alone.
     for rows in [big, big * 10] {
+        if !wanted("check") {
+            break;
+        }
         let input = path(&format!("check{rows}.csv"));
         write_export(&input, rows);
         let m = measure(
@@ -302,6 +315,7 @@ fn main() {
             rows,
             m,
             rate: None,
+            goodput: None,
         });
         let _ = std::fs::remove_file(&input);
     }
@@ -310,6 +324,9 @@ fn main() {
     let mixed_mapping = path("mixed.toml");
     std::fs::write(&mixed_mapping, MAPPING_MIXED).unwrap();
     for rows in [big, big * 10] {
+        if !wanted("check, every region") {
+            break;
+        }
         let input = path(&format!("mixed{rows}.csv"));
         write_mixed_export(&input, rows);
         let m = measure(
@@ -328,6 +345,7 @@ fn main() {
             rows,
             m,
             rate: None,
+            goodput: None,
         });
         let _ = std::fs::remove_file(&input);
     }
@@ -335,6 +353,9 @@ fn main() {
     // send, unlimited: against nginx where installed (the peers' target),
     // and against the fast sandbox.
     let unlimited = |target: &str, endpoint: &str, table: &mut Vec<Row>| {
+        if !wanted(&format!("send --rate 0, {target}")) {
+            return;
+        }
         for rows in [big, if quick { big } else { big * 10 }] {
             let input = path(&format!("send{rows}.csv"));
             write_export(&input, rows);
@@ -361,6 +382,7 @@ fn main() {
                 rows,
                 m,
                 rate: None,
+                goodput: None,
             });
             let _ = std::fs::remove_file(&input);
         }
@@ -411,6 +433,9 @@ fn main() {
         ),
     ];
     for (name, rate, cfg, rows) in paced {
+        if !wanted(name) {
+            continue;
+        }
         let sb = rt.block_on(Sandbox::start(cfg.clone())).unwrap();
         let input = path("paced.csv");
         write_export(&input, *rows);
@@ -443,6 +468,10 @@ fn main() {
         };
         let achieved = (times.len().saturating_sub(1)) as f64 / span;
         let share = too_many as f64 / times.len().max(1) as f64;
+        let created = log.iter().filter(|r| r.status == Some(201)).count();
+        let goodput = cfg
+            .rate_limit
+            .map(|allowed| created.saturating_sub(1) as f64 / span / allowed);
         table.push(Row {
             name: name.to_string(),
             rows: *rows,
@@ -452,6 +481,7 @@ fn main() {
                 digidesk_upload::pace::worst_window(&mut times),
                 share,
             )),
+            goodput,
         });
         rt.block_on(sb.shutdown());
     }

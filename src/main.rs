@@ -17,7 +17,14 @@ fn network_threads() -> usize {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // clap's own exit panics when it cannot print (a closed stderr).
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
     logging::init(&cli.log);
     let result = match cli.command {
         // No network: no async runtime.
@@ -28,7 +35,7 @@ fn main() -> ExitCode {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(fatal) => {
             let _ = std::io::stdout().flush();
-            eprintln!("error: {}", fatal.message);
+            digidesk_upload::output::eprint_line(&format!("error: {}", fatal.message));
             ExitCode::from(fatal.exit.code())
         }
     }

@@ -10,3 +10,13 @@ pub fn print(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
 }
+
+/// Writes one line to stderr; a closed or broken stderr is ignored instead
+/// of panicking as `eprintln!` would (the exit code still tells how it went).
+pub fn eprint_line(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = err
+        .write_all(text.as_bytes())
+        .and_then(|_| err.write_all(b"\n"))
+        .and_then(|_| err.flush());
+}

@@ -110,7 +110,10 @@ impl Pace {
     pub fn too_many(&self, retry_after: Duration) {
         let mut s = self.lock();
         let now = Instant::now();
-        let t = now + retry_after;
+        // However long the server asks for, never an overflow.
+        let t = now
+            .checked_add(retry_after)
+            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400));
         if s.paused_until.is_none_or(|u| u < t) {
             s.paused_until = Some(t);
         }

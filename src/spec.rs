@@ -1,11 +1,11 @@
-//! The DigiDesk Post API 1.7.1 as the product reads it (see `api/NOTES.md`):
+//! The DigiDesk Post API 1.7.1 as the product reads it (see `docs/digidesk-api.md`):
 //! field names, limits and the default endpoint, in one place so that the
 //! uploader's validation and the sandbox's agree on every number.
 
-/// The spec's Resource URL (NOTES.md #1).
+/// The spec's Resource URL (`docs/digidesk-api.md` §1).
 pub const DEFAULT_ENDPOINT: &str = "https://digidesk.citrustelecom.net/api/survey_requests/";
 
-/// Paths on which the sandbox answers (NOTES.md #1).
+/// Paths on which the sandbox answers (`docs/digidesk-api.md` §1).
 pub const PATHS: [&str; 2] = ["/api/survey_requests/", "/api/v1/survey_requests/"];
 
 /// Most characters (Unicode scalar values, not bytes) in any string field.

@@ -1,4 +1,4 @@
-//! Validation: the spec's field rules as NOTES.md reads them, applied to a
+//! Validation: the spec's field rules as `docs/digidesk-api.md` reads them, applied to a
 //! built survey request before it can be sent. One reason per problem, each
 //! naming the field, never the value (reasons are counted and logged).
 

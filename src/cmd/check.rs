@@ -425,11 +425,11 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
     skipped.render("Skipped rows by rule", &mut out);
     values::render(plan.tested_columns(), &tallies, &mut out);
     crate::output::print(&out);
-    eprintln!(
+    crate::output::eprint_line(&format!(
         "checked {} rows in {secs:.2}s ({:.0} rows/s)",
         thousands(rows),
         rows as f64 / secs.max(1e-9)
-    );
+    ));
     Ok(if invalid_n > 0 {
         Exit::SomeRowsNotCreated
     } else {

@@ -101,7 +101,7 @@ async fn watch_signals(mut signals: crate::signals::Signals, stop: Stop) {
             stop.hard();
         }
         _ = signals.next() => {
-            eprintln!("interrupted again: exiting now; --resume continues (rows in flight become unknown)");
+            crate::output::eprint_line("interrupted again: exiting now; --resume continues (rows in flight become unknown)");
             std::process::exit(Exit::Interrupted.code().into());
         }
     }

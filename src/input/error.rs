@@ -35,6 +35,13 @@ pub enum ReadError {
     /// The header opens a quote it never closes.
     #[error("{name}: the header line opens a quoted field that is never closed (or holds more than a megabyte); fix the header's quotes")]
     BrokenHeader { name: String },
+    /// A compressed input whose checksum or data is wrong.
+    #[error("{name} is damaged ({source}); nothing was sent: compress it again from the original export (`gzip -t` checks a file)")]
+    Corrupt {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot read {name} ({place}): {source}")]
     Io {
         name: String,

@@ -94,6 +94,7 @@ pub struct Reader {
     raw_read: Option<Arc<AtomicU64>>,
     /// Replacements made while transcoding UTF-16, and how many were seen.
     replaced: Option<(Arc<AtomicU64>, u64)>,
+    before_read: super::stream::BeforeRead,
 }
 
 impl Reader {
@@ -139,6 +140,7 @@ impl Reader {
             total_bytes: opened.total_bytes,
             raw_read: opened.raw_read,
             replaced: opened.replaced.map(|r| (r, 0)),
+            before_read: opened.before_read,
         };
         let mut header = RawRecord::default();
         let got = reader
@@ -447,6 +449,13 @@ impl Reader {
     }
 
     /// The size of the underlying file, when it is a file.
+    /// Runs `hook` before each read of the underlying file or pipe: the
+    /// moment reading may wait (a stalled stdin), so that whatever the
+    /// caller holds from rows already read can go on first.
+    pub fn before_read(&self, hook: impl FnMut() + Send + 'static) {
+        *self.before_read.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(hook));
+    }
+
     pub fn total_bytes(&self) -> Option<u64> {
         self.total_bytes
     }

@@ -14,6 +14,10 @@ use encoding_rs::{Encoding, UTF_8};
 use super::read::ReadError;
 use super::read::{Origin, ReadOptions};
 
+/// What runs before each read of the underlying file or pipe (see
+/// `Reader::before_read`).
+pub(super) type BeforeRead = Arc<std::sync::Mutex<Option<Box<dyn FnMut() + Send>>>>;
+
 /// An opened export, ready for the CSV parser.
 pub(super) struct Opened {
     pub stream: Box<dyn BufRead + Send>,
@@ -35,6 +39,8 @@ pub(super) struct Opened {
     /// For a transcoded file: how many times bytes that are not valid in its
     /// encoding were replaced by U+FFFD.
     pub replaced: Option<Arc<AtomicU64>>,
+    /// Runs before each read of the underlying file or pipe.
+    pub before_read: BeforeRead,
 }
 
 /// Opens the export and reads what precedes the first CSV line.
@@ -43,10 +49,11 @@ pub(super) fn open(origin: &Origin, opts: &ReadOptions) -> Result<Opened, ReadEr
     let (raw, total_bytes, gz_by_name): (Box<dyn Read + Send>, Option<u64>, bool) = match origin {
         Origin::Stdin => (Box::new(std::io::stdin()), None, false),
         Origin::File(path) => {
-            let file = File::open(path).map_err(|e| ReadError::Open {
+            let mut file = File::open(path).map_err(|e| ReadError::Open {
                 path: path.clone(),
                 source: e,
             })?;
+            verify_gzip(&mut file, path, &name)?;
             let size = file.metadata().ok().map(|m| m.len());
             let gz = path
                 .extension()
@@ -60,9 +67,11 @@ pub(super) fn open(origin: &Origin, opts: &ReadOptions) -> Result<Opened, ReadEr
         source: e,
     };
     let raw_read = Arc::new(AtomicU64::new(0));
+    let before_read = BeforeRead::default();
     let mut stream: Box<dyn Read + Send> = Box::new(Counting {
         inner: raw,
         count: raw_read.clone(),
+        before: before_read.clone(),
     });
     // Gzip by name or by its magic bytes.
     let magic = head(&mut stream, 2).map_err(io_err)?;
@@ -144,6 +153,7 @@ pub(super) fn open(origin: &Origin, opts: &ReadOptions) -> Result<Opened, ReadEr
         sep,
         total_bytes,
         raw_read: positions_differ.then_some(raw_read),
+        before_read,
         replaced,
     })
 }
@@ -208,10 +218,19 @@ pub(super) fn sep_line(line: &[u8]) -> Option<u8> {
 struct Counting<R> {
     inner: R,
     count: Arc<AtomicU64>,
+    before: BeforeRead,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(hook) = self
+            .before
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            hook();
+        }
         let n = self.inner.read(buf)?;
         self.count.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
@@ -273,6 +292,32 @@ impl<R: Read> Read for Transcode<R> {
         self.out_pos += n;
         Ok(n)
     }
+}
+
+/// A compressed file is read to its end once, checking gzip's checksums,
+/// before any row of it is used: gzip finds damage only at the end of a
+/// member, and no request may be built from bytes not yet verified.
+fn verify_gzip(file: &mut File, path: &std::path::Path, name: &str) -> Result<(), ReadError> {
+    use std::io::{Seek, SeekFrom};
+    let open_error = |e| ReadError::Open {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let mut magic = [0u8; 2];
+    let n = file.read(&mut magic).map_err(open_error)?;
+    file.seek(SeekFrom::Start(0)).map_err(open_error)?;
+    if n < 2 || magic != [0x1f, 0x8b] {
+        return Ok(());
+    }
+    let mut decoder =
+        flate2::read::MultiGzDecoder::new(BufReader::with_capacity(256 * 1024, &mut *file));
+    std::io::copy(&mut decoder, &mut std::io::sink()).map_err(|e| ReadError::Corrupt {
+        name: name.to_string(),
+        source: e,
+    })?;
+    drop(decoder);
+    file.seek(SeekFrom::Start(0)).map_err(open_error)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,12 +3,14 @@
 //! it decides itself (invalid, skipped, unknown on resume).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use crate::exit::Fatal;
 use crate::input::{self, ReadError, Rows};
 use crate::mapping::{Decision, Plan};
 use crate::results::{self, Outcome, Status};
@@ -47,6 +49,9 @@ pub(super) struct Check {
 /// this many: a changed input is found before anything is sent.
 const HOLD_MAX: usize = 10_000;
 
+/// How reading ended, once the reader thread is done.
+pub(super) type ReadDone = tokio::sync::oneshot::Receiver<Result<ReadEnd, ReadFailure>>;
+
 /// Starts the reader thread.
 pub(super) fn start(
     rows: Rows,
@@ -55,14 +60,25 @@ pub(super) fn start(
     limit: Option<u64>,
     to_dispatch: mpsc::Sender<Vec<SendItem>>,
     ctx: &Arc<Ctx>,
-) -> Result<std::thread::JoinHandle<Result<ReadEnd, ReadFailure>>, RunError> {
+) -> Result<ReadDone, RunError> {
     let ctx = ctx.clone();
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    // Never joined: a run that stops does not wait for an input that stalls.
     std::thread::Builder::new()
         .name("reader".into())
         .spawn(move || {
+            let handoff = Arc::new(Handoff {
+                tx: to_dispatch,
+                pending: Mutex::new(Vec::with_capacity(HANDOFF_BATCH)),
+                dropped: AtomicU64::new(0),
+                closed: AtomicBool::new(false),
+                stop: ctx.stop.clone(),
+            });
+            // Rows already read go on before every read that may wait.
+            let before_read = handoff.clone();
+            rows.reader.before_read(move || before_read.flush());
             let mut feed = Feed {
-                to_dispatch,
-                handoff: Vec::with_capacity(HANDOFF_BATCH),
+                handoff,
                 held: Vec::new(),
                 to_writer: &ctx.writer,
                 stop: ctx.stop.clone(),
@@ -71,12 +87,90 @@ pub(super) fn start(
                     unsent: 0,
                 },
                 only_count: false,
-                closed: false,
             };
             let read = feed.read_all(rows, plan, check, limit, &ctx.resumed_unknown);
-            feed.finish(read)
+            let _ = done_tx.send(feed.finish(read));
         })
-        .map_err(|e| RunError::Thread(format!("cannot start the reader: {e}")))
+        .map_err(|e| RunError::Thread(format!("cannot start the reader: {e}")))?;
+    Ok(done)
+}
+
+/// After a stop, how long the reader may take to count the rest of the
+/// input; an input that stalls (stdin) is not waited for.
+const READER_AFTER_STOP: Duration = Duration::from_secs(2);
+
+/// How reading ended: waits for the reader, but after a stop only for
+/// [`READER_AFTER_STOP`] (rows it had not counted by then are not in the
+/// summary's count of rows not sent).
+pub(super) async fn finished(mut done: ReadDone, stop: &Stop) -> Result<ReadEnd, (String, u64)> {
+    let read = tokio::select! {
+        read = &mut done => read,
+        _ = stop.soft.cancelled() => match tokio::time::timeout(READER_AFTER_STOP, done).await {
+            Ok(read) => read,
+            Err(_) => {
+                tracing::warn!("the input is still being read: not waiting for its end");
+                return Ok(ReadEnd { limited: false, unsent: 0 });
+            }
+        },
+    };
+    match read {
+        Ok(read) => read.map_err(|f| (Fatal::from(f.error).message, f.unsent)),
+        Err(_) => Err(("the reader thread failed".to_string(), 0)),
+    }
+}
+
+/// Rows read and not yet handed to the dispatcher: handed over in groups,
+/// at once when the dispatcher has nothing queued, and before every read of
+/// the input that may wait (a stalled stdin never holds back rows already read).
+struct Handoff {
+    tx: mpsc::Sender<Vec<SendItem>>,
+    pending: Mutex<Vec<SendItem>>,
+    /// Rows that were not handed over because the run stopped.
+    dropped: AtomicU64,
+    /// The dispatcher takes no more rows.
+    closed: AtomicBool,
+    stop: Stop,
+}
+
+impl Handoff {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<SendItem>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    /// Queues a row, handing over the group when it is full or the
+    /// dispatcher is idle. False once the dispatcher takes no more.
+    fn push(&self, item: SendItem) -> bool {
+        let mut pending = self.lock();
+        pending.push(item);
+        if pending.len() >= HANDOFF_BATCH || self.tx.capacity() == self.tx.max_capacity() {
+            let group = std::mem::take(&mut *pending);
+            drop(pending);
+            return self.send(group);
+        }
+        true
+    }
+
+    /// Hands over whatever is queued.
+    fn flush(&self) {
+        let group = std::mem::take(&mut *self.lock());
+        if !group.is_empty() {
+            self.send(group);
+        }
+    }
+
+    fn send(&self, group: Vec<SendItem>) -> bool {
+        let n = group.len() as u64;
+        if self.stop.is_stopping() || self.tx.blocking_send(group).is_err() {
+            self.dropped.fetch_add(n, Ordering::Relaxed);
+            self.closed.store(true, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
 }
 
 /// A row decided by the reader, on its way to the dispatcher or the results file.
@@ -87,8 +181,7 @@ enum Decided {
 
 /// The reader's outlets: the dispatcher (in small groups) and the results file.
 struct Feed<'a> {
-    to_dispatch: mpsc::Sender<Vec<SendItem>>,
-    handoff: Vec<SendItem>,
+    handoff: Arc<Handoff>,
     /// Rows decided while earlier rows of a resumed run are still to be checked.
     held: Vec<Decided>,
     to_writer: &'a results::Shared,
@@ -96,8 +189,6 @@ struct Feed<'a> {
     end: ReadEnd,
     /// Once the run stops (or reaches --limit), the rest is only counted.
     only_count: bool,
-    /// The dispatcher takes no more rows.
-    closed: bool,
 }
 
 impl Feed<'_> {
@@ -112,13 +203,8 @@ impl Feed<'_> {
         } else {
             self.release();
         }
-        if !self.handoff.is_empty() {
-            let n = self.handoff.len() as u64;
-            let group = std::mem::take(&mut self.handoff);
-            if self.stop.is_stopping() || self.to_dispatch.blocking_send(group).is_err() {
-                self.end.unsent += n;
-            }
-        }
+        self.handoff.flush();
+        self.end.unsent += self.handoff.dropped.load(Ordering::Relaxed);
         match read {
             Ok(()) => Ok(self.end),
             Err(mut failure) => {
@@ -148,26 +234,17 @@ impl Feed<'_> {
     fn pass(&mut self, decided: Decided) {
         match decided {
             Decided::Send(item) => {
-                if self.closed || self.stop.is_stopping() {
+                if self.handoff.is_closed() || self.stop.is_stopping() {
                     self.end.unsent += 1;
                     return;
                 }
-                self.handoff.push(item);
-                // Hand over a group, or at once if the dispatcher has nothing queued.
-                if self.handoff.len() >= HANDOFF_BATCH
-                    || self.to_dispatch.capacity() == self.to_dispatch.max_capacity()
-                {
-                    let n = self.handoff.len() as u64;
-                    let group = std::mem::take(&mut self.handoff);
-                    if self.to_dispatch.blocking_send(group).is_err() {
-                        self.closed = true;
-                        self.only_count = true;
-                        self.end.unsent += n;
-                    }
+                if !self.handoff.push(item) {
+                    // Counted in the handoff's dropped rows.
+                    self.only_count = true;
                 }
             }
             Decided::Write(outcome) => {
-                if self.closed || self.stop.is_stopping() {
+                if self.handoff.is_closed() || self.stop.is_stopping() {
                     self.end.unsent += 1;
                 } else if !self.to_writer.record(outcome) {
                     // The results file failed: the run ends with that error.

@@ -37,7 +37,6 @@ use tokio::sync::Semaphore;
 
 use crate::api::StopKind;
 use crate::config::SendSettings;
-use crate::exit::Fatal;
 use crate::input::Rows;
 use crate::journal::{Journal, JournalError};
 use crate::mapping::Plan;
@@ -195,10 +194,7 @@ pub async fn run(
             Err(_) => Err(RunError::Thread("the journal thread failed".into())),
         });
     let dispatch_error = journaled.err();
-    let read = match reader.join() {
-        Ok(read) => read.map_err(|f| (Fatal::from(f.error).message, f.unsent)),
-        Err(_) => Err(("the reader thread failed".to_string(), 0)),
-    };
+    let read = feed::finished(reader, &stop).await;
     let tally = ctx.writer.finish()?;
     if let Some(e) = dispatch_error {
         return Err(e);

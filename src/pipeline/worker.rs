@@ -32,6 +32,61 @@ pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// Pause of the whole pool after a 429 without `Retry-After`.
 pub const DEFAULT_429_PAUSE: Duration = Duration::from_secs(1);
 
+/// An endpoint that refused every connection (or could not be connected to
+/// at all) for this long from the start of the run is taken to be wrong,
+/// and the run stops (exit 3), leaving its rows for `--resume`. Once any
+/// connection succeeded, refusals are a restart to ride out instead.
+pub const NEVER_REACHED: Duration = Duration::from_secs(10);
+
+/// Whether the endpoint was ever reached in this run.
+struct Reach {
+    reached: std::sync::atomic::AtomicBool,
+    /// When a run that never reached the endpoint stops.
+    deadline: tokio::time::Instant,
+    endpoint: String,
+}
+
+impl Reach {
+    fn new(endpoint: &url::Url) -> Reach {
+        Reach {
+            reached: std::sync::atomic::AtomicBool::new(false),
+            deadline: tokio::time::Instant::now() + NEVER_REACHED,
+            endpoint: endpoint.to_string(),
+        }
+    }
+
+    fn reached(&self) -> bool {
+        self.reached.load(Ordering::Relaxed)
+    }
+
+    /// How long a try that was never sent may wait before the next: never
+    /// past the deadline while the endpoint has not been reached.
+    fn cap(&self, wait: Duration) -> Duration {
+        if self.reached() {
+            wait
+        } else {
+            wait.min(
+                self.deadline
+                    .saturating_duration_since(tokio::time::Instant::now()),
+            )
+        }
+    }
+
+    /// The stop for an endpoint never reached by its deadline, if it is past.
+    fn verdict(&self, last: &str) -> Option<Ended> {
+        (!self.reached() && tokio::time::Instant::now() >= self.deadline).then(|| {
+            Ended::Stopped(
+                StopKind::Endpoint,
+                format!(
+                    "could not connect to {} for the first {}s of the run (last: {last}): check the endpoint's host and port (is it the right port? is the service up?)",
+                    self.endpoint,
+                    NEVER_REACHED.as_secs()
+                ),
+            )
+        })
+    }
+}
+
 /// Consecutive transient failures, for the circuit breaker: a service that
 /// fails [`BREAKER_FAILURES`] tries in a row, with no success for
 /// [`BREAKER_WINDOW`], is taken to be down, and the run stops (exit 3)
@@ -73,6 +128,7 @@ pub(super) struct Ctx {
     pub(super) pace: Arc<Pace>,
     pub(super) pool: Arc<Pool>,
     breaker: Breaker,
+    reach: Reach,
     pub(super) stop: Stop,
     pub(super) journal: Arc<Mutex<Journal>>,
     /// Where a row's "sending" line is queued for the journal thread
@@ -85,6 +141,8 @@ pub(super) struct Ctx {
     pub(super) abandoned: AtomicU64,
     /// Rows in flight when a previous run died, recorded `unknown` by the reader.
     pub(super) resumed_unknown: AtomicU64,
+    /// Workers that panicked (their rows are `unknown` or `failed`).
+    pub(super) faults: AtomicU64,
 }
 
 impl Ctx {
@@ -102,6 +160,7 @@ impl Ctx {
             pace: Arc::new(Pace::new(settings.rate)),
             pool: Arc::new(Pool::new(settings.concurrency, settings.max_concurrency)),
             breaker: Breaker::new(),
+            reach: Reach::new(&settings.endpoint),
             stop: stop.clone(),
             journal: Arc::new(Mutex::new(journal)),
             intents: Mutex::new(None),
@@ -110,12 +169,16 @@ impl Ctx {
             max_attempts: settings.max_attempts,
             abandoned: AtomicU64::new(0),
             resumed_unknown: AtomicU64::new(0),
+            faults: AtomicU64::new(0),
         })
     }
 }
 
 /// Sends one row with retries, and writes its outcome to the results file.
+/// A panic while trying (a bug) never loses the row: it is recorded
+/// `unknown` if its request may have left, `failed` if it never did.
 pub(super) async fn worker(ctx: Arc<Ctx>, item: SendItem, permit: OwnedSemaphorePermit) {
+    use futures_util::FutureExt;
     let SendItem {
         row,
         hash,
@@ -125,15 +188,20 @@ pub(super) async fn worker(ctx: Arc<Ctx>, item: SendItem, permit: OwnedSemaphore
     let mut errors: Vec<String> = Vec::new();
     let mut attempts = 0u32;
     let mut http: Option<u16> = None;
-    let decided = tries(
+    let mut left = false;
+    let trying = tries(
         &ctx,
         (row, hash),
         &body,
         &mut errors,
         &mut attempts,
         &mut http,
-    )
-    .await;
+        &mut left,
+    );
+    let decided = match std::panic::AssertUnwindSafe(trying).catch_unwind().await {
+        Ok(decided) => decided,
+        Err(panic) => Some(fault(&ctx, row, panic.as_ref(), left, &mut errors)),
+    };
     match decided {
         Some((status, id)) => {
             let outcome = Outcome {
@@ -152,8 +220,36 @@ pub(super) async fn worker(ctx: Arc<Ctx>, item: SendItem, permit: OwnedSemaphore
     }
 }
 
+/// A worker panicked while trying `row`: the row is `unknown` if its
+/// request may have left (`left`), `failed` if not; the run counts the fault.
+fn fault(
+    ctx: &Ctx,
+    row: u64,
+    panic: &(dyn std::any::Any + Send),
+    left: bool,
+    errors: &mut Vec<String>,
+) -> (Status, Option<u64>) {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into());
+    ctx.faults.fetch_add(1, Ordering::Relaxed);
+    tracing::error!(row, "internal error while sending row {row}: {what}");
+    if left {
+        errors.push(format!("internal error after the request left ({what}): it may have been created; check DigiDesk before resending (retry --only unknown)"));
+        (Status::Unknown, None)
+    } else {
+        errors.push(format!(
+            "internal error before the request left ({what}): it was not sent"
+        ));
+        (Status::Failed, None)
+    }
+}
+
 /// Tries one row until it is decided: its status and DigiDesk id. `None`
-/// when the run stops first: the row was not created and is left for `--resume`.
+/// when the run stops first: the row was not created and is left for
+/// `--resume`. `left` says whether the current try's request may have left.
 async fn tries(
     ctx: &Ctx,
     (row, hash): (u64, u64),
@@ -161,6 +257,7 @@ async fn tries(
     errors: &mut Vec<String>,
     attempts: &mut u32,
     http: &mut Option<u16>,
+    left: &mut bool,
 ) -> Option<(Status, Option<u64>)> {
     loop {
         // The first try is journaled just before it leaves (see `dispatch`).
@@ -181,6 +278,7 @@ async fn tries(
         // Bodies hold customer data: only at -vv.
         tracing::trace!(row, attempt = *attempts, body = %String::from_utf8_lossy(body), "sending");
         let sent_at = tokio::time::Instant::now();
+        *left = true;
         let attempt = tokio::select! {
             a = ctx.client.post(body.clone()) => { record_latency(&ctx.pool.latency_us, sent_at.elapsed()); a }
             _ = ctx.stop.hard.cancelled() => {
@@ -188,6 +286,9 @@ async fn tries(
                 return Some((Status::Unknown, None));
             }
         };
+        if !matches!(attempt, Attempt::NotSent(_)) {
+            ctx.reach.reached.store(true, Ordering::Relaxed);
+        }
         let (reason, retry_after) = match attempt {
             Attempt::Answered {
                 http: h,
@@ -232,6 +333,8 @@ async fn tries(
                 return None;
             }
         };
+        // This try was not created (a transient answer, or never sent).
+        *left = false;
         errors.push(format!("try {attempts}: {reason}"));
         if ctx.breaker.failure() {
             ctx.stop.set(Ended::Stopped(
@@ -243,11 +346,17 @@ async fn tries(
             ));
             return None;
         }
-        if *attempts >= ctx.max_attempts {
+        if let Some(end) = ctx.reach.verdict(&reason) {
+            ctx.stop.set(end);
+            return None;
+        }
+        // Until the endpoint is first reached, a row is never given up as
+        // `failed`: either it is reached, or the run stops at the deadline.
+        if *attempts >= ctx.max_attempts && ctx.reach.reached() {
             return Some((Status::Failed, None));
         }
         tokio::select! {
-            _ = tokio::time::sleep(backoff(*attempts, retry_after)) => {}
+            _ = tokio::time::sleep(ctx.reach.cap(backoff(*attempts, retry_after))) => {}
             _ = ctx.stop.soft.cancelled() => return None,
         }
     }
@@ -262,7 +371,7 @@ pub fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
         .min(BACKOFF_CAP);
     let jitter = Duration::from_secs_f64(rand::rng().random_range(0.0..=ceiling.as_secs_f64()));
     match retry_after {
-        Some(ra) => ra.max(jitter.min(ra + Duration::from_millis(250))),
+        Some(ra) => ra.max(jitter.min(ra.saturating_add(Duration::from_millis(250)))),
         None => jitter,
     }
 }
@@ -296,6 +405,157 @@ fn abandon(ctx: &Ctx, row: u64, permit: OwnedSemaphorePermit) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::StartMode;
+    use crate::journal::Header;
+    use crate::transport::{Client, Credentials};
+
+    /// A worker context over `client`, its journal and results file in `dir`.
+    fn context(client: Client, dir: &std::path::Path, max_attempts: u32) -> Arc<Ctx> {
+        let settings = SendSettings {
+            results: dir.join("out.csv"),
+            endpoint: "http://127.0.0.1:9/".parse().unwrap(),
+            credentials: Credentials::new("u", "p"),
+            rate: None,
+            concurrency: 1,
+            max_concurrency: 1,
+            max_attempts,
+            timeout: Duration::from_secs(1),
+            mode: StartMode::Fresh,
+            ca_cert_pem: None,
+            summary_json: None,
+            limit: None,
+            progress_every: Duration::from_secs(1),
+            retry_server_errors: false,
+            results_format: results::Format::default(),
+        };
+        let counters = Arc::new(Counters::default());
+        let header = Header {
+            digidesk_upload_journal: 1,
+            fingerprint: "test".into(),
+            command: "send".into(),
+            endpoint: None,
+        };
+        let journal = Journal::create(&dir.join("out.csv.journal"), &header).unwrap();
+        let writer = results::Writer::create(
+            &settings.results,
+            &results::header_for(&["Ref".to_string()]),
+            results::Format::default(),
+            counters.clone(),
+        )
+        .unwrap();
+        let ctx = Ctx::new(
+            client,
+            &settings,
+            &Stop::default(),
+            (journal, writer),
+            &counters,
+        );
+        // The journal thread, as a run has it: a first try is journaled
+        // before it leaves.
+        let (intents, _thread) =
+            super::super::dispatch::start_journal(ctx.journal.clone(), Stop::default()).unwrap();
+        *ctx.intents.lock().unwrap() = Some(intents);
+        ctx
+    }
+
+    /// Runs one worker on row 1 to its end; returns the permits left.
+    async fn send_one(ctx: &Arc<Ctx>) -> usize {
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(1));
+        let permit = semaphore.clone().acquire_owned().await.unwrap();
+        let item = SendItem {
+            row: 1,
+            hash: 0,
+            fields: csv::StringRecord::from(vec!["R1"]),
+            body: Bytes::from_static(b"{}"),
+        };
+        tokio::spawn(worker(ctx.clone(), item, permit))
+            .await
+            .expect("the worker task itself never panics");
+        semaphore.available_permits()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panic_while_the_request_may_have_left_leaves_the_row_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let client = Client::scripted("http://127.0.0.1:9/".parse().unwrap(), |n, _| {
+            if n == 1 {
+                Attempt::NotSent("connection refused".into())
+            } else {
+                panic!("overflow when adding duration to instant")
+            }
+        });
+        let ctx = context(client, dir.path(), 5);
+        assert_eq!(send_one(&ctx).await, 1, "the row's permit came back");
+        assert_eq!(ctx.counters.get(Status::Unknown), 1);
+        assert_eq!(ctx.faults.load(Ordering::Relaxed), 1);
+        ctx.writer.finish().unwrap();
+        let text = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
+        let line = text.lines().nth(1).expect("row 1 has its line");
+        assert!(line.starts_with("R1,1,unknown"), "{line}");
+        assert!(
+            line.contains("internal error after the request left"),
+            "{line}"
+        );
+    }
+
+    fn created(id: u64) -> Attempt {
+        Attempt::Answered {
+            http: 201,
+            verdict: Verdict::Created(id),
+            retry_after: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_endpoint_that_refuses_every_connection_stops_the_run_after_ten_seconds() {
+        let dir = tempfile::tempdir().unwrap();
+        let client = Client::scripted("http://127.0.0.1:9/".parse().unwrap(), |_, _| {
+            Attempt::NotSent("connection refused".into())
+        });
+        let ctx = context(client, dir.path(), 3);
+        let t0 = tokio::time::Instant::now();
+        assert_eq!(send_one(&ctx).await, 1);
+        let took = t0.elapsed();
+        assert!(
+            took >= NEVER_REACHED && took < NEVER_REACHED + Duration::from_millis(100),
+            "{took:?}"
+        );
+        match ctx.stop.reason() {
+            Some(Ended::Stopped(StopKind::Endpoint, msg)) => {
+                assert!(msg.contains("right port"), "{msg}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(ctx.counters.get(Status::Failed), 0, "left for --resume");
+        assert_eq!(ctx.abandoned.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refusals_after_the_endpoint_was_reached_are_ridden_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = tokio::time::Instant::now();
+        // The first try is created; then the service restarts for 12 s.
+        let client = Client::scripted("http://127.0.0.1:9/".parse().unwrap(), move |n, _| {
+            if n > 1 && t0.elapsed() < Duration::from_secs(12) {
+                Attempt::NotSent("connection refused".into())
+            } else {
+                created(n)
+            }
+        });
+        let ctx = context(client, dir.path(), 20);
+        send_one(&ctx).await;
+        send_one(&ctx).await;
+        assert!(t0.elapsed() >= Duration::from_secs(12));
+        assert_eq!(ctx.stop.reason(), None);
+        assert_eq!(ctx.counters.get(Status::Created), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_huge_retry_after_never_overflows() {
+        let pace = Pace::new(Some(10));
+        pace.too_many(Duration::MAX);
+        assert!(backoff(3, Some(Duration::MAX)) >= Duration::from_secs(3600));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn breaker_opens_only_after_many_failures_over_the_window() {

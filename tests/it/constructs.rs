@@ -62,12 +62,12 @@ fn the_mappings_input_table_replaces_flags_and_the_command_line_overrides_it() {
     );
     assert!(
         out.contains(
-            "customer_contact: no when rule holds and there is no else (#1 = \"transfer\")"
+            "customer_contact: no when rule holds and there is no else  (rows 5 #1 = \"transfer\")"
         ),
         "{out}"
     );
     assert!(
-        out.contains("\"not a date\" in column \"#4\" does not match the time pattern"),
+        out.contains("the value in column \"#4\" does not match the time pattern \"%d.%m.%y %H:%M\"  (rows 6 \"not a date\")"),
         "{out}"
     );
     // --delimiter wins over the mapping: a comma finds one column only.

@@ -153,18 +153,3 @@ async fn every_fault_at_once_loses_and_duplicates_nothing() {
     assert_eq!(count(&results, "failed"), 0);
     s.shutdown().await;
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_connection_is_retried_and_then_failed_safe_to_resend() {
-    let s = Scenario::new().export(3).endpoint(unreachable_endpoint());
-    let run = s.send(&["--rate", "0", "--max-attempts", "2"]).exits(1);
-    for r in run.results() {
-        assert_eq!(r["digidesk_status"], "failed", "{r:?}");
-        assert_eq!(r["digidesk_attempts"], "2");
-        assert!(
-            r["digidesk_errors"].contains("try 2: could not connect"),
-            "{r:?}"
-        );
-        assert_eq!(r["digidesk_http_status"], "");
-    }
-}

@@ -22,3 +22,4 @@ mod retry;
 mod sandbox;
 mod send;
 mod shapes;
+mod stops;

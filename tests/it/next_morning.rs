@@ -304,11 +304,18 @@ async fn a_read_error_part_way_counts_the_rows_really_not_sent() {
     gz.write_all(export(52).as_bytes()).unwrap();
     let mut bytes = gz.finish().unwrap();
     bytes.truncate(bytes.len() / 2);
+    // On stdin: a file is checked whole before anything is sent.
     let s = Scenario::new()
-        .input("calls.csv.gz", bytes)
+        .input_path("-")
         .sandbox(SandboxConfig::default())
         .await;
-    let run = s.send(&["--rate", "0"]).exits(3);
+    let results = s.path("calls.results.csv").display().to_string();
+    let run = s
+        .run_with_stdin(
+            &mut s.send_cmd(&["--rate", "0", "--results", &results]),
+            &bytes,
+        )
+        .exits(3);
     // Rows 1 to 16 were read and decided; row 17 could not be read.
     assert!(run.stdout().contains("(around row 17)"), "{}", run.text());
     assert!(
