@@ -43,16 +43,20 @@ pub enum Status {
     Skipped,
     Failed,
     Unknown,
+    /// Not sent: the ledger knows an earlier survey for this row (its key,
+    /// or its contact within `contact_within`); `digidesk_id` is that survey's.
+    Duplicate,
 }
 
 impl Status {
-    pub const ALL: [Status; 6] = [
+    pub const ALL: [Status; 7] = [
         Status::Created,
         Status::Rejected,
         Status::Invalid,
         Status::Skipped,
         Status::Failed,
         Status::Unknown,
+        Status::Duplicate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -63,6 +67,7 @@ impl Status {
             Status::Skipped => "skipped",
             Status::Failed => "failed",
             Status::Unknown => "unknown",
+            Status::Duplicate => "duplicate",
         }
     }
 
@@ -74,7 +79,7 @@ impl Status {
 
     /// Whether a row with this status counts against exit code 0.
     pub fn is_problem(self) -> bool {
-        !matches!(self, Status::Created | Status::Skipped)
+        !matches!(self, Status::Created | Status::Skipped | Status::Duplicate)
     }
 }
 

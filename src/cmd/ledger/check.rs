@@ -10,11 +10,10 @@ use std::time::Instant;
 
 use super::Columns;
 use crate::cli::LedgerCheckArgs;
-use crate::config::{parse_delimiter, parse_encoding};
 use crate::exit::{Exit, Fatal};
-use crate::input::{Origin, ReadOptions, Reader};
+use crate::input::{Origin, Reader};
 use crate::ledger::{self, Claim, ContactHash, Earlier, KeyHash, Policy, Scope, State, Store};
-use crate::mapping::{Mapped, Mapping};
+use crate::mapping::{Decision as Mapped, Mapping};
 use crate::summary::thousands;
 
 /// The most memory the ledger's pages may take while checking, in MiB
@@ -115,13 +114,9 @@ impl Tally {
 pub fn run(args: LedgerCheckArgs) -> Result<Exit, Fatal> {
     let started = Instant::now();
     let input = Origin::parse(&args.input.input);
-    let read = ReadOptions {
-        encoding: parse_encoding(&args.input.encoding)?,
-        delimiter: parse_delimiter(&args.input.delimiter)?,
-    };
     let mapping = Mapping::load(&args.input.mapping)?;
     let scope = super::scope(&args.scope)?;
-    let mut reader = Reader::open(&input, &read)?;
+    let (mut reader, _read) = crate::cmd::open_input(&args.input, &input, &mapping)?;
     let name = input.display_name();
     let columns = Columns::of(reader.headers());
     let plan = crate::mapping::Plan::compile(&mapping, &columns.names, &name)?;

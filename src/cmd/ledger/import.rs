@@ -13,7 +13,7 @@ use crate::config::parse_delimiter;
 use crate::exit::{Exit, Fatal};
 use crate::input::{Origin, ReadOptions, Reader};
 use crate::ledger::{self, ImportCounts, Imported, RunInfo, Scope, Store};
-use crate::mapping::{Mapped, Mapping, Plan};
+use crate::mapping::{Decision as Mapped, Mapping, Plan};
 use crate::results::Status;
 use crate::summary::thousands;
 
