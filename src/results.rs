@@ -102,7 +102,7 @@ pub struct Outcome {
 /// Counts of a run, kept as lines are written and read by progress reports.
 #[derive(Debug, Default)]
 pub struct Counters {
-    by_status: [AtomicU64; 6],
+    by_status: [AtomicU64; Status::ALL.len()],
     /// Requests made, retries included.
     pub requests: AtomicU64,
 }
