@@ -294,6 +294,32 @@ impl<R: Read> Read for Transcode<R> {
     }
 }
 
+/// A compressed file is read to its end once, checking gzip's checksums,
+/// before any row of it is used: gzip finds damage only at the end of a
+/// member, and no request may be built from bytes not yet verified.
+fn verify_gzip(file: &mut File, path: &std::path::Path, name: &str) -> Result<(), ReadError> {
+    use std::io::{Seek, SeekFrom};
+    let open_error = |e| ReadError::Open {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let mut magic = [0u8; 2];
+    let n = file.read(&mut magic).map_err(open_error)?;
+    file.seek(SeekFrom::Start(0)).map_err(open_error)?;
+    if n < 2 || magic != [0x1f, 0x8b] {
+        return Ok(());
+    }
+    let mut decoder =
+        flate2::read::MultiGzDecoder::new(BufReader::with_capacity(256 * 1024, &mut *file));
+    std::io::copy(&mut decoder, &mut std::io::sink()).map_err(|e| ReadError::Corrupt {
+        name: name.to_string(),
+        source: e,
+    })?;
+    drop(decoder);
+    file.seek(SeekFrom::Start(0)).map_err(open_error)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,30 +345,4 @@ mod tests {
         assert_eq!(sep_line(b"separator,Phone\n"), None);
         assert_eq!(sep_line(b"Name;Phone\n"), None);
     }
-}
-
-/// A compressed file is read to its end once, checking gzip's checksums,
-/// before any row of it is used: gzip finds damage only at the end of a
-/// member, and no request may be built from bytes not yet verified.
-fn verify_gzip(file: &mut File, path: &std::path::Path, name: &str) -> Result<(), ReadError> {
-    use std::io::{Seek, SeekFrom};
-    let open_error = |e| ReadError::Open {
-        path: path.to_path_buf(),
-        source: e,
-    };
-    let mut magic = [0u8; 2];
-    let n = file.read(&mut magic).map_err(open_error)?;
-    file.seek(SeekFrom::Start(0)).map_err(open_error)?;
-    if n < 2 || magic != [0x1f, 0x8b] {
-        return Ok(());
-    }
-    let mut decoder =
-        flate2::read::MultiGzDecoder::new(BufReader::with_capacity(256 * 1024, &mut *file));
-    std::io::copy(&mut decoder, &mut std::io::sink()).map_err(|e| ReadError::Corrupt {
-        name: name.to_string(),
-        source: e,
-    })?;
-    drop(decoder);
-    file.seek(SeekFrom::Start(0)).map_err(open_error)?;
-    Ok(())
 }
