@@ -62,16 +62,20 @@ pub enum Status {
     Skipped,
     Failed,
     Unknown,
+    /// Not sent: the ledger knows an earlier survey for this row (its key,
+    /// or its contact within `contact_within`); `digidesk_id` is that survey's.
+    Duplicate,
 }
 
 impl Status {
-    pub const ALL: [Status; 6] = [
+    pub const ALL: [Status; 7] = [
         Status::Created,
         Status::Rejected,
         Status::Invalid,
         Status::Skipped,
         Status::Failed,
         Status::Unknown,
+        Status::Duplicate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -82,6 +86,7 @@ impl Status {
             Status::Skipped => "skipped",
             Status::Failed => "failed",
             Status::Unknown => "unknown",
+            Status::Duplicate => "duplicate",
         }
     }
 
@@ -93,7 +98,7 @@ impl Status {
 
     /// Whether a row with this status counts against exit code 0.
     pub fn is_problem(self) -> bool {
-        !matches!(self, Status::Created | Status::Skipped)
+        !matches!(self, Status::Created | Status::Skipped | Status::Duplicate)
     }
 }
 
@@ -116,7 +121,7 @@ pub struct Outcome {
 /// Counts of a run, kept as lines are written and read by progress reports.
 #[derive(Debug, Default)]
 pub struct Counters {
-    by_status: [AtomicU64; 6],
+    by_status: [AtomicU64; Status::ALL.len()],
     /// Requests made, retries included.
     pub requests: AtomicU64,
 }

@@ -75,13 +75,15 @@ impl Hasher {
 /// field order is fixed by the mapping, so the same row always gives the
 /// same body).
 pub fn survey_key<'a>(
-    _plan: &Plan,
-    _row: &csv::StringRecord,
+    plan: &Plan,
+    row: &csv::StringRecord,
     _request: &SurveyRequest,
     body: &'a [u8],
 ) -> Cow<'a, [u8]> {
-    // The mapping has no `[dedupe]` table yet: the body is the key.
-    Cow::Borrowed(body)
+    match plan.dedupe_key(row) {
+        Some(key) => Cow::Owned(key.into_bytes()),
+        None => Cow::Borrowed(body),
+    }
 }
 
 /// A sendable row's claim, as every command computes it: the hash of its
@@ -103,9 +105,8 @@ pub fn claim_for(
 
 /// The mapping's `[dedupe] contact_within`: a contact surveyed within this
 /// long is not surveyed again.
-pub fn contact_within(_mapping: &Mapping) -> Option<Duration> {
-    // The mapping has no `[dedupe]` table yet.
-    None
+pub fn contact_within(mapping: &Mapping) -> Option<Duration> {
+    mapping.dedupe().contact_within
 }
 
 #[cfg(test)]
