@@ -66,7 +66,7 @@ pub enum Command {
     #[command(after_help = CHECK_EXAMPLES)]
     Check(CheckArgs),
 
-    /// Resend the rows of a results file whose status is `failed` (or those named by --only).
+    /// Resend the rows of a results file whose status is `failed` (or those named by --only), from it or from a fixed export (--from).
     #[command(after_help = RETRY_EXAMPLES, mut_arg("results", |a| a.help(RETRY_RESULTS_HELP)))]
     Retry(RetryArgs),
 
@@ -123,7 +123,10 @@ Examples:
   digidesk-upload retry calls.results.csv --mapping calls.toml
   # resends the failed rows; their results go to calls.results.retry.csv
   digidesk-upload retry calls.results.csv --mapping calls.toml \\
-      --only failed,unknown --results again.csv";
+      --only failed,unknown --results again.csv
+  # the invalid rows, from the export once they are fixed in it
+  digidesk-upload retry calls.results.csv --mapping calls.toml \\
+      --from calls-fixed.csv --only invalid";
 
 const LEDGER_EXAMPLES: &str = "\
 Examples:
@@ -226,6 +229,11 @@ pub struct SendOptions {
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
 
+    /// `csv`: UTF-8, comma, no BOM. `excel`: a UTF-8 BOM and the input's
+    /// delimiter, so that Excel opens it in columns whatever its locale.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = ResultsFormat::Csv)]
+    pub results_format: ResultsFormat,
+
     /// Seconds between progress log lines when stderr is not a terminal (cron, pipes).
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub progress_every: f64,
@@ -246,6 +254,15 @@ pub struct LedgerArgs {
     /// this run's are not recorded (wins over --ledger and DIGIDESK_LEDGER).
     #[arg(long)]
     pub no_ledger: bool,
+}
+
+/// How the results file is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ResultsFormat {
+    /// UTF-8, comma-separated, no byte order mark.
+    Csv,
+    /// A UTF-8 byte order mark and the input's delimiter, for Excel.
+    Excel,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -289,9 +306,22 @@ pub struct RetryArgs {
     )]
     pub only: Vec<String>,
 
-    /// Delimiter of the results file.
-    #[arg(long, value_name = "C", default_value = ",")]
-    pub delimiter: String,
+    /// Take the selected rows (by their `digidesk_row`) from this export, the
+    /// original export with its mistakes fixed, instead of from RESULTS;
+    /// they are mapped and validated again. Its rows must be where they were.
+    #[arg(long, value_name = "FIXED_EXPORT")]
+    pub from: Option<PathBuf>,
+
+    /// Encoding of the file the rows come from: FIXED_EXPORT with --from,
+    /// else RESULTS (`windows-1252` once Excel has saved it) [default: with
+    /// --from, the mapping's `[input]`; else utf-8]. A UTF-8 BOM is always stripped.
+    #[arg(long, value_name = "NAME")]
+    pub encoding: Option<String>,
+
+    /// Delimiter of the file the rows come from [default: with --from, the
+    /// mapping's `[input]` or `,`; else found in RESULTS' header].
+    #[arg(long, value_name = "C")]
+    pub delimiter: Option<String>,
 
     #[command(flatten)]
     pub send: SendOptions,

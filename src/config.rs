@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use encoding_rs::Encoding;
 
-use crate::cli::SendOptions;
+use crate::cli::{ResultsFormat, SendOptions};
 use crate::exit::Fatal;
 use crate::pipeline::pool;
 /// The credentials are the transport's; re-exported for the settings' users.
@@ -120,13 +120,17 @@ pub struct SendSettings {
     pub progress_every: Duration,
     /// Retry 500, 502, 504 and other 5xx like a 503.
     pub retry_server_errors: bool,
+    /// How the results file is written.
+    pub results_format: crate::results::Format,
 }
 
 impl SendSettings {
-    /// Checks the options; `results_default` is used when `--results` is absent.
+    /// Checks the options; `results_default` is used when `--results` is
+    /// absent, `input_delimiter` by `--results-format excel`.
     pub fn from_options(
         opts: &SendOptions,
         results_default: Option<PathBuf>,
+        input_delimiter: u8,
     ) -> Result<SendSettings, Fatal> {
         let results = opts.results.clone().or(results_default).ok_or_else(|| {
             Fatal::usage("--results FILE is required when the input is standard input")
@@ -184,6 +188,13 @@ impl SendSettings {
             limit: opts.limit,
             progress_every: Duration::from_secs_f64(opts.progress_every),
             retry_server_errors: opts.retry_server_errors,
+            results_format: match opts.results_format {
+                ResultsFormat::Csv => crate::results::Format::default(),
+                ResultsFormat::Excel => crate::results::Format {
+                    delimiter: input_delimiter,
+                    bom: true,
+                },
+            },
         })
     }
 }

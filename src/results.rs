@@ -26,6 +26,27 @@ pub const COLUMNS: [&str; 6] = [
     "digidesk_errors",
 ];
 
+/// How a results file is written: plain (UTF-8, comma, no BOM), or for
+/// Excel (a UTF-8 BOM, and the input's delimiter, so that a spreadsheet set
+/// to a European locale opens it in columns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Format {
+    pub delimiter: u8,
+    pub bom: bool,
+}
+
+impl Default for Format {
+    fn default() -> Format {
+        Format {
+            delimiter: b',',
+            bom: false,
+        }
+    }
+}
+
+/// The UTF-8 byte order mark, which tells Excel the file is UTF-8.
+pub const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// True for a column the tool writes (and so never maps or copies from input).
 pub fn is_result_column(name: &str) -> bool {
     name.trim().to_ascii_lowercase().starts_with("digidesk_")
@@ -227,10 +248,17 @@ impl Writer {
     pub fn create(
         path: &Path,
         header: &[String],
+        format: Format,
         counters: Arc<Counters>,
     ) -> Result<Writer, ResultsError> {
-        let file = File::create(path).map_err(|e| io_error("create the results file", path, e))?;
-        let mut w = Writer::over(file, path, header.len(), counters);
+        let mut file =
+            File::create(path).map_err(|e| io_error("create the results file", path, e))?;
+        if format.bom {
+            use std::io::Write as _;
+            file.write_all(BOM)
+                .map_err(|e| io_error("write the results file", path, e))?;
+        }
+        let mut w = Writer::over(file, path, header.len(), format, counters);
         w.csv
             .write_record(header)
             .map_err(|e| write_error(path, e))?;
@@ -245,17 +273,18 @@ impl Writer {
         good_len: u64,
         state: HeaderState,
         header: &[String],
+        format: Format,
         counters: Arc<Counters>,
     ) -> Result<Writer, ResultsError> {
         if state == HeaderState::Missing {
-            put_back_header(path, good_len, header)?;
+            put_back_header(path, good_len, header, format)?;
             let mut file = OpenOptions::new()
                 .append(true)
                 .open(path)
                 .map_err(|e| io_error("open the results file", path, e))?;
             file.seek(std::io::SeekFrom::End(0))
                 .map_err(|e| io_error("open the results file", path, e))?;
-            return Ok(Writer::over(file, path, header.len(), counters));
+            return Ok(Writer::over(file, path, header.len(), format, counters));
         }
         let mut file = OpenOptions::new()
             .read(true)
@@ -266,7 +295,12 @@ impl Writer {
             .map_err(|e| io_error("repair the results file", path, e))?;
         file.seek(std::io::SeekFrom::End(0))
             .map_err(|e| io_error("open the results file", path, e))?;
-        let mut w = Writer::over(file, path, header.len(), counters);
+        if state == HeaderState::Torn && format.bom {
+            use std::io::Write as _;
+            file.write_all(BOM)
+                .map_err(|e| io_error("write the results file", path, e))?;
+        }
+        let mut w = Writer::over(file, path, header.len(), format, counters);
         if state == HeaderState::Torn {
             w.csv
                 .write_record(header)
@@ -276,9 +310,16 @@ impl Writer {
         Ok(w)
     }
 
-    fn over(file: File, path: &Path, width: usize, counters: Arc<Counters>) -> Writer {
+    fn over(
+        file: File,
+        path: &Path,
+        width: usize,
+        format: Format,
+        counters: Arc<Counters>,
+    ) -> Writer {
         let csv = csv::WriterBuilder::new()
             .flexible(false)
+            .delimiter(format.delimiter)
             .from_writer(BufWriter::with_capacity(256 * 1024, file));
         Writer {
             csv,
@@ -488,11 +529,16 @@ fn hash_cells<'a>(cells: impl Iterator<Item = &'a [u8]>) -> u64 {
 /// (the run was killed while writing it) is left out, to be cut; a damaged
 /// line anywhere else is refused with its line number, since cutting there
 /// would lose the rows after it.
-pub fn read_existing(path: &Path, expected_header: &[String]) -> Result<Existing, ResultsError> {
+pub fn read_existing(
+    path: &Path,
+    expected_header: &[String],
+    format: Format,
+) -> Result<Existing, ResultsError> {
     let file = File::open(path).map_err(|e| io_error("read the results file", path, e))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(false)
+        .delimiter(format.delimiter)
         .flexible(true)
         .from_reader(std::io::BufReader::new(file));
     let mut rec = csv::ByteRecord::new();
@@ -513,12 +559,19 @@ pub fn read_existing(path: &Path, expected_header: &[String]) -> Result<Existing
         let terminated = !last || (end > 0 && ends_with_newline(path, end));
         if first {
             first = false;
-            let is_header = rec.iter().eq(expected_header.iter().map(|h| h.as_bytes()));
+            let is_header = rec.iter().enumerate().map(|(i, f)| {
+                if i == 0 {
+                    f.strip_prefix(BOM).unwrap_or(f)
+                } else {
+                    f
+                }
+            });
+            let is_header = is_header.eq(expected_header.iter().map(|h| h.as_bytes()));
             if is_header && terminated {
                 existing.good_len = end;
                 continue;
             }
-            if last && !terminated && torn_header(path, expected_header) {
+            if last && !terminated && torn_header(path, expected_header, format) {
                 // Killed while writing the header: nothing else was written.
                 existing.header = HeaderState::Torn;
                 return Ok(existing);
@@ -591,14 +644,24 @@ fn damaged(path: &Path, line: u64, what: String) -> ResultsError {
 
 /// Writes `header` and then the first `good_len` bytes of the results file
 /// to a new file that replaces it (synced before and after the rename).
-fn put_back_header(path: &Path, good_len: u64, header: &[String]) -> Result<(), ResultsError> {
+fn put_back_header(
+    path: &Path,
+    good_len: u64,
+    header: &[String],
+    format: Format,
+) -> Result<(), ResultsError> {
     use std::io::{Read, Write};
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     let dir = dir.unwrap_or(Path::new("."));
     let fail = |e| io_error("repair the results file", path, e);
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
+    if format.bom {
+        tmp.as_file_mut().write_all(BOM).map_err(fail)?;
+    }
     {
-        let mut w = csv::Writer::from_writer(tmp.as_file_mut());
+        let mut w = csv::WriterBuilder::new()
+            .delimiter(format.delimiter)
+            .from_writer(tmp.as_file_mut());
         w.write_record(header).map_err(|e| write_error(path, e))?;
         w.flush().map_err(fail)?;
     }
@@ -614,11 +677,14 @@ fn put_back_header(path: &Path, good_len: u64, header: &[String]) -> Result<(), 
 }
 
 /// True when the file holds a beginning of the header this run writes, cut short.
-fn torn_header(path: &Path, expected: &[String]) -> bool {
+fn torn_header(path: &Path, expected: &[String], format: Format) -> bool {
     let Ok(content) = std::fs::read(path) else {
         return false;
     };
-    let mut w = csv::Writer::from_writer(Vec::new());
+    let start = if format.bom { BOM.to_vec() } else { Vec::new() };
+    let mut w = csv::WriterBuilder::new()
+        .delimiter(format.delimiter)
+        .from_writer(start);
     if w.write_record(expected).is_err() {
         return false;
     }
@@ -710,7 +776,7 @@ mod tests {
         let p = dir.path().join("r.csv");
         let header = header_for(&["A".into(), "B".into()]);
         let counters = Arc::new(Counters::default());
-        let mut w = Writer::create(&p, &header, counters.clone()).unwrap();
+        let mut w = Writer::create(&p, &header, Format::default(), counters.clone()).unwrap();
         w.write(&outcome(1, Status::Created)).unwrap();
         w.write(&outcome(2, Status::Rejected)).unwrap();
         w.sync().unwrap();
@@ -720,7 +786,7 @@ mod tests {
         let mut torn = whole.clone();
         torn.extend_from_slice(b"x,\"line1\n");
         std::fs::write(&p, &torn).unwrap();
-        let ex = read_existing(&p, &header).unwrap();
+        let ex = read_existing(&p, &header, Format::default()).unwrap();
         assert_eq!(ex.good_len, whole.len() as u64);
         assert!(
             ex.decided.contains_key(&1)
@@ -740,7 +806,15 @@ mod tests {
                 ("try x: odd".to_string(), 1)
             ]
         );
-        let mut w = Writer::append(&p, ex.good_len, ex.header, &header, counters).unwrap();
+        let mut w = Writer::append(
+            &p,
+            ex.good_len,
+            ex.header,
+            &header,
+            Format::default(),
+            counters,
+        )
+        .unwrap();
         w.write(&outcome(3, Status::Failed)).unwrap();
         w.sync().unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
@@ -754,7 +828,7 @@ mod tests {
         let p = dir.path().join("r.csv");
         let header = header_for(&["A".into()]);
         std::fs::write(&p, "A,digidesk_row,digidesk_status,digidesk_id,digidesk_http_status,digidesk_attempts,digidesk_errors\nx,1,created,5,201,1,\nx,2,created,6,201,1,").unwrap();
-        let ex = read_existing(&p, &header).unwrap();
+        let ex = read_existing(&p, &header, Format::default()).unwrap();
         assert!(ex.decided.contains_key(&1) && !ex.decided.contains_key(&2));
     }
 
@@ -794,7 +868,9 @@ mod tests {
         ];
         for (body, line, what) in cases {
             std::fs::write(&p, format!("{HEAD}{body}")).unwrap();
-            let e = read_existing(&p, &header).unwrap_err().to_string();
+            let e = read_existing(&p, &header, Format::default())
+                .unwrap_err()
+                .to_string();
             assert!(
                 e.contains(&format!("line {line} ")) && e.contains(what),
                 "{e}"
@@ -809,21 +885,43 @@ mod tests {
         let header = header_for(&["A".into()]);
         let rows = "x,1,created,5,201,1,\nx,2,created,6,201,1,\nx,3,cre";
         std::fs::write(&p, rows).unwrap();
-        let ex = read_existing(&p, &header).unwrap();
+        let ex = read_existing(&p, &header, Format::default()).unwrap();
         assert_eq!(ex.header, HeaderState::Missing);
         assert_eq!(ex.decided.len(), 2);
         let counters = Arc::new(Counters::default());
-        let mut w = Writer::append(&p, ex.good_len, ex.header, &header, counters.clone()).unwrap();
+        let mut w = Writer::append(
+            &p,
+            ex.good_len,
+            ex.header,
+            &header,
+            Format::default(),
+            counters.clone(),
+        )
+        .unwrap();
         w.write(&outcome(3, Status::Failed)).unwrap();
         w.sync().unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
         assert!(text.starts_with(&format!("{HEAD}x,1,created,5,")), "{text}");
-        assert_eq!(read_existing(&p, &header).unwrap().decided.len(), 3);
+        assert_eq!(
+            read_existing(&p, &header, Format::default())
+                .unwrap()
+                .decided
+                .len(),
+            3
+        );
 
         std::fs::write(&p, &HEAD[..20]).unwrap();
-        let ex = read_existing(&p, &header).unwrap();
+        let ex = read_existing(&p, &header, Format::default()).unwrap();
         assert_eq!(ex.header, HeaderState::Torn);
-        let w = Writer::append(&p, ex.good_len, ex.header, &header, counters).unwrap();
+        let w = Writer::append(
+            &p,
+            ex.good_len,
+            ex.header,
+            &header,
+            Format::default(),
+            counters,
+        )
+        .unwrap();
         drop(w);
         assert_eq!(std::fs::read_to_string(&p).unwrap(), HEAD);
     }
@@ -835,12 +933,12 @@ mod tests {
         let header = header_for(&["A".into()]);
         for content in ["", "A,digidesk_ro"] {
             std::fs::write(&p, content).unwrap();
-            let ex = read_existing(&p, &header).unwrap();
+            let ex = read_existing(&p, &header, Format::default()).unwrap();
             assert_eq!(ex.good_len, 0);
             assert!(ex.decided.is_empty());
         }
         std::fs::write(&p, "B,x").unwrap();
-        assert!(read_existing(&p, &header).is_err());
+        assert!(read_existing(&p, &header, Format::default()).is_err());
     }
 
     #[test]
@@ -848,7 +946,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("r.csv");
         std::fs::write(&p, "x,y\n1,2\n").unwrap();
-        let e = read_existing(&p, &header_for(&["A".into()])).unwrap_err();
+        let e = read_existing(&p, &header_for(&["A".into()]), Format::default()).unwrap_err();
         assert!(crate::exit::Fatal::from(e).message.contains("--force"));
     }
 }

@@ -116,6 +116,16 @@ pub fn render(command: &str, report: &RunSummary, resend: &str, resume: &str) ->
                 "{unsent} rows were not sent and are not in the results file. Continue with:\n  {resume_same}"
             );
         }
+        Ended::Completed if report.limited && canary_failed(report) => {
+            let sent = report.count(Status::Created) + not_created(report);
+            let _ = writeln!(
+                out,
+                "The canary failed: {} of the {} rows sent were not created (the most frequent errors are above). \
+Fix that first; the {unsent} rows after --limit were not sent.",
+                thousands(not_created(report)),
+                thousands(sent)
+            );
+        }
         Ended::Completed if report.limited => {
             let _ = writeln!(
                 out,
@@ -135,6 +145,20 @@ pub fn render(command: &str, report: &RunSummary, resend: &str, resume: &str) ->
         );
     }
     out
+}
+
+/// Rows sent that were not created: rejected, failed or unknown.
+fn not_created(report: &RunSummary) -> u64 {
+    [Status::Rejected, Status::Failed, Status::Unknown]
+        .iter()
+        .map(|s| report.count(*s))
+        .sum()
+}
+
+/// A `--limit` run most of whose rows sent were not created: the rest
+/// must not follow before the cause is fixed.
+fn canary_failed(report: &RunSummary) -> bool {
+    not_created(report) > report.count(Status::Created)
 }
 
 /// The summary for monitoring.

@@ -18,7 +18,7 @@ use crate::sandbox::{Sandbox, SandboxConfig};
 pub const DEMO_CSV: &str = include_str!("../../fixtures/calls.csv");
 /// The demo mapping (also at `mappings/calls.toml`).
 pub const DEMO_MAPPING: &str = include_str!("../../mappings/calls.toml");
-/// Custom parameters the demo mapping's `[extra]` uses, allowed by the demo sandbox.
+/// Custom parameters the demo sandbox allows: the demo mapping's commented-out `[extra]`.
 pub const DEMO_EXTRA_PARAMS: &[&str] = &["source"];
 
 /// Prints one line through [`crate::output::print`].
@@ -85,6 +85,7 @@ pub async fn run(args: DemoArgs, log: &LogArgs) -> Result<Exit, Fatal> {
         limit: None,
         progress_every: crate::progress::LOG_EVERY,
         retry_server_errors: false,
+        results_format: crate::results::Format::default(),
     };
     let input = Origin::File(csv_path.clone());
     let reader = Reader::open(

@@ -6,6 +6,7 @@ pub mod job;
 pub mod ledger;
 pub mod retry;
 pub mod sandbox;
+pub mod selection;
 pub mod send;
 
 use crate::cli::InputArgs;

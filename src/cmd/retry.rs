@@ -1,9 +1,11 @@
 //! `digidesk-upload retry RESULTS --mapping FILE`: resends the rows of a
-//! results file whose status is selected (`failed` by default). Its own
-//! results file holds just those rows, keeping their `digidesk_row`.
+//! results file whose status is selected (`failed` by default), taking each
+//! row from RESULTS, or with `--from FIXED_EXPORT` from the export once its
+//! mistakes are fixed. Its own results file holds just those rows, keeping
+//! their `digidesk_row`. When nothing is selected, nothing is written.
 
 use crate::cli::{LogArgs, RetryArgs};
-use crate::config::{parse_delimiter, SendSettings};
+use crate::config::{parse_delimiter, parse_encoding, SendSettings};
 use crate::exit::{Exit, Fatal};
 use crate::input::Rows;
 use crate::input::{Origin, ReadOptions, Reader};
@@ -13,19 +15,14 @@ use crate::results::Status;
 
 use super::job::{
     check_summary_json, command_line, execute, lock_results, reading_args, refuse_same_file,
-    retry_results_path, summary_on_error,
+    retry_results_path, shell_quote, summary_on_error,
 };
+use super::selection;
 
-pub async fn run(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
-    let summary_json = args.send.summary_json.clone();
-    let result = retry(args, log).await;
-    summary_on_error("retry", summary_json.as_deref(), result)
-}
-
-async fn retry(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
-    check_summary_json(args.send.summary_json.as_deref())?;
+/// The statuses `--only` names, checked.
+fn parse_only(only: &[String]) -> Result<Vec<Status>, Fatal> {
     let mut statuses = Vec::new();
-    for s in args.only.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+    for s in only.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
         let status = Status::parse(s).ok_or_else(|| {
             Fatal::usage(format!("--only {s:?}: not a status; use failed, unknown, rejected or invalid (comma-separated)"))
         })?;
@@ -41,49 +38,131 @@ async fn retry(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     if statuses.is_empty() {
         return Err(Fatal::usage("--only needs at least one status"));
     }
-    // One process per results file, before anything is read.
-    let results = args.send.results.clone();
-    let _lock = lock_results(&results.unwrap_or_else(|| retry_results_path(&args.results_in)))?;
-    let input = Origin::File(args.results_in.clone());
-    let read = ReadOptions {
-        encoding: encoding_rs::UTF_8,
-        delimiter: parse_delimiter(&args.delimiter)?,
-    };
-    let settings =
-        SendSettings::from_options(&args.send, Some(retry_results_path(&args.results_in)))?;
-    refuse_same_file(&args.results_in, &settings.results)?;
+    Ok(statuses)
+}
+
+pub async fn run(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
+    let summary_json = args.send.summary_json.clone();
+    let result = retry(args, log).await;
+    summary_on_error("retry", summary_json.as_deref(), result)
+}
+
+async fn retry(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
+    check_summary_json(args.send.summary_json.as_deref())?;
+    let statuses = parse_only(&args.only)?;
     let mapping = Mapping::load(&args.mapping)?;
-    // Every line is checked before anything is sent: a row listed twice, or
-    // a line that is no results line, would otherwise be found part-way.
-    let mut scan = Rows::new(
-        Reader::open(&input, &read)?,
-        input.display_name(),
-        Some(statuses.clone()),
+    let shape = mapping.input();
+    let given_encoding = args.encoding.as_deref().map(parse_encoding).transpose()?;
+    let given = args.delimiter.as_deref().map(parse_delimiter).transpose()?;
+    // RESULTS' own delimiter is in its header; --delimiter is the rows' file's.
+    let found = selection::detect_delimiter(&args.results_in);
+    let results_delimiter = match (&args.from, given, found) {
+        (None, Some(d), _) => d,
+        (_, _, Some(d)) => d,
+        _ => b',',
+    };
+    // RESULTS is written in UTF-8; a fixed export is read as `send` reads it.
+    let read = match &args.from {
+        None => ReadOptions {
+            encoding: given_encoding.unwrap_or(encoding_rs::UTF_8),
+            delimiter: results_delimiter,
+        },
+        Some(_) => ReadOptions {
+            encoding: given_encoding
+                .or(shape.encoding)
+                .unwrap_or(encoding_rs::UTF_8),
+            delimiter: given.or(shape.delimiter).unwrap_or(b','),
+        },
+    };
+    let scan = selection::scan(
+        &args.results_in,
+        results_delimiter,
+        given_encoding.unwrap_or(encoding_rs::UTF_8),
+        &statuses,
+        args.from.is_some(),
     )?;
-    let mut fields = csv::StringRecord::new();
-    while scan.next_row_into(&mut fields)?.is_some() {}
-    let reader = Reader::open(&input, &read)?;
-    let mut rows = Rows::new(reader, input.display_name(), Some(statuses.clone()))?;
+    let selection: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+    let settings = SendSettings::from_options(
+        &args.send,
+        Some(retry_results_path(&args.results_in)),
+        read.delimiter,
+    )?;
+    if scan.selected.is_empty() {
+        let base = format!(
+            "digidesk-upload retry {} --mapping {}",
+            shell_quote(&args.results_in.display().to_string()),
+            shell_quote(&args.mapping.display().to_string())
+        );
+        let text = selection::nothing_to_retry(&scan, &args.results_in, &statuses, &base);
+        crate::output::print(&text);
+        return Ok(Exit::Success);
+    }
+    // One process per results file, before the rows are read.
+    let _lock = lock_results(&settings.results)?;
+    refuse_same_file(&args.results_in, &settings.results)?;
+    let (input, mut rows) = match &args.from {
+        None => {
+            let input = Origin::File(args.results_in.clone());
+            // Every line is checked before anything is sent: a row listed
+            // twice, or a line that is no results line, would otherwise be
+            // found part-way.
+            let mut scan = Rows::new(
+                Reader::open(&input, &read)?,
+                input.display_name(),
+                Some(statuses.clone()),
+            )?;
+            let mut fields = csv::StringRecord::new();
+            while scan.next_row_into(&mut fields)?.is_some() {}
+            let reader = Reader::open(&input, &read)?;
+            let rows = Rows::new(reader, input.display_name(), Some(statuses.clone()))?;
+            (input, rows)
+        }
+        Some(fixed) => {
+            refuse_same_file(fixed, &settings.results)?;
+            selection::check_lines_up(&scan, &args.results_in, fixed, &read, shape.header)?;
+            let input = Origin::File(fixed.clone());
+            let reader = Reader::open_with_header(&input, &read, shape.header)?;
+            let rows = Rows::numbered(reader, input.display_name(), scan.selected.clone());
+            (input, rows)
+        }
+    };
     let plan = Plan::compile(&mapping, &rows.columns.names, &input.display_name())?;
     rows.columns.bind(&plan);
-    let selection: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+    let selected: Vec<String> = scan.selected.iter().map(|r| r.to_string()).collect();
+    let from = args
+        .from
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
     let fingerprint = pipeline::fingerprint(&[
         b"retry",
         mapping.bytes(),
         rows.columns.names.join("\u{1f}").as_bytes(),
         selection.join(",").as_bytes(),
+        from.as_bytes(),
+        selected.join(",").as_bytes(),
+        read.encoding.name().as_bytes(),
+        &[read.delimiter],
     ]);
+    let mut extra = Vec::new();
+    if let Some(fixed) = &args.from {
+        extra.push(format!(
+            "--from {}",
+            shell_quote(&fixed.display().to_string())
+        ));
+    }
+    extra.extend(reading_args(&read));
+    extra.push(format!("--only {}", selection.join(",")));
     let resume_cmd = format!(
-        "{} --only {} --resume",
+        "{} --resume",
         command_line(
             "retry",
             &args.results_in.display().to_string(),
             &args.mapping,
             &settings,
             true,
-            &reading_args(&read),
-        ),
-        selection.join(",")
+            &extra,
+        )
     );
     let resend = command_line(
         "retry",

@@ -45,8 +45,11 @@ async fn send(args: SendArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     let mut rows = Rows::new(reader, input.display_name(), None)?;
     let plan = Plan::compile(&mapping, &rows.columns.names, &input.display_name())?;
     rows.columns.bind(&plan);
-    let settings =
-        SendSettings::from_options(&args.send, default_results_path(&input, ".results.csv"))?;
+    let settings = SendSettings::from_options(
+        &args.send,
+        default_results_path(&input, ".results.csv"),
+        read.delimiter,
+    )?;
     if let Origin::File(p) = &input {
         refuse_same_file(p, &settings.results)?;
     }

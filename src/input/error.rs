@@ -50,8 +50,9 @@ pub enum ReadError {
         source: std::io::Error,
     },
     /// `retry`'s input is not a results file.
-    #[error("{column} is not a results file of digidesk-upload: it has no {column:?} column (columns: {columns})")]
+    #[error("{name} is not a results file of digidesk-upload: it has no {column:?} column (its columns: {columns})")]
     NotResults {
+        name: String,
         column: &'static str,
         columns: String,
     },

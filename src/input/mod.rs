@@ -63,6 +63,11 @@ impl Columns {
         }
     }
 
+    /// The kept columns' names of a header.
+    pub fn names_of(headers: &[String]) -> Vec<String> {
+        Columns::of(headers, SharedNotes::default()).names
+    }
+
     /// The kept columns of a record (all of them when none is dropped).
     pub fn project(&self, fields: csv::StringRecord) -> csv::StringRecord {
         match &self.keep {
@@ -100,14 +105,18 @@ pub fn decide(
     }
 }
 
-/// `retry`'s choice of rows from a results file.
+/// `retry`'s choice of rows: from a results file by status, or from a
+/// fixed export by row number.
 #[derive(Debug, Clone)]
-struct Selection {
-    row_column: usize,
-    status_column: usize,
-    statuses: Vec<Status>,
-    /// Every row number seen so far: a row listed twice is refused.
-    seen: std::collections::HashSet<u64>,
+enum Selection {
+    Status {
+        row_column: usize,
+        status_column: usize,
+        statuses: Vec<Status>,
+        /// Every row number seen so far: a row listed twice is refused.
+        seen: std::collections::HashSet<u64>,
+    },
+    Numbers(std::collections::BTreeSet<u64>),
 }
 
 /// The rows of an input: its reader, its columns, and for `retry` which
@@ -137,11 +146,12 @@ impl Rows {
                         .iter()
                         .position(|h| h == column)
                         .ok_or_else(|| ReadError::NotResults {
+                            name: name.clone(),
                             column,
                             columns: headers.join(", "),
                         })
                 };
-                Some(Selection {
+                Some(Selection::Status {
                     row_column: find("digidesk_row")?,
                     status_column: find("digidesk_status")?,
                     statuses,
@@ -155,6 +165,17 @@ impl Rows {
             select,
             name,
         })
+    }
+
+    /// Only the records of `reader` with these numbers (`retry --from`).
+    pub fn numbered(reader: Reader, name: String, rows: std::collections::BTreeSet<u64>) -> Rows {
+        let headers = reader.headers().to_vec();
+        Rows {
+            columns: Columns::of(&headers, reader.notes()),
+            reader,
+            select: Some(Selection::Numbers(rows)),
+            name,
+        }
     }
 
     /// The next selected record, numbered as in the original input; `None`
@@ -185,15 +206,22 @@ impl Rows {
 
     /// The row number of a record, or `None` when `retry` does not select it.
     fn row_of(&mut self, read: u64, fields: &csv::StringRecord) -> Result<Option<u64>, ReadError> {
-        let Some(sel) = &mut self.select else {
-            return Ok(Some(read));
+        let (row_column, status_column, statuses, seen) = match &mut self.select {
+            None => return Ok(Some(read)),
+            Some(Selection::Numbers(rows)) => return Ok(rows.contains(&read).then_some(read)),
+            Some(Selection::Status {
+                row_column,
+                status_column,
+                statuses,
+                seen,
+            }) => (*row_column, *status_column, statuses, seen),
         };
         let row = fields
-            .get(sel.row_column)
+            .get(row_column)
             .and_then(|r| r.trim().parse::<u64>().ok())
             .filter(|r| (1..=crate::journal::MAX_ROW).contains(r));
         if let Some(row) = row {
-            if !sel.seen.insert(row) {
+            if !seen.insert(row) {
                 return Err(ReadError::RepeatedRow {
                     name: self.name.clone(),
                     record: read,
@@ -201,8 +229,8 @@ impl Rows {
                 });
             }
         }
-        let status = fields.get(sel.status_column).and_then(Status::parse);
-        if !status.is_some_and(|s| sel.statuses.contains(&s)) {
+        let status = fields.get(status_column).and_then(Status::parse);
+        if !status.is_some_and(|s| statuses.contains(&s)) {
             return Ok(None);
         }
         row.map(Some).ok_or_else(|| ReadError::BadRowNumber {

@@ -147,6 +147,7 @@ impl Plan {
                 Err(found) if found.is_empty() => {
                     let hint = suggest(col, headers.iter().map(String::as_str))
                         .map(|s| format!("; did you mean {s:?}?"))
+                        .or_else(|| text_hint(col, place))
                         .unwrap_or_default();
                     problems.push(format!(
                         "{place} uses column {col:?}, which {input_name} does not have{hint}"
@@ -405,6 +406,15 @@ impl Plan {
             Decision::Invalid(reasons)
         }
     }
+}
+
+/// For a `[fields]` string with a space that is no column: it is likely
+/// text meant to be sent as it is.
+fn text_hint(col: &str, place: &str) -> Option<String> {
+    let field = place.strip_prefix("[fields] ")?;
+    col.trim()
+        .contains(' ')
+        .then(|| format!("; to send this text as is, write `{field} = {{ value = {col:?} }}`"))
 }
 
 #[cfg(test)]

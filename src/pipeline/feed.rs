@@ -2,6 +2,7 @@
 //! hands sendable ones to the dispatcher in small groups and writes the rows
 //! it decides itself (invalid, skipped, unknown on resume).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,6 +28,14 @@ pub(super) struct ReadEnd {
     pub(super) unsent: u64,
 }
 
+/// Reading failed part-way: the error, and how many rows were left unsent
+/// (the row that could not be read and those after it, counted as far as
+/// the input can still be read).
+pub(super) struct ReadFailure {
+    pub(super) error: ReadError,
+    pub(super) unsent: u64,
+}
+
 /// What the reader checks a resumed run's input against.
 pub(super) struct Check {
     pub(super) known: Known,
@@ -41,7 +50,7 @@ pub(super) struct Check {
 const HOLD_MAX: usize = 10_000;
 
 /// How reading ended, once the reader thread is done.
-pub(super) type ReadDone = tokio::sync::oneshot::Receiver<Result<ReadEnd, ReadError>>;
+pub(super) type ReadDone = tokio::sync::oneshot::Receiver<Result<ReadEnd, ReadFailure>>;
 
 /// Starts the reader thread.
 pub(super) fn start(
@@ -93,7 +102,7 @@ const READER_AFTER_STOP: Duration = Duration::from_secs(2);
 /// How reading ended: waits for the reader, but after a stop only for
 /// [`READER_AFTER_STOP`] (rows it had not counted by then are not in the
 /// summary's count of rows not sent).
-pub(super) async fn finished(mut done: ReadDone, stop: &Stop) -> Result<ReadEnd, String> {
+pub(super) async fn finished(mut done: ReadDone, stop: &Stop) -> Result<ReadEnd, (String, u64)> {
     let read = tokio::select! {
         read = &mut done => read,
         _ = stop.soft.cancelled() => match tokio::time::timeout(READER_AFTER_STOP, done).await {
@@ -105,8 +114,8 @@ pub(super) async fn finished(mut done: ReadDone, stop: &Stop) -> Result<ReadEnd,
         },
     };
     match read {
-        Ok(read) => read.map_err(|e| Fatal::from(e).message),
-        Err(_) => Err("the reader thread failed".to_string()),
+        Ok(read) => read.map_err(|f| (Fatal::from(f.error).message, f.unsent)),
+        Err(_) => Err(("the reader thread failed".to_string(), 0)),
     }
 }
 
@@ -186,7 +195,7 @@ impl Feed<'_> {
     /// Hands over the last group, also after an input error (rows before it
     /// are sent, as they would have been one by one); after a stop it is
     /// only counted.
-    fn finish(mut self, read: Result<(), ReadError>) -> Result<ReadEnd, ReadError> {
+    fn finish(mut self, read: Result<(), ReadFailure>) -> Result<ReadEnd, ReadFailure> {
         let stopping = self.stop.is_stopping();
         if stopping {
             self.end.unsent += self.held.len() as u64;
@@ -196,7 +205,13 @@ impl Feed<'_> {
         }
         self.handoff.flush();
         self.end.unsent += self.handoff.dropped.load(Ordering::Relaxed);
-        read.map(|()| self.end)
+        match read {
+            Ok(()) => Ok(self.end),
+            Err(mut failure) => {
+                failure.unsent += self.end.unsent;
+                Err(failure)
+            }
+        }
     }
 
     /// Sends a decided row on, or holds it back while `hold`.
@@ -250,13 +265,22 @@ impl Feed<'_> {
         check: Option<Check>,
         limit: Option<u64>,
         resumed_unknown: &AtomicU64,
-    ) -> Result<(), ReadError> {
+    ) -> Result<(), ReadFailure> {
         let mut sendable = check.as_ref().map_or(0, |c| c.sent_before);
         let mut body = Vec::with_capacity(512);
         let width = rows.columns.names.len();
         let check_until = check.as_ref().map_or(0, |c| c.known.last_row());
         let mut last_read = 0;
-        while let Some(record) = rows.next_row()? {
+        loop {
+            let record = match rows.next_row() {
+                Ok(Some(record)) => record,
+                Ok(None) => break,
+                Err(error) => {
+                    let done = check.as_ref().map(|c| &c.known.decided);
+                    let unsent = 1 + count_rest(&mut rows, done);
+                    return Err(ReadFailure { error, unsent });
+                }
+            };
             let row = record.row;
             last_read = last_read.max(row);
             if self.stop.is_stopping() {
@@ -335,7 +359,7 @@ impl Feed<'_> {
 
     /// The input is not the one the run was started with: the run stops,
     /// and what was held back is not sent.
-    fn changed(&mut self, message: String) -> Result<(), ReadError> {
+    fn changed(&mut self, message: String) -> Result<(), ReadFailure> {
         self.stop.set(Ended::InputChanged(message));
         self.end.unsent += self.held.len() as u64;
         self.held.clear();
@@ -349,6 +373,19 @@ fn changed(input: &str, row: u64, results: &str, what: &str) -> String {
     format!(
         "row {row} of {input} is not the row {row} that {results} {what}: the input changed since the run started. Resume with the input the run was started with, or start a new run with another --results file"
     )
+}
+
+/// The rows after a reading error, not yet decided: counted as far as the
+/// input can be read (a row whose text cannot be decoded is still a row).
+fn count_rest(rows: &mut Rows, done: Option<&HashMap<u64, u64>>) -> u64 {
+    let mut n = 0;
+    loop {
+        match rows.next_row() {
+            Ok(Some(r)) if done.is_some_and(|d| d.contains_key(&r.row)) => {}
+            Ok(Some(_)) | Err(ReadError::InvalidText { .. }) => n += 1,
+            Ok(None) | Err(_) => return n,
+        }
+    }
 }
 
 /// The outcome of a row decided without a request.

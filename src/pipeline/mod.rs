@@ -256,16 +256,19 @@ impl RunSummary {
 /// unsent (`unsent` so far: not dispatched, or abandoned by a stop).
 fn ending(
     stopped: Option<Ended>,
-    read: Result<ReadEnd, String>,
+    read: Result<ReadEnd, (String, u64)>,
     mut unsent: u64,
 ) -> (Ended, bool, u64) {
     let mut limited = false;
     let end = match (stopped, read) {
         (Some(reason), read) => {
-            unsent += read.map(|r| r.unsent).unwrap_or(0);
+            unsent += read.map(|r| r.unsent).unwrap_or_else(|(_, n)| n);
             reason
         }
-        (None, Err(message)) => Ended::InputError(message),
+        (None, Err((message, n))) => {
+            unsent += n;
+            Ended::InputError(message)
+        }
         (None, Ok(read_end)) => {
             limited = read_end.limited;
             unsent += read_end.unsent;

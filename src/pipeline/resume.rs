@@ -108,8 +108,13 @@ fn open(
     };
     let fresh = || -> Result<Prepared, RunError> {
         let journal = Journal::create(journal_path, &new_header).map_err(RunError::StartJournal)?;
-        let writer = results::Writer::create(results_path, header, counters.clone())
-            .map_err(RunError::StartResults)?;
+        let writer = results::Writer::create(
+            results_path,
+            header,
+            settings.results_format,
+            counters.clone(),
+        )
+        .map_err(RunError::StartResults)?;
         Ok(Prepared {
             journal,
             writer,
@@ -164,8 +169,8 @@ fn open(
                     sent: state.sent.len() as u64,
                 });
             }
-            let existing =
-                results::read_existing(results_path, header).map_err(RunError::StartResults)?;
+            let existing = results::read_existing(results_path, header, settings.results_format)
+                .map_err(RunError::StartResults)?;
             // Rows with a line in the results file are decided, whatever the journal says.
             let mut in_flight = state.sent;
             in_flight.retain(|row, _| !existing.decided.contains_key(row));
@@ -174,6 +179,7 @@ fn open(
                 existing.good_len,
                 existing.header,
                 header,
+                settings.results_format,
                 counters.clone(),
             )
             .map_err(RunError::StartResults)?

@@ -426,6 +426,7 @@ mod tests {
             limit: None,
             progress_every: Duration::from_secs(1),
             retry_server_errors: false,
+            results_format: results::Format::default(),
         };
         let counters = Arc::new(Counters::default());
         let header = Header {
@@ -438,6 +439,7 @@ mod tests {
         let writer = results::Writer::create(
             &settings.results,
             &results::header_for(&["Ref".to_string()]),
+            results::Format::default(),
             counters.clone(),
         )
         .unwrap();

@@ -56,9 +56,20 @@ async fn every_readme_command_runs() {
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     let cmds = commands(&readme);
     assert!(cmds.len() >= 8, "found the README's commands: {cmds:?}");
+    // The server is the sandbox the Quick start starts, with its options:
+    // the Quick start must run as written against it.
+    let first_sandbox = cmds
+        .iter()
+        .find(|c| c.get(1).map(String::as_str) == Some("sandbox"))
+        .expect("the README starts a sandbox");
+    let allowed_params: Vec<String> = first_sandbox
+        .windows(2)
+        .filter(|w| w[0] == "--allow-param")
+        .map(|w| w[1].clone())
+        .collect();
     let s = Scenario::new()
         .sandbox(SandboxConfig {
-            allowed_params: vec!["source".into()],
+            allowed_params,
             ..SandboxConfig::default()
         })
         .await;
@@ -78,6 +89,9 @@ async fn every_readme_command_runs() {
         let mut cmd = s.bin();
         cmd.env("DIGIDESK_ENDPOINT", s.server().endpoint())
             .args(&args);
+        if args[0] == "sandbox" && !args.iter().any(|a| a == "--listen") {
+            args.extend(["--listen".to_string(), "127.0.0.1:0".to_string()]);
+        }
         if args[0] == "sandbox" {
             // Starts, prints its endpoint, stops cleanly on SIGTERM.
             let mut child = cmd
@@ -104,6 +118,18 @@ async fn every_readme_command_runs() {
             "README command failed: {shown}\n{}",
             run.text()
         );
+        // Nothing the README shows is refused by the sandbox it starts.
+        let out = run.stdout();
+        let rejected = out
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("rejected"))
+            .map(|n| n.trim().to_string());
+        assert!(
+            rejected.is_none() || rejected.as_deref() == Some("0"),
+            "{shown}: rows rejected\n{}",
+            run.text()
+        );
+        assert!(!out.contains("The canary failed"), "{shown}\n{out}");
     }
     assert!(
         !s.accepted().is_empty(),
