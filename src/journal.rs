@@ -37,7 +37,7 @@ pub fn path_for(results: &Path) -> PathBuf {
 pub struct Header {
     /// Marks the file as ours and its format version.
     pub digidesk_upload_journal: u32,
-    /// What run this is: see [`crate::pipeline::fingerprint`].
+    /// What run this is: see `pipeline::fingerprint`.
     pub fingerprint: String,
     /// The command that started the run, for messages.
     pub command: String,
@@ -54,7 +54,7 @@ pub const VERSION: u32 = 2;
 pub const MAX_ROW: u64 = 1 << 32;
 
 /// Rows journaled as sending, each with the fingerprint of its content
-/// (see [`crate::results::row_hash`]; `None` when the line carried none).
+/// (see `results::row_hash`; `None` when the line carried none).
 pub type SentRows = HashMap<u64, Option<u64>>;
 
 /// What an existing journal says.

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use crate::summary::thousands;
+use crate::output::thousands;
 
 use super::raw::MAX_RECORD_BYTES;
 
