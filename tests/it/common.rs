@@ -121,6 +121,24 @@ pub fn export(n: usize) -> String {
     s
 }
 
+/// The number on the line of `ledger check`'s report that starts with `label`.
+pub fn count_of(report: &str, label: &str) -> u64 {
+    let line = report
+        .lines()
+        .find(|l| l.trim_start().starts_with(label))
+        .unwrap_or_else(|| panic!("no line {label:?} in:\n{report}"));
+    line[line.len() - 10..]
+        .trim()
+        .replace(',', "")
+        .parse()
+        .unwrap_or_else(|_| panic!("no count on {line:?}"))
+}
+
+/// Rows of `export(n)` that `send` creates.
+pub fn created_of(n: usize) -> u64 {
+    (1..=n).filter(|&i| expected_status(i) == "created").count() as u64
+}
+
 /// What [`export`] says row `i` should be.
 pub fn expected_status(i: usize) -> &'static str {
     if i.is_multiple_of(25) {
