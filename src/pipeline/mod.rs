@@ -1,16 +1,18 @@
 //! The pipeline: a reader thread maps and validates rows (and on `--resume`
 //! checks them against what the run decided before), a dispatcher hands each
-//! sendable row to a worker task, workers wait for their rate slot, have the
-//! journal thread sync their row's line just before it (one sync per group
-//! of lines), post with retries under a shared rate limit, and whoever
-//! decides a row (a worker, or the reader for invalid and skipped rows)
-//! writes its results line. A bounded channel and the concurrency permits
-//! connect them, so a slow server slows reading instead of filling memory.
+//! sendable row to a worker task; a worker has the keeper thread claim its
+//! survey key in the ledger (a `duplicate` ends there), waits for its rate
+//! slot, has the keeper sync its row's journal line just before it (one
+//! commit per group of rows), posts with retries under a shared rate limit,
+//! and tells the keeper the outcome. Whoever decides a row (a worker, or the
+//! reader for invalid and skipped rows) writes its results line. A bounded
+//! channel and the concurrency permits connect them, so a slow server slows
+//! reading instead of filling memory.
 //!
 //! ```text
 //! reader ──sendable──▶ dispatcher ──spawn──▶ workers ──outcome──▶ results file
-//!    │                                     ▲ ▼ "sending" lines            ▲
-//!    │                                   journal thread                   │
+//!    │                                     ▲ ▼ claims, "sending"          ▲
+//!    │                                     keeper ── ledger, journal      │
 //!    └──────────── invalid / skipped / unknown-on-resume ─────────────────┘
 //! ```
 //!

@@ -498,7 +498,7 @@ mod tests {
             (journal, writer),
             &counters,
         );
-        // The journal thread, as a run has it: a first try is journaled
+        // The keeper thread, as a run has it: a first try is claimed and journaled
         // before it leaves.
         let (notes, _thread) =
             super::super::keeper::start(ctx.journal.clone(), None, Stop::default()).unwrap();
