@@ -32,7 +32,6 @@ const CREATE: &str = "INSERT INTO survey (scope, key, state, at, run, row, id, c
     ON CONFLICT (scope, key) DO UPDATE SET state = 1, at = excluded.at, run = excluded.run,
         row = excluded.row, id = excluded.id, contact = coalesce(excluded.contact, contact)";
 
-/// How to open a ledger.
 /// A survey row as [`FIND`] reads it.
 struct Found {
     state: i64,

@@ -76,6 +76,7 @@ const IN_FLIGHT: i64 = 0;
 const CREATED: i64 = 1;
 const UNKNOWN: i64 = 2;
 
+/// How to open a ledger.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
     /// How long to wait for another process's write.
