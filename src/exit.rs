@@ -65,20 +65,10 @@ impl From<crate::transport::TransportError> for Fatal {
     }
 }
 
-/// Reading the input: nothing was sent yet, so bad usage (exit 2); text in
-/// the wrong encoding names the option that fixes it.
+/// Reading the input: nothing was sent yet, so bad usage (exit 2).
 impl From<crate::input::error::ReadError> for Fatal {
     fn from(e: crate::input::error::ReadError) -> Fatal {
-        use crate::input::error::ReadError;
-        let hint = match &e {
-            ReadError::InvalidText { encoding, .. } if *encoding == "UTF-8" => {
-                "; the file is probably in another encoding: try --encoding windows-1252 (Excel on Windows writes it)"
-            }
-            ReadError::InvalidText { .. } => "; check --encoding",
-            ReadError::Utf16WithoutBom { .. } => "; try --encoding utf-16le (or utf-16be)",
-            _ => "",
-        };
-        Fatal::usage(format!("{e}{hint}"))
+        Fatal::usage(e.message())
     }
 }
 
