@@ -10,7 +10,6 @@ use encoding_rs::Encoding;
 
 use crate::cli::{ResultsFormat, SendOptions};
 use crate::exit::Fatal;
-use crate::pipeline::pool;
 /// The credentials are the transport's; re-exported for the settings' users.
 pub use crate::transport::Credentials;
 
@@ -199,12 +198,20 @@ impl SendSettings {
     }
 }
 
+/// Little's law: how many requests must be in flight to hold `rate` (per
+/// second) at `latency`, times `headroom`. Every pool size comes from here:
+/// the default `--concurrency`, how far it may grow, and the growing itself
+/// (in the pipeline's pool).
+pub fn in_flight(rate: f64, latency: Duration, headroom: f64) -> usize {
+    (rate * latency.as_secs_f64() * headroom).ceil() as usize
+}
+
 /// Enough requests in flight to hold `rate` at [`DESIGN_LATENCY`], with
 /// headroom for latency spikes: Little's law, doubled.
 pub fn default_concurrency(rate: Option<u32>) -> usize {
     match rate {
         None => UNLIMITED_CONCURRENCY,
-        Some(r) => pool::in_flight(f64::from(r), DESIGN_LATENCY, 2.0).clamp(4, 512),
+        Some(r) => in_flight(f64::from(r), DESIGN_LATENCY, 2.0).clamp(4, 512),
     }
 }
 
@@ -213,7 +220,7 @@ pub fn default_concurrency(rate: Option<u32>) -> usize {
 pub fn max_concurrency(rate: Option<u32>) -> usize {
     match rate {
         None => UNLIMITED_CONCURRENCY,
-        Some(r) => pool::in_flight(f64::from(r), MAX_LATENCY, 1.0)
+        Some(r) => in_flight(f64::from(r), MAX_LATENCY, 1.0)
             .clamp(default_concurrency(rate), CONCURRENCY_CAP),
     }
 }
