@@ -58,6 +58,13 @@ impl From<crate::ledger::LedgerError> for Fatal {
         Fatal::usage(e.to_string())
     }
 }
+/// A setting that cannot be used: nothing was sent (exit 2).
+impl From<crate::config::ConfigError> for Fatal {
+    fn from(e: crate::config::ConfigError) -> Self {
+        Fatal::usage(e.to_string())
+    }
+}
+
 /// A transport that cannot be set up is a usage error: nothing was sent.
 impl From<crate::transport::TransportError> for Fatal {
     fn from(e: crate::transport::TransportError) -> Self {
