@@ -78,3 +78,17 @@ impl ReadError {
         format!("{self}{hint}")
     }
 }
+
+/// What to do about text that is not valid in `encoding`. Never suggests
+/// windows-1252 for a UTF-16 file (`nul_bytes`: the bytes look like UTF-16).
+pub fn encoding_hint(encoding: &str, nul_bytes: bool) -> String {
+    if nul_bytes {
+        "the file looks like UTF-16 without a byte-order mark: try --encoding utf-16le (or utf-16be)".into()
+    } else if encoding.starts_with("UTF-16") {
+        format!("the file is {encoding} (its byte-order mark says so) and holds a sequence that is not: fix it in the program that wrote it")
+    } else if encoding == "UTF-8" {
+        "the export is probably in another encoding: try --encoding windows-1252 (Excel on Windows writes it)".into()
+    } else {
+        format!("check --encoding (now {encoding})")
+    }
+}

@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::{parse_delimiter, parse_encoding};
+use crate::input::error::encoding_hint;
 use std::io::Write;
 
 /// What the user reads for `e`.
