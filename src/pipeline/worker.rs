@@ -12,11 +12,13 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::api::{StopKind, Verdict};
 use crate::config::SendSettings;
 use crate::journal::Journal;
+use crate::ledger::{self, Claim, Recorded};
 use crate::pace::Pace;
 use crate::results::{self, Counters, Outcome, Status};
 use crate::transport::{Attempt, Client};
 
-use super::dispatch::{take_turn, Intents};
+use super::dispatch::{take_turn, Turn};
+use super::keeper::{Note, Notes};
 use super::pool::{record_latency, Pool};
 use super::{Ended, SendItem, Stop};
 
@@ -131,9 +133,9 @@ pub(super) struct Ctx {
     reach: Reach,
     pub(super) stop: Stop,
     pub(super) journal: Arc<Mutex<Journal>>,
-    /// Where a row's "sending" line is queued for the journal thread
-    /// (`None` before it starts and once every row is done).
-    pub(super) intents: Mutex<Option<Intents>>,
+    /// Where claims, "sending" lines and outcomes are queued for the
+    /// keeper thread (`None` before it starts and once every row is done).
+    pub(super) keeper: Mutex<Option<Notes>>,
     pub(super) writer: Arc<results::Shared>,
     counters: Arc<Counters>,
     max_attempts: u32,
@@ -163,7 +165,7 @@ impl Ctx {
             reach: Reach::new(&settings.endpoint),
             stop: stop.clone(),
             journal: Arc::new(Mutex::new(journal)),
-            intents: Mutex::new(None),
+            keeper: Mutex::new(None),
             writer: Arc::new(results::Shared::new(writer)),
             counters: counters.clone(),
             max_attempts: settings.max_attempts,
@@ -171,6 +173,14 @@ impl Ctx {
             resumed_unknown: AtomicU64::new(0),
             faults: AtomicU64::new(0),
         })
+    }
+}
+
+impl Ctx {
+    /// Queues a note for the keeper; false once it takes no more.
+    pub(super) fn tell(&self, note: Note) -> bool {
+        let keeper = self.keeper.lock().unwrap_or_else(|p| p.into_inner());
+        keeper.as_ref().is_some_and(|tx| tx.send(note).is_ok())
     }
 }
 
@@ -182,6 +192,7 @@ pub(super) async fn worker(ctx: Arc<Ctx>, item: SendItem, permit: OwnedSemaphore
     let SendItem {
         row,
         hash,
+        claim,
         fields,
         body,
     } = item;
@@ -191,7 +202,7 @@ pub(super) async fn worker(ctx: Arc<Ctx>, item: SendItem, permit: OwnedSemaphore
     let mut left = false;
     let trying = tries(
         &ctx,
-        (row, hash),
+        (row, hash, claim),
         &body,
         &mut errors,
         &mut attempts,
@@ -214,9 +225,9 @@ pub(super) async fn worker(ctx: Arc<Ctx>, item: SendItem, permit: OwnedSemaphore
                 errors,
                 permit: None,
             };
-            deliver(&ctx, outcome, permit);
+            deliver(&ctx, outcome, claim, permit);
         }
-        None => abandon(&ctx, row, permit),
+        None => abandon(&ctx, claim, permit),
     }
 }
 
@@ -252,7 +263,7 @@ fn fault(
 /// `--resume`. `left` says whether the current try's request may have left.
 async fn tries(
     ctx: &Ctx,
-    (row, hash): (u64, u64),
+    (row, hash, claim): (u64, u64, Claim),
     body: &Bytes,
     errors: &mut Vec<String>,
     attempts: &mut u32,
@@ -260,17 +271,25 @@ async fn tries(
     left: &mut bool,
 ) -> Option<(Status, Option<u64>)> {
     loop {
-        // The first try is journaled just before it leaves (see `dispatch`).
+        // The first try is claimed, then journaled just before it leaves
+        // (see `dispatch`).
         let turn = async {
             if *attempts == 0 {
-                take_turn(ctx, row, hash).await
+                take_turn(ctx, row, hash, claim).await
             } else {
                 ctx.pace.ready().await;
-                true
+                Turn::Go
             }
         };
         tokio::select! {
-            go = turn => if !go { return None },
+            turn = turn => match turn {
+                Turn::Go => {}
+                Turn::Duplicate(earlier) => {
+                    errors.push(earlier.reason());
+                    return Some((Status::Duplicate, earlier.id));
+                }
+                Turn::No => return None,
+            },
             _ = ctx.stop.soft.cancelled() => return None,
         }
         *attempts += 1;
@@ -376,7 +395,7 @@ pub fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
     }
 }
 
-fn deliver(ctx: &Ctx, mut outcome: Outcome, permit: OwnedSemaphorePermit) {
+fn deliver(ctx: &Ctx, mut outcome: Outcome, claim: Claim, permit: OwnedSemaphorePermit) {
     // Row numbers and statuses only: no customer data at -v.
     tracing::debug!(
         row = outcome.row,
@@ -386,6 +405,27 @@ fn deliver(ctx: &Ctx, mut outcome: Outcome, permit: OwnedSemaphorePermit) {
         attempts = outcome.attempts,
         "row decided"
     );
+    // The ledger learns the outcome before the row's permit comes back, so
+    // every outcome is queued before the keeper's queue closes.
+    let recorded = match outcome.status {
+        Status::Created => Some(
+            outcome
+                .id
+                .map_or(ledger::Outcome::Unknown, ledger::Outcome::Created),
+        ),
+        Status::Unknown => Some(ledger::Outcome::Unknown),
+        // Never claimed by this row: nothing to record.
+        Status::Duplicate => None,
+        _ => Some(ledger::Outcome::Released),
+    };
+    if let Some(outcome) = recorded {
+        ctx.tell(Note::Outcome(Recorded {
+            row: claim.row,
+            key: claim.key,
+            contact: claim.contact,
+            outcome,
+        }));
+    }
     outcome.permit = Some(permit);
     if !ctx.writer.record(outcome) {
         // The results file failed: the run ends with that error.
@@ -393,9 +433,17 @@ fn deliver(ctx: &Ctx, mut outcome: Outcome, permit: OwnedSemaphorePermit) {
     }
 }
 
-/// The row was not created and is left for `--resume`: say so in the journal.
-fn abandon(ctx: &Ctx, row: u64, permit: OwnedSemaphorePermit) {
+/// The row was not created and is left for `--resume`: say so in the
+/// journal, and free its key in the ledger.
+fn abandon(ctx: &Ctx, claim: Claim, permit: OwnedSemaphorePermit) {
+    let row = claim.row;
     ctx.abandoned.fetch_add(1, Ordering::Relaxed);
+    ctx.tell(Note::Outcome(Recorded {
+        row,
+        key: claim.key,
+        contact: claim.contact,
+        outcome: ledger::Outcome::Released,
+    }));
     let mut j = ctx.journal.lock().unwrap_or_else(|p| p.into_inner());
     // If this line is lost, the row is merely reported `unknown` on resume.
     let _ = j.not_sent(row);
@@ -452,9 +500,9 @@ mod tests {
         );
         // The journal thread, as a run has it: a first try is journaled
         // before it leaves.
-        let (intents, _thread) =
-            super::super::dispatch::start_journal(ctx.journal.clone(), Stop::default()).unwrap();
-        *ctx.intents.lock().unwrap() = Some(intents);
+        let (notes, _thread) =
+            super::super::keeper::start(ctx.journal.clone(), None, Stop::default()).unwrap();
+        *ctx.keeper.lock().unwrap() = Some(notes);
         ctx
     }
 
@@ -465,6 +513,11 @@ mod tests {
         let item = SendItem {
             row: 1,
             hash: 0,
+            claim: crate::ledger::Claim {
+                row: 1,
+                key: crate::ledger::KeyHash([0; 16]),
+                contact: None,
+            },
             fields: csv::StringRecord::from(vec!["R1"]),
             body: Bytes::from_static(b"{}"),
         };
