@@ -10,7 +10,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::exit::Fatal;
 use crate::input::{self, ReadError, Rows};
 use crate::ledger::{self, Hasher, Recorded};
 use crate::mapping::{Decision, Plan};
@@ -124,7 +123,7 @@ pub(super) async fn finished(mut done: ReadDone, stop: &Stop) -> Result<ReadEnd,
         },
     };
     match read {
-        Ok(read) => read.map_err(|f| (Fatal::from(f.error).message, f.unsent)),
+        Ok(read) => read.map_err(|f| (f.error.message(), f.unsent)),
         Err(_) => Err(("the reader thread failed".to_string(), 0)),
     }
 }
