@@ -75,13 +75,29 @@ pub(super) enum Turn {
 /// slot. A duplicate takes no slot.
 pub(super) async fn take_turn(ctx: &Ctx, row: u64, hash: u64, claim: Claim) -> Turn {
     let (answer, claimed) = oneshot::channel();
-    if !ctx.tell(Note::Claim { claim, answer }) {
+    // Without a rate there is no slot to wait for: claimed and journaled
+    // in one group (the claim still committed before the line).
+    let note = if ctx.unlimited {
+        Note::ClaimAndSend {
+            claim,
+            hash,
+            answer,
+        }
+    } else {
+        Note::Claim { claim, answer }
+    };
+    if !ctx.tell(note) {
         return Turn::No;
     }
     match claimed.await {
         Ok(Claimed::Go) => {}
         Ok(Claimed::Duplicate(earlier)) => return Turn::Duplicate(earlier),
         Ok(Claimed::Failed) | Err(_) => return Turn::No,
+    }
+    if ctx.unlimited {
+        // Waits out a pause after a 429, if any.
+        ctx.pace.reserve().await;
+        return Turn::Go;
     }
     let slot = ctx.pace.reserve().await;
     if let Some(slot) = slot {

@@ -2,11 +2,11 @@
 //! send it notes; it takes every note queued while it was busy and handles
 //! them as one group:
 //!
-//! 1. claims, in one ledger transaction (a group commit): each row's survey
-//!    key is this run's now, or the row is a `duplicate` of an earlier survey;
-//! 2. outcomes, in one ledger transaction: `created` with its id, `unknown`,
-//!    or released (the key is free again);
-//! 3. "sending" lines, written to the journal with one sync.
+//! 1. outcomes and claims, in one ledger transaction (a group commit):
+//!    outcomes are `created` with its id, `unknown`, or released (the key is
+//!    free again); then each claimed row's survey key is this run's now, or
+//!    the row is a `duplicate` of an earlier survey;
+//! 2. "sending" lines, written to the journal with one sync.
 //!
 //! A row is claimed before it waits for its rate slot (a duplicate never
 //! takes a slot) and journaled just before its slot (see `dispatch`), so the
@@ -59,8 +59,34 @@ pub(super) enum Note {
         hash: u64,
         synced: oneshot::Sender<bool>,
     },
+    /// Claim a row's key and, if it is this run's, journal the row as
+    /// sending, synced, at once (no rate slot to wait for in between).
+    ClaimAndSend {
+        claim: Claim,
+        hash: u64,
+        answer: oneshot::Sender<Claimed>,
+    },
     /// A claimed row's outcome.
     Outcome(Recorded),
+}
+
+/// Who waits for a "sending" line to be on disk.
+enum Synced {
+    /// A [`Note::Sending`]: told whether it is.
+    Sent(oneshot::Sender<bool>),
+    /// A [`Note::ClaimAndSend`]: told `Go`, or `Failed` when the journal failed.
+    Claimed(oneshot::Sender<Claimed>),
+}
+
+impl Synced {
+    fn answer(self, ok: bool) {
+        let _ = match self {
+            Synced::Sent(tx) => tx.send(ok).map_err(drop),
+            Synced::Claimed(tx) => tx
+                .send(if ok { Claimed::Go } else { Claimed::Failed })
+                .map_err(drop),
+        };
+    }
 }
 
 /// Where notes are queued for the keeper.
@@ -75,45 +101,22 @@ enum Book {
 }
 
 impl Book {
-    fn claim(&mut self, claims: &[Claim]) -> Result<Vec<Claimed>, ledger::LedgerError> {
+    /// Records outcomes, then claims keys: per claim, in order, what it found.
+    fn settle(
+        &mut self,
+        outcomes: &[Recorded],
+        claims: &[Claim],
+    ) -> Result<Vec<Claimed>, ledger::LedgerError> {
         match self {
             Book::Ledger(l) => Ok(l
                 .store
-                .claim(l.run, l.policy, claims)?
+                .settle(l.run, l.policy, outcomes, claims)?
                 .into_iter()
                 .map(|v| match v {
                     ledger::Verdict::Claimed => Claimed::Go,
                     ledger::Verdict::Duplicate(e) => Claimed::Duplicate(e),
                 })
                 .collect()),
-            Book::InRun(seen) => Ok(claims
-                .iter()
-                .map(|c| match seen.get(&c.key) {
-                    Some(&(row, id)) if row != c.row => Claimed::Duplicate(Earlier {
-                        state: if id.is_some() {
-                            ledger::State::Created
-                        } else {
-                            ledger::State::InFlight
-                        },
-                        id,
-                        at: std::time::SystemTime::now(),
-                        origin: None,
-                        row,
-                        same_run: true,
-                        by_contact: false,
-                    }),
-                    _ => {
-                        seen.insert(c.key, (c.row, None));
-                        Claimed::Go
-                    }
-                })
-                .collect()),
-        }
-    }
-
-    fn record(&mut self, outcomes: &[Recorded]) -> Result<(), ledger::LedgerError> {
-        match self {
-            Book::Ledger(l) => l.store.record(l.run, outcomes),
             Book::InRun(seen) => {
                 for o in outcomes {
                     match (o.outcome, seen.get_mut(&o.key)) {
@@ -126,8 +129,31 @@ impl Book {
                         _ => {}
                     }
                 }
-                Ok(())
+                Ok(claims.iter().map(|c| in_run(seen, c)).collect())
             }
+        }
+    }
+}
+
+/// A claim without a ledger: a duplicate only of another row of this run.
+fn in_run(seen: &mut HashMap<KeyHash, (u64, Option<u64>)>, c: &Claim) -> Claimed {
+    match seen.get(&c.key) {
+        Some(&(row, id)) if row != c.row => Claimed::Duplicate(Earlier {
+            state: if id.is_some() {
+                ledger::State::Created
+            } else {
+                ledger::State::InFlight
+            },
+            id,
+            at: std::time::SystemTime::now(),
+            origin: None,
+            row,
+            same_run: true,
+            by_contact: false,
+        }),
+        _ => {
+            seen.insert(c.key, (c.row, None));
+            Claimed::Go
         }
     }
 }
@@ -174,41 +200,52 @@ pub(super) fn start(
                     match note {
                         Note::Claim { claim, answer } => {
                             claims.push(claim);
-                            answers.push(answer);
+                            answers.push((claim.row, None, answer));
+                        }
+                        Note::ClaimAndSend {
+                            claim,
+                            hash,
+                            answer,
+                        } => {
+                            claims.push(claim);
+                            answers.push((claim.row, Some(hash), answer));
                         }
                         Note::Outcome(o) => outcomes.push(o),
-                        Note::Sending { row, hash, synced } => sendings.push((row, hash, synced)),
+                        Note::Sending { row, hash, synced } => {
+                            sendings.push((row, hash, Synced::Sent(synced)))
+                        }
                     }
                 }
-                // Claims first: an outcome not yet recorded leaves its key in
-                // flight, which stops a row just as its outcome would.
-                if !claims.is_empty() {
-                    // A stopping run sends nothing new: its rows are left for --resume.
-                    let verdicts = if ledger_failed || stop.is_stopping() {
-                        None
-                    } else {
-                        match book.claim(&claims) {
-                            Ok(v) => Some(v),
-                            Err(e) => {
-                                ledger_failed = true;
-                                stop.set(ledger_stop(&e, "claiming surveys"));
-                                None
-                            }
-                        }
-                    };
-                    let verdicts = verdicts.into_iter().flatten().map(Some);
-                    let verdicts = verdicts.chain(std::iter::repeat_with(|| None));
-                    for (answer, v) in answers.drain(..).zip(verdicts) {
-                        let _ = answer.send(v.unwrap_or(Claimed::Failed));
-                    }
+                // Outcomes, then claims, in one transaction. A stopping run
+                // sends nothing new: its rows are left for --resume.
+                if ledger_failed || stop.is_stopping() {
                     claims.clear();
                 }
-                if !outcomes.is_empty() && !ledger_failed {
-                    if let Err(e) = book.record(&outcomes) {
-                        ledger_failed = true;
-                        stop.set(ledger_stop(&e, "recording outcomes"));
+                let verdicts = if ledger_failed || (claims.is_empty() && outcomes.is_empty()) {
+                    Vec::new()
+                } else {
+                    match book.settle(&outcomes, &claims) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            ledger_failed = true;
+                            stop.set(ledger_stop(&e));
+                            Vec::new()
+                        }
+                    }
+                };
+                let mut verdicts = verdicts.into_iter();
+                for (row, send, answer) in answers.drain(..) {
+                    match (verdicts.next().unwrap_or(Claimed::Failed), send) {
+                        // Claimed (and on disk): now journaled, in this group.
+                        (Claimed::Go, Some(hash)) => {
+                            sendings.push((row, hash, Synced::Claimed(answer)))
+                        }
+                        (verdict, _) => {
+                            let _ = answer.send(verdict);
+                        }
                     }
                 }
+                claims.clear();
                 outcomes.clear();
                 if !sendings.is_empty() {
                     let journaled = if journal_result.is_err() {
@@ -231,7 +268,7 @@ pub(super) fn start(
                     };
                     let ok = journaled.is_ok();
                     for (_, _, synced) in sendings.drain(..) {
-                        let _ = synced.send(ok);
+                        synced.answer(ok);
                     }
                     if let Err(Some(e)) = journaled {
                         stop.set(Ended::Interrupted);
@@ -253,11 +290,11 @@ pub(super) fn start(
 
 /// The stop for a ledger that failed part-way: what was sent is in the
 /// results file; `--resume` continues once the ledger is fixed.
-fn ledger_stop(e: &ledger::LedgerError, doing: &str) -> Ended {
+fn ledger_stop(e: &ledger::LedgerError) -> Ended {
     Ended::Stopped(
         StopKind::Ledger,
         format!(
-            "the ledger failed while {doing}, so nothing more is sent: {e}. Rows already sent are in the results file; once the ledger is fixed, --resume continues"
+            "the ledger failed part-way, so nothing more is sent: {e}. Rows already sent are in the results file; once the ledger is fixed, --resume continues"
         ),
     )
 }

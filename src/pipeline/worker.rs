@@ -128,6 +128,8 @@ impl Breaker {
 pub(super) struct Ctx {
     client: Client,
     pub(super) pace: Arc<Pace>,
+    /// No `--rate`: a row's first try needs no slot.
+    pub(super) unlimited: bool,
     pub(super) pool: Arc<Pool>,
     breaker: Breaker,
     reach: Reach,
@@ -160,6 +162,7 @@ impl Ctx {
         Arc::new(Ctx {
             client,
             pace: Arc::new(Pace::new(settings.rate)),
+            unlimited: settings.rate.is_none(),
             pool: Arc::new(Pool::new(settings.concurrency, settings.max_concurrency)),
             breaker: Breaker::new(),
             reach: Reach::new(&settings.endpoint),

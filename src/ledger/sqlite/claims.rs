@@ -159,138 +159,48 @@ impl Sqlite {
         })
     }
 
-    /// [`Store::claim`](crate::ledger::Store::claim).
-    pub(super) fn claim_all(
+    /// [`Store::settle`](crate::ledger::Store::settle): outcomes, then
+    /// claims, in one transaction, synced only when it holds claims (an
+    /// outcome lost to a power cut leaves its claim in flight, which stops
+    /// the key just as well).
+    pub(super) fn settle_all(
         &mut self,
         run: RunId,
         policy: Policy,
+        outcomes: &[Recorded],
         claims: &[Claim],
     ) -> Result<Vec<Verdict>, LedgerError> {
+        if outcomes.is_empty() && claims.is_empty() {
+            return Ok(Vec::new());
+        }
         let now = self.now();
         let (path, busy) = (self.path.clone(), self.busy);
-        let fail = |e| LedgerError::from_sqlite(&path, "claim surveys in", busy, e);
+        let action = if claims.is_empty() {
+            "record outcomes in"
+        } else {
+            "claim surveys in"
+        };
+        let fail = |e| LedgerError::from_sqlite(&path, action, busy, e);
+        self.set_synchronous(!claims.is_empty()).map_err(fail)?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(fail)?;
-        let mut verdicts = Vec::with_capacity(claims.len());
-        {
-            let mut find = tx.prepare_cached(FIND).map_err(fail)?;
-            let mut find_contact = tx.prepare_cached(FIND_CONTACT).map_err(fail)?;
-            let mut origins = Origins {
-                known: &mut self.origins,
-                read: tx.prepare_cached(ORIGIN).map_err(fail)?,
-            };
-            let mut insert = tx.prepare_cached(CLAIM).map_err(fail)?;
-            for c in claims {
-                let stop = stopping(
-                    &mut find,
-                    &mut find_contact,
-                    &mut origins,
-                    run.scope,
-                    Some(run),
-                    policy,
-                    now,
-                    c,
-                )
-                .map_err(fail)?;
-                verdicts.push(match stop {
-                    Stop::Mine => Verdict::Claimed,
-                    Stop::By(earlier) => Verdict::Duplicate(earlier),
-                    Stop::Free => {
-                        insert
-                            .execute(params![
-                                run.scope,
-                                &c.key.0[..],
-                                now,
-                                run.run,
-                                int(c.row),
-                                c.contact.as_ref().map(|h| &h.0[..]),
-                            ])
-                            .map_err(fail)?;
-                        Verdict::Claimed
-                    }
-                });
-            }
-        }
+        record_in(&tx, run, now, outcomes).map_err(fail)?;
+        let verdicts = claim_in(&tx, &mut self.origins, run, policy, now, claims).map_err(fail)?;
         tx.commit().map_err(fail)?;
         Ok(verdicts)
     }
 
-    /// [`Store::record`](crate::ledger::Store::record).
-    pub(super) fn record_outcomes(
-        &mut self,
-        run: RunId,
-        outcomes: &[Recorded],
-    ) -> Result<(), LedgerError> {
-        let now = self.now();
-        let (path, busy) = (self.path.clone(), self.busy);
-        let fail = |e| LedgerError::from_sqlite(&path, "record outcomes in", busy, e);
-        // Outcomes need no sync of their own: one lost to a power cut leaves
-        // its claim in flight, which stops the key just as well. The next
-        // claim's sync writes them to disk.
-        self.conn
-            .pragma_update(None, "synchronous", "NORMAL")
-            .map_err(fail)?;
-        let recorded = self.record_all(run, now, outcomes);
-        self.conn
-            .pragma_update(None, "synchronous", "FULL")
-            .map_err(fail)?;
-        recorded
-    }
-
-    /// The outcomes, in one transaction.
-    fn record_all(
-        &mut self,
-        run: RunId,
-        now: i64,
-        outcomes: &[Recorded],
-    ) -> Result<(), LedgerError> {
-        let (path, busy) = (self.path.clone(), self.busy);
-        let fail = |e| LedgerError::from_sqlite(&path, "record outcomes in", busy, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(fail)?;
-        {
-            let mut create = tx.prepare_cached(CREATE).map_err(fail)?;
-            let mut unknown = tx
-                .prepare_cached(
-                    "UPDATE survey SET state = 2 WHERE scope = ?1 AND key = ?2 AND run = ?3
-                        AND row = ?4 AND state = 0",
-                )
-                .map_err(fail)?;
-            let mut release = tx
-                .prepare_cached(
-                    "DELETE FROM survey WHERE scope = ?1 AND key = ?2 AND run = ?3
-                        AND row = ?4 AND state = 0",
-                )
-                .map_err(fail)?;
-            for o in outcomes {
-                let key = &o.key.0[..];
-                match o.outcome {
-                    // Created is what matters most: recorded even if another
-                    // run took the claim over meanwhile (a `retry`).
-                    Outcome::Created(id) => create.execute(params![
-                        run.scope,
-                        key,
-                        now,
-                        run.run,
-                        int(o.row),
-                        int(id),
-                        o.contact.as_ref().map(|h| &h.0[..]),
-                    ]),
-                    Outcome::Unknown => {
-                        unknown.execute(params![run.scope, key, run.run, int(o.row)])
-                    }
-                    Outcome::Released => {
-                        release.execute(params![run.scope, key, run.run, int(o.row)])
-                    }
-                }
-                .map_err(fail)?;
-            }
+    /// Syncs every commit (`FULL`) or leaves it to the next one that does
+    /// (`NORMAL`); set only when it changes.
+    fn set_synchronous(&mut self, full: bool) -> rusqlite::Result<()> {
+        if self.synced_commits != full {
+            let level = if full { "FULL" } else { "NORMAL" };
+            self.conn.pragma_update(None, "synchronous", level)?;
+            self.synced_commits = full;
         }
-        tx.commit().map_err(fail)
+        Ok(())
     }
 
     /// [`Store::end_run`](crate::ledger::Store::end_run).
@@ -359,6 +269,110 @@ impl Sqlite {
             })
             .map_err(self.fail("read"))
     }
+}
+
+/// Claims keys in `tx`: per claim, in order, `Claimed` or the earlier
+/// survey that makes it a duplicate.
+fn claim_in(
+    tx: &rusqlite::Transaction<'_>,
+    known: &mut HashMap<i64, Option<Arc<Origin>>>,
+    run: RunId,
+    policy: Policy,
+    now: i64,
+    claims: &[Claim],
+) -> rusqlite::Result<Vec<Verdict>> {
+    let mut verdicts = Vec::with_capacity(claims.len());
+    if claims.is_empty() {
+        return Ok(verdicts);
+    }
+    let mut find = tx.prepare_cached(FIND)?;
+    let mut find_contact = tx.prepare_cached(FIND_CONTACT)?;
+    let mut origins = Origins {
+        known,
+        read: tx.prepare_cached(ORIGIN)?,
+    };
+    let mut insert = tx.prepare_cached(CLAIM)?;
+    for c in claims {
+        let stop = stopping(
+            &mut find,
+            &mut find_contact,
+            &mut origins,
+            run.scope,
+            Some(run),
+            policy,
+            now,
+            c,
+        )?;
+        verdicts.push(match stop {
+            Stop::Mine => Verdict::Claimed,
+            Stop::By(earlier) => Verdict::Duplicate(earlier),
+            Stop::Free => {
+                insert.execute(params![
+                    run.scope,
+                    &c.key.0[..],
+                    now,
+                    run.run,
+                    int(c.row),
+                    c.contact.as_ref().map(|h| &h.0[..]),
+                ])?;
+                Verdict::Claimed
+            }
+        });
+    }
+    Ok(verdicts)
+}
+
+/// Records outcomes in `tx`. Each touches only its survey's own row where
+/// it can (no indexed column changes), so that it costs one page.
+fn record_in(
+    tx: &rusqlite::Transaction<'_>,
+    run: RunId,
+    now: i64,
+    outcomes: &[Recorded],
+) -> rusqlite::Result<()> {
+    if outcomes.is_empty() {
+        return Ok(());
+    }
+    let mut created = tx.prepare_cached(
+        "UPDATE survey SET state = 1, id = ?3, run = ?4, row = ?5 WHERE scope = ?1 AND key = ?2",
+    )?;
+    let mut create = tx.prepare_cached(CREATE)?;
+    let mut unknown = tx.prepare_cached(
+        "UPDATE survey SET state = 2 WHERE scope = ?1 AND key = ?2 AND run = ?3
+            AND row = ?4 AND state = 0",
+    )?;
+    let mut release = tx.prepare_cached(
+        "DELETE FROM survey WHERE scope = ?1 AND key = ?2 AND run = ?3
+            AND row = ?4 AND state = 0",
+    )?;
+    for o in outcomes {
+        let key = &o.key.0[..];
+        match o.outcome {
+            // Created is what matters most: recorded even if another run
+            // took the claim over meanwhile (a `retry`), or it was forgotten.
+            Outcome::Created(id) => {
+                let row = int(o.row);
+                if created.execute(params![run.scope, key, int(id), run.run, row])? == 0 {
+                    create.execute(params![
+                        run.scope,
+                        key,
+                        now,
+                        run.run,
+                        row,
+                        int(id),
+                        o.contact.as_ref().map(|h| &h.0[..]),
+                    ])?;
+                }
+            }
+            Outcome::Unknown => {
+                unknown.execute(params![run.scope, key, run.run, int(o.row)])?;
+            }
+            Outcome::Released => {
+                release.execute(params![run.scope, key, run.run, int(o.row)])?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The survey stopping `c`, by key then by contact, or `None`.
