@@ -10,8 +10,6 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::ledger::Claim;
-
 use super::keeper::{Claimed, Note};
 use super::worker::{worker, Ctx};
 use super::{SendItem, HANDOFF_BATCH};
@@ -70,25 +68,15 @@ pub(super) enum Turn {
     No,
 }
 
-/// A row's first try: claims its key in the ledger, waits for its rate
-/// slot, journals the row (synced) just before the slot, and returns at the
-/// slot. A duplicate takes no slot.
-pub(super) async fn take_turn(ctx: &Ctx, row: u64, hash: u64, claim: Claim) -> Turn {
-    let (answer, claimed) = oneshot::channel();
-    // Without a rate there is no slot to wait for: claimed and journaled
-    // in one group (the claim still committed before the line).
-    let note = if ctx.unlimited {
-        Note::ClaimAndSend {
-            claim,
-            hash,
-            answer,
-        }
-    } else {
-        Note::Claim { claim, answer }
-    };
-    if !ctx.tell(note) {
-        return Turn::No;
-    }
+/// A row's first try: waits for its key's claim (sent by the dispatcher),
+/// waits for its rate slot, journals the row (synced) just before the slot,
+/// and returns at the slot. A duplicate takes no slot.
+pub(super) async fn take_turn(
+    ctx: &Ctx,
+    row: u64,
+    hash: u64,
+    claimed: oneshot::Receiver<Claimed>,
+) -> Turn {
     match claimed.await {
         Ok(Claimed::Go) => {}
         Ok(Claimed::Duplicate(earlier)) => return Turn::Duplicate(earlier),
@@ -138,7 +126,26 @@ pub(super) async fn dispatch(mut inbox: Inbox, ctx: &Arc<Ctx>, semaphore: &Arc<S
             i = inbox.recv() => match i { Some(i) => i, None => break },
             _ = stop.soft.cancelled() => break,
         };
-        tokio::spawn(worker(ctx.clone(), item, permit));
+        // Claimed here, in the input's order, so that of two rows with one
+        // key the first is sent and the second is its duplicate. Without a
+        // rate there is no slot to wait for: claimed and journaled in one
+        // group (the claim still committed before the line).
+        let (answer, claimed) = oneshot::channel();
+        let note = if ctx.unlimited {
+            Note::ClaimAndSend {
+                claim: item.claim,
+                hash: item.hash,
+                answer,
+            }
+        } else {
+            Note::Claim {
+                claim: item.claim,
+                answer,
+            }
+        };
+        // If the keeper takes no more, the worker finds its answer gone.
+        ctx.tell(note);
+        tokio::spawn(worker(ctx.clone(), item, claimed, permit));
     }
     // Nothing more is dispatched: the reader sees its channel close, and
     // rows it had already handed over are counted as not sent.

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 use crate::api::{StopKind, Verdict};
 use crate::config::SendSettings;
@@ -18,7 +18,7 @@ use crate::results::{self, Counters, Outcome, Status};
 use crate::transport::{Attempt, Client};
 
 use super::dispatch::{take_turn, Turn};
-use super::keeper::{Note, Notes};
+use super::keeper::{Claimed, Note, Notes};
 use super::pool::{record_latency, Pool};
 use super::{Ended, SendItem, Stop};
 
@@ -190,7 +190,12 @@ impl Ctx {
 /// Sends one row with retries, and writes its outcome to the results file.
 /// A panic while trying (a bug) never loses the row: it is recorded
 /// `unknown` if its request may have left, `failed` if it never did.
-pub(super) async fn worker(ctx: Arc<Ctx>, item: SendItem, permit: OwnedSemaphorePermit) {
+pub(super) async fn worker(
+    ctx: Arc<Ctx>,
+    item: SendItem,
+    claimed: oneshot::Receiver<Claimed>,
+    permit: OwnedSemaphorePermit,
+) {
     use futures_util::FutureExt;
     let SendItem {
         row,
@@ -205,7 +210,7 @@ pub(super) async fn worker(ctx: Arc<Ctx>, item: SendItem, permit: OwnedSemaphore
     let mut left = false;
     let trying = tries(
         &ctx,
-        (row, hash, claim),
+        (row, hash, claimed),
         &body,
         &mut errors,
         &mut attempts,
@@ -266,22 +271,25 @@ fn fault(
 /// `--resume`. `left` says whether the current try's request may have left.
 async fn tries(
     ctx: &Ctx,
-    (row, hash, claim): (u64, u64, Claim),
+    (row, hash, claimed): (u64, u64, oneshot::Receiver<Claimed>),
     body: &Bytes,
     errors: &mut Vec<String>,
     attempts: &mut u32,
     http: &mut Option<u16>,
     left: &mut bool,
 ) -> Option<(Status, Option<u64>)> {
+    let mut claimed = Some(claimed);
     loop {
         // The first try is claimed, then journaled just before it leaves
         // (see `dispatch`).
+        let first = claimed.take();
         let turn = async {
-            if *attempts == 0 {
-                take_turn(ctx, row, hash, claim).await
-            } else {
-                ctx.pace.ready().await;
-                Turn::Go
+            match first {
+                Some(claimed) => take_turn(ctx, row, hash, claimed).await,
+                None => {
+                    ctx.pace.ready().await;
+                    Turn::Go
+                }
             }
         };
         tokio::select! {
@@ -524,7 +532,12 @@ mod tests {
             fields: csv::StringRecord::from(vec!["R1"]),
             body: Bytes::from_static(b"{}"),
         };
-        tokio::spawn(worker(ctx.clone(), item, permit))
+        let (answer, claimed) = oneshot::channel();
+        ctx.tell(super::super::keeper::Note::Claim {
+            claim: item.claim,
+            answer,
+        });
+        tokio::spawn(worker(ctx.clone(), item, claimed, permit))
             .await
             .expect("the worker task itself never panics");
         semaphore.available_permits()

@@ -67,6 +67,14 @@ async fn an_overlapping_export_sends_the_overlap_once_and_names_the_earlier_surv
         }
     }
     assert_eq!(count_of(&run.stdout(), "duplicate"), created_of(40));
+    assert!(
+        run.stdout().contains(&format!(
+            "{} rows are duplicate: the ledger says they were sent before",
+            created_of(40)
+        )),
+        "{}",
+        run.stdout()
+    );
     // The summary counts a run of created and duplicate rows as a success
     // for those rows: only the invalid rows make exit 1 here.
     let all_sent = s.write("sent.csv", export(9));
