@@ -301,3 +301,29 @@ async fn a_ledger_that_cannot_be_used_stops_send_before_anything_is_sent() {
     assert_eq!(run.code(), Some(2), "{}", run.text());
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_locked_by_another_process_too_long_is_a_clear_exit_2() {
+    let s = Scenario::new()
+        .export(5)
+        .sandbox(SandboxConfig::default())
+        .await;
+    let ledger = s.path("shared.sqlite3");
+    drop(digidesk_upload::ledger::open(&ledger).expect("a new ledger"));
+    // Another process holds the ledger's write lock and does not let go.
+    let holder = rusqlite::Connection::open(&ledger).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let run = s.send(&["--ledger", "shared.sqlite3"]).exits(2);
+    assert!(
+        run.stderr().contains("is locked by another process")
+            && run.stderr().contains("--no-ledger"),
+        "{}",
+        run.text()
+    );
+    assert!(s.accepted().is_empty());
+    // Once it lets go, the same command sends.
+    holder.execute_batch("ROLLBACK").unwrap();
+    s.send(&["--ledger", "shared.sqlite3"]).exits(0);
+    assert_eq!(s.accepted().len(), 5);
+    s.shutdown().await;
+}
