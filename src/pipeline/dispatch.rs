@@ -83,8 +83,11 @@ pub(super) async fn take_turn(
         Ok(Claimed::Failed) | Err(_) => return Turn::No,
     }
     if ctx.unlimited {
-        // Waits out a pause after a 429, if any.
-        ctx.pace.reserve().await;
+        // Waits out a pause after a 429, and the slot of a rate the server
+        // imposed since, if any.
+        if let Some(slot) = ctx.pace.reserve().await {
+            tokio::time::sleep_until(slot).await;
+        }
         return Turn::Go;
     }
     let slot = ctx.pace.reserve().await;
