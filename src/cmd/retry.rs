@@ -51,6 +51,11 @@ pub async fn run(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
 async fn retry(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     check_summary_json(args.send.summary_json.as_deref())?;
     let statuses = parse_only(&args.only)?;
+    if statuses.contains(&Status::Duplicate) && !args.send.ledger.no_ledger {
+        return Err(Fatal::usage(
+            "--only duplicate: the ledger says these rows were sent before (each row's digidesk_errors says when and where), so with it they would be duplicates again. To send them anyway, check DigiDesk first, then add --no-ledger",
+        ));
+    }
     let mapping = Mapping::load(&args.mapping)?;
     let shape = mapping.input();
     let given_encoding = args.encoding.as_deref().map(parse_encoding).transpose()?;

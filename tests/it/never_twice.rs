@@ -253,6 +253,22 @@ async fn retry_resends_unknown_rows_unless_they_were_created_since() {
     assert_eq!(count(&again.results(), "duplicate"), unknown);
     let why = &by_row(&again.results())[&1]["digidesk_errors"];
     assert!(why.contains("with no answer, so it may exist"), "{why}");
+    // Duplicates are resent only without the ledger, on purpose.
+    let endpoint = s.target().unwrap();
+    let dup = s.run(
+        s.bin()
+            .args([
+                "retry",
+                "again.csv",
+                "--mapping",
+                "map.toml",
+                "--only",
+                "duplicate",
+            ])
+            .args(["--endpoint", &endpoint]),
+    );
+    assert_eq!(dup.code(), Some(2), "{}", dup.text());
+    assert!(dup.stderr().contains("add --no-ledger"), "{}", dup.text());
     // After checking DigiDesk, `retry --only unknown` resends them, to a
     // server that answers this time.
     let answering = sandbox(SandboxConfig::default()).await;
