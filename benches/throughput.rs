@@ -104,9 +104,13 @@ fn write_export(path: &Path, rows: usize) {
 // wait4 below reaps the child; clippy cannot see that.
 #[allow(clippy::zombie_processes)]
 fn measure(args: &[&str], envs: &[(&str, &str)]) -> Measured {
+    // Each run has a fresh default ledger of its own: never the machine's,
+    // and never one that knows an earlier run's rows.
+    let state = tempfile::tempdir().expect("a state directory");
     let started = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_digidesk-upload"))
         .args(args)
+        .env("XDG_STATE_HOME", state.path())
         .envs(envs.iter().copied())
         .env("DIGIDESK_USERNAME", "demo")
         .env("DIGIDESK_PASSWORD", "demo")
@@ -352,8 +356,13 @@ fn main() {
 
     // send, unlimited: against nginx where installed (the peers' target),
     // and against the fast sandbox.
-    let unlimited = |target: &str, endpoint: &str, table: &mut Vec<Row>| {
-        if !wanted(&format!("send --rate 0, {target}")) {
+    let unlimited = |target: &str, endpoint: &str, ledger: bool, table: &mut Vec<Row>| {
+        let name = if ledger {
+            format!("send --rate 0, {target}")
+        } else {
+            format!("send --rate 0, {target}, --no-ledger")
+        };
+        if !wanted(&name) {
             return;
         }
         for rows in [big, if quick { big } else { big * 10 }] {
@@ -374,11 +383,12 @@ fn main() {
                     "-q",
                     "--endpoint",
                     endpoint,
+                    if ledger { "-q" } else { "--no-ledger" },
                 ],
                 &[],
             );
             table.push(Row {
-                name: format!("send --rate 0, {target}"),
+                name: name.clone(),
                 rows,
                 m,
                 rate: None,
@@ -388,7 +398,10 @@ fn main() {
         }
     };
     match Nginx::start(dir.path()) {
-        Some(nginx) => unlimited("nginx", &nginx.endpoint, &mut table),
+        Some(nginx) => {
+            unlimited("nginx", &nginx.endpoint, true, &mut table);
+            unlimited("nginx", &nginx.endpoint, false, &mut table);
+        }
         None => eprintln!("nginx is not installed: the unlimited runs use the sandbox only"),
     }
     let fast = rt
@@ -397,7 +410,7 @@ fn main() {
             ..SandboxConfig::default()
         }))
         .unwrap();
-    unlimited("sandbox --fast", &fast.endpoint(), &mut table);
+    unlimited("sandbox --fast", &fast.endpoint(), true, &mut table);
     rt.block_on(fast.shutdown());
 
     // Paced runs at 150-350 ms latency, and against a server allowing half the asked rate.
