@@ -42,6 +42,60 @@ campaign_name = { value = "Post-call survey" }
 account_number = "Ref"
 "#;
 
+/// The real-export scenario's mapping: the customer chosen by direction
+/// (`when`), an `extract`, a `time` and two skip rules.
+const MAPPING_CALL_LOG: &str = r#"
+[fields]
+customer_contact = { when = [
+    { if = { column = "Direction", equals = ["Inbound"] }, then = "From" },
+], else = "To" }
+campaign_name = { value = "Post-call survey" }
+account_number = "Call ID"
+agent_name = { column = "Agent", extract = '^([^<]+?)\s*<' }
+
+[contact]
+phone_region = "GB"
+own_numbers = ["020 7946 0000"]
+
+[misc_data.fields]
+"Call date" = { column = "Start", time = { from = "%d/%m/%Y %H:%M", to = "%Y-%m-%d %H:%M" } }
+
+[skip]
+rules = [
+  { column = "Duration", less_than = 10 },
+  { column = "Queue", matches = '^(Test|QA)' },
+]
+"#;
+
+/// A call log for [`MAPPING_CALL_LOG`]: inbound and outbound calls between
+/// customers' mobiles and the company's line.
+fn write_call_log(path: &Path, rows: usize) {
+    let f = std::fs::File::create(path).expect("create export");
+    let mut w = std::io::BufWriter::new(f);
+    writeln!(w, "Call ID,Direction,From,To,Start,Duration,Agent,Queue").unwrap();
+    for i in 0..rows {
+        let customer = format!("07400 {:06}", 100000 + i % 900000);
+        let company = "020 7946 0000";
+        let (direction, from, to) = if i % 3 == 0 {
+            ("Outbound", company, customer.as_str())
+        } else {
+            ("Inbound", customer.as_str(), company)
+        };
+        writeln!(
+            w,
+            "C{i},{direction},{from},{to},{:02}/11/2026 {:02}:{:02},{},Agent {} <agent{}@example.com>,{}",
+            1 + i % 28,
+            8 + i % 10,
+            i % 60,
+            i % 900,
+            i % 40,
+            i % 40,
+            if i % 50 == 0 { "QA" } else { ["Sales", "Support", "Billing"][i % 3] },
+        )
+        .unwrap();
+    }
+}
+
 /// A valid number of every region libphonenumber knows, in E.164, shuffled.
 fn every_region_numbers() -> Vec<String> {
     use rand::seq::SliceRandom;
@@ -346,6 +400,36 @@ fn main() {
         );
         table.push(Row {
             name: "check, every region (E.164)".into(),
+            rows,
+            m,
+            rate: None,
+            goodput: None,
+        });
+        let _ = std::fs::remove_file(&input);
+    }
+
+    // check on a real export's mapping: when, extract, time and two skip rules.
+    let call_log_mapping = path("call-log.toml");
+    std::fs::write(&call_log_mapping, MAPPING_CALL_LOG).unwrap();
+    for rows in [big * 10] {
+        if !wanted("check, call log") {
+            break;
+        }
+        let input = path(&format!("calllog{rows}.csv"));
+        write_call_log(&input, rows);
+        let m = measure(
+            &[
+                "check",
+                &s(&input),
+                "--mapping",
+                &s(&call_log_mapping),
+                "--show",
+                "0",
+            ],
+            &[],
+        );
+        table.push(Row {
+            name: "check, call log (when, extract, time, 2 skips)".into(),
             rows,
             m,
             rate: None,
