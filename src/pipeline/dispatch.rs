@@ -36,6 +36,15 @@ impl Inbox {
         self.pending.pop_front()
     }
 
+    /// The next row, if one is here already.
+    fn try_recv(&mut self) -> Option<SendItem> {
+        if self.pending.is_empty() {
+            let group = self.rx.try_recv().ok()?;
+            self.pending.extend(group);
+        }
+        self.pending.pop_front()
+    }
+
     /// Takes no more rows; returns how many were handed over but not taken.
     fn close(&mut self) -> u64 {
         self.rx.close();
@@ -129,28 +138,76 @@ pub(super) async fn dispatch(mut inbox: Inbox, ctx: &Arc<Ctx>, semaphore: &Arc<S
             i = inbox.recv() => match i { Some(i) => i, None => break },
             _ = stop.soft.cancelled() => break,
         };
-        // Claimed here, in the input's order, so that of two rows with one
-        // key the first is sent and the second is its duplicate. Without a
-        // rate there is no slot to wait for: claimed and journaled in one
-        // group (the claim still committed before the line).
-        let (answer, claimed) = oneshot::channel();
-        let note = if ctx.unlimited {
-            Note::ClaimAndSend {
-                claim: item.claim,
-                hash: item.hash,
-                answer,
+        if !ctx.unlimited {
+            start(ctx, item, permit);
+            continue;
+        }
+        // No rate: the rows at hand go to the keeper as one group; while
+        // enough rows are still in flight to keep the server busy, a few
+        // more are gathered first (group commit: one sync for all).
+        let mut group = vec![(item, permit)];
+        while group.len() < GROUP_MAX {
+            let Ok(permit) = semaphore.clone().try_acquire_owned() else {
+                break;
+            };
+            match inbox.try_recv() {
+                Some(item) => group.push((item, permit)),
+                None => break,
             }
-        } else {
-            Note::Claim {
-                claim: item.claim,
-                answer,
+        }
+        let want = (ctx.pool.size() / 2).clamp(1, GROUP_MAX);
+        if group.len() < want && semaphore.available_permits() + group.len() < ctx.pool.size() {
+            let deadline = tokio::time::sleep(GROUP_WAIT);
+            tokio::pin!(deadline);
+            while group.len() < want {
+                let permit = tokio::select! {
+                    p = semaphore.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                    _ = &mut deadline => break,
+                    _ = stop.soft.cancelled() => break,
+                };
+                let item = tokio::select! {
+                    i = inbox.recv() => match i { Some(i) => i, None => break },
+                    _ = &mut deadline => break,
+                    _ = stop.soft.cancelled() => break,
+                };
+                group.push((item, permit));
             }
-        };
-        // If the keeper takes no more, the worker finds its answer gone.
-        ctx.tell(note);
-        tokio::spawn(worker(ctx.clone(), item, claimed, permit));
+        }
+        for (item, permit) in group {
+            start(ctx, item, permit);
+        }
     }
     // Nothing more is dispatched: the reader sees its channel close, and
     // rows it had already handed over are counted as not sent.
     inbox.close()
 }
+
+/// Sends a row's claim to the keeper and starts its worker. Claimed here,
+/// in the input's order, so that of two rows with one key the first is
+/// sent and the second is its duplicate. Without a rate there is no slot to
+/// wait for: claimed and journaled in one group (the claim still committed
+/// before the line).
+fn start(ctx: &Arc<Ctx>, item: SendItem, permit: tokio::sync::OwnedSemaphorePermit) {
+    let (answer, claimed) = oneshot::channel();
+    let note = if ctx.unlimited {
+        Note::ClaimAndSend {
+            claim: item.claim,
+            hash: item.hash,
+            answer,
+        }
+    } else {
+        Note::Claim {
+            claim: item.claim,
+            answer,
+        }
+    };
+    // If the keeper takes no more, the worker finds its answer gone.
+    ctx.tell(note);
+    tokio::spawn(worker(ctx.clone(), item, claimed, permit));
+}
+
+/// Rows gathered into one group at `--rate 0`, at most.
+const GROUP_MAX: usize = 512;
+
+/// How long the dispatcher may wait to gather half the pool into a group.
+const GROUP_WAIT: Duration = Duration::from_millis(2);

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::input::{self, ReadError, Rows};
-use crate::ledger::{self, Hasher, Recorded};
+use crate::ledger::{self, Claim, Hasher, Recorded};
 use crate::mapping::{Decision, Plan};
 use crate::results::{self, Outcome, Status};
 
@@ -49,8 +49,8 @@ pub(super) struct Check {
 /// What the reader needs besides the rows.
 pub(super) struct Reading {
     pub(super) plan: Plan,
-    /// Hashes survey keys for the ledger.
-    pub(super) hasher: Hasher,
+    /// Hashes survey keys for the ledger (none without one).
+    pub(super) hasher: Option<Hasher>,
     /// A resumed run's rows, to check the input against.
     pub(super) check: Option<Check>,
     pub(super) limit: Option<u64>,
@@ -325,12 +325,13 @@ impl Feed<'_> {
                 }
                 ctx.resumed_unknown.fetch_add(1, Ordering::Relaxed);
                 // The ledger holds its key in flight: now it is `unknown`.
-                if let (projected, Decision::Send(req)) =
-                    input::decide(&rows.columns, &plan, raw, &record.meta)
-                {
+                if let (Some(hasher), (projected, Decision::Send(req))) = (
+                    &hasher,
+                    input::decide(&rows.columns, &plan, raw, &record.meta),
+                ) {
                     body.clear();
                     req.write_json(&mut body);
-                    let claim = ledger::claim_for(&hasher, &plan, row, &projected, &req, &body);
+                    let claim = ledger::claim_for(hasher, &plan, row, &projected, &req, &body);
                     ctx.tell(Note::Outcome(Recorded {
                         row,
                         key: claim.key,
@@ -354,7 +355,10 @@ impl Feed<'_> {
                         Decided::Send(SendItem {
                             row,
                             hash: results::row_hash(&fields, width),
-                            claim: ledger::claim_for(&hasher, &plan, row, &fields, &req, &body),
+                            claim: match &hasher {
+                                Some(h) => ledger::claim_for(h, &plan, row, &fields, &req, &body),
+                                None => Claim::unhashed(row),
+                            },
                             fields,
                             body: Bytes::copy_from_slice(&body),
                         })

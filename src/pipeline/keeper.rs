@@ -11,17 +11,15 @@
 //! A row is claimed before it waits for its rate slot (a duplicate never
 //! takes a slot) and journaled just before its slot (see `dispatch`), so the
 //! order for every row is: ledger claim (committed) → journal line (synced)
-//! → request. Without a ledger (`--no-ledger`) the keeper still knows this
-//! run's keys, so that a survey is never sent twice within one run.
+//! → request. Without a ledger (`--no-ledger`) every claim is granted.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api::StopKind;
 use crate::journal::{Journal, JournalError};
-use crate::ledger::{self, Claim, Earlier, KeyHash, Policy, Recorded, RunId, Store};
+use crate::ledger::{self, Claim, Earlier, Policy, Recorded, RunId, Store};
 
 use super::{Ended, RunError, Stop};
 
@@ -92,70 +90,24 @@ impl Synced {
 /// Where notes are queued for the keeper.
 pub(super) type Notes = mpsc::UnboundedSender<Note>;
 
-/// Which surveys this run has seen.
-enum Book {
-    /// The ledger: every run's.
-    Ledger(Ledgered),
-    /// No ledger: this run's keys only, each with its first row and id.
-    InRun(HashMap<KeyHash, (u64, Option<u64>)>),
-}
-
-impl Book {
-    /// Records outcomes, then claims keys: per claim, in order, what it found.
-    fn settle(
-        &mut self,
-        outcomes: &[Recorded],
-        claims: &[Claim],
-    ) -> Result<Vec<Claimed>, ledger::LedgerError> {
-        match self {
-            Book::Ledger(l) => Ok(l
-                .store
-                .settle(l.run, l.policy, outcomes, claims)?
-                .into_iter()
-                .map(|v| match v {
-                    ledger::Verdict::Claimed => Claimed::Go,
-                    ledger::Verdict::Duplicate(e) => Claimed::Duplicate(e),
-                })
-                .collect()),
-            Book::InRun(seen) => {
-                for o in outcomes {
-                    match (o.outcome, seen.get_mut(&o.key)) {
-                        (ledger::Outcome::Created(id), Some(first)) if first.0 == o.row => {
-                            first.1 = Some(id)
-                        }
-                        (ledger::Outcome::Released, Some(first)) if first.0 == o.row => {
-                            seen.remove(&o.key);
-                        }
-                        _ => {}
-                    }
-                }
-                Ok(claims.iter().map(|c| in_run(seen, c)).collect())
-            }
-        }
-    }
-}
-
-/// A claim without a ledger: a duplicate only of another row of this run.
-fn in_run(seen: &mut HashMap<KeyHash, (u64, Option<u64>)>, c: &Claim) -> Claimed {
-    match seen.get(&c.key) {
-        Some(&(row, id)) if row != c.row => Claimed::Duplicate(Earlier {
-            state: if id.is_some() {
-                ledger::State::Created
-            } else {
-                ledger::State::InFlight
-            },
-            id,
-            at: std::time::SystemTime::now(),
-            origin: None,
-            row,
-            same_run: true,
-            by_contact: false,
-        }),
-        _ => {
-            seen.insert(c.key, (c.row, None));
-            Claimed::Go
-        }
-    }
+/// Records outcomes, then claims keys, in the ledger: per claim, in order,
+/// what it found. Without a ledger every claim is this run's.
+fn settle(
+    ledger: &mut Option<Ledgered>,
+    outcomes: &[Recorded],
+    claims: &[Claim],
+) -> Result<Vec<Claimed>, ledger::LedgerError> {
+    let Some(l) = ledger else {
+        return Ok(claims.iter().map(|_| Claimed::Go).collect());
+    };
+    Ok(l.store
+        .settle(l.run, l.policy, outcomes, claims)?
+        .into_iter()
+        .map(|v| match v {
+            ledger::Verdict::Claimed => Claimed::Go,
+            ledger::Verdict::Duplicate(e) => Claimed::Duplicate(e),
+        })
+        .collect())
 }
 
 /// How the keeper ended: the journal's first error, and the ledger back
@@ -174,10 +126,7 @@ pub(super) fn start(
     stop: Stop,
 ) -> Result<(Notes, std::thread::JoinHandle<KeeperEnd>), RunError> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Note>();
-    let mut book = match ledger {
-        Some(l) => Book::Ledger(l),
-        None => Book::InRun(HashMap::new()),
-    };
+    let mut ledger = ledger;
     let thread = std::thread::Builder::new()
         .name("keeper".into())
         .spawn(move || {
@@ -224,7 +173,7 @@ pub(super) fn start(
                 let verdicts = if ledger_failed || (claims.is_empty() && outcomes.is_empty()) {
                     Vec::new()
                 } else {
-                    match book.settle(&outcomes, &claims) {
+                    match settle(&mut ledger, &outcomes, &claims) {
                         Ok(v) => v,
                         Err(e) => {
                             ledger_failed = true;
@@ -278,10 +227,7 @@ pub(super) fn start(
             }
             KeeperEnd {
                 journal: journal_result,
-                ledger: match book {
-                    Book::Ledger(l) if !ledger_failed => Some(l),
-                    _ => None,
-                },
+                ledger: ledger.filter(|_| !ledger_failed),
             }
         })
         .map_err(|e| RunError::Thread(format!("cannot start the journal writer: {e}")))?;

@@ -174,12 +174,8 @@ pub async fn run(
     });
     let files = (prepared.journal, prepared.writer);
     let ctx = Ctx::new(client, &job.settings, &stop, files, &counters);
-    // Keys are hashed with the ledger's secret; without a ledger, with one
-    // of this run's own.
-    let hasher = match &job.ledger {
-        Some(l) => l.store.hasher().clone(),
-        None => crate::ledger::Hasher::random(),
-    };
+    // Keys are hashed with the ledger's secret; without a ledger, not at all.
+    let hasher = job.ledger.as_ref().map(|l| l.store.hasher().clone());
     let (notes_tx, keeper_thread) = keeper::start(ctx.journal.clone(), job.ledger, stop.clone())?;
     *ctx.keeper.lock().unwrap_or_else(|p| p.into_inner()) = Some(notes_tx);
 
