@@ -23,9 +23,12 @@
 //! - [`lock`]: one process per results file.
 //! - [`results`]: the results file and the counters.
 //! - [`pipeline`]: runs a job with the client it is given; `run` wires its stages,
-//!   one file each: `feed` (the reader thread), `dispatch` (group commit of the
-//!   journal), `worker` (tries, backoff, circuit breaker), `pool` (Little's law),
-//!   `resume` (how a run starts, its fingerprint), `stop`, and `error`.
+//!   one file each: `feed` (the reader thread), `dispatch` (rows to workers, their
+//!   claims in the input's order), `keeper` (the thread that writes ledger claims,
+//!   outcomes and journal lines, in groups), `turn` (a row's claim, rate slot and
+//!   journal line), `worker` (tries, backoff), `ctx` (what workers share, the
+//!   circuit breaker), `pool` (Little's law), `resume` (how a run starts, its
+//!   fingerprint), `stop`, and `error`.
 //! - [`summary`]: the end-of-run table and its JSON twin.
 //! - [`progress`]: a bar on a terminal, a log line every few seconds elsewhere.
 //!

@@ -15,9 +15,9 @@ use crate::ledger::{self, Claim, Hasher, Recorded};
 use crate::mapping::{Decision, Plan};
 use crate::results::{self, Outcome, Status};
 
+use super::ctx::Ctx;
 use super::keeper::Note;
 use super::resume::Known;
-use super::worker::Ctx;
 use super::{Ended, RunError, SendItem, Stop, HANDOFF_BATCH};
 
 /// How reading ended.

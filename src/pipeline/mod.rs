@@ -21,6 +21,7 @@
 //! travels with it and is released once its results line is written, so at
 //! most `--concurrency` rows are ever in flight.
 
+mod ctx;
 mod dispatch;
 pub mod error;
 mod feed;
@@ -28,6 +29,7 @@ mod keeper;
 pub mod pool;
 mod resume;
 mod stop;
+mod turn;
 mod worker;
 
 use std::path::PathBuf;
@@ -46,17 +48,16 @@ use crate::mapping::Plan;
 use crate::results::{self, Counters, Status, Tally};
 use crate::transport::Client;
 
+use ctx::Ctx;
 use feed::ReadEnd;
 use resume::Resume;
-use worker::Ctx;
 
+pub use ctx::{BREAKER_FAILURES, BREAKER_WINDOW};
 pub use error::RunError;
 pub use keeper::Ledgered;
 pub use resume::fingerprint;
 pub use stop::Stop;
-pub use worker::{
-    backoff, BACKOFF_BASE, BACKOFF_CAP, BREAKER_FAILURES, BREAKER_WINDOW, DEFAULT_429_PAUSE,
-};
+pub use worker::{backoff, BACKOFF_BASE, BACKOFF_CAP, DEFAULT_429_PAUSE};
 
 /// One run of `send` or `retry`.
 pub struct Job {

@@ -96,7 +96,8 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             busy_timeout: BUSY_TIMEOUT,
-            cache_mib: 8,
+            // A send's whole memory stays under 30 MB with it.
+            cache_mib: 6,
         }
     }
 }
