@@ -78,9 +78,6 @@ struct State {
     paused_until: Option<Instant>,
     /// Bursts of 429s so far: a slot reserved before the latest is given up.
     bursts: u64,
-    /// Since when requests have been flowing: the run's first slot, or the
-    /// end of the last pause.
-    active_since: Option<Instant>,
     accepted: Accepted,
     /// Starts in the current second, to find a rate when none was asked.
     second_start: Instant,
@@ -152,22 +149,21 @@ impl Accepted {
         }
     }
 
-    /// A rate the server surely allows, from what it accepted since `from`
-    /// (at most [`ACCEPTED_SPAN`] back): a token bucket lets through at most
-    /// its rate times the time, plus its burst, which is rarely more than a
-    /// second's worth; so the count over the time plus a second.
-    fn floor(&self, from: Instant, now: Instant) -> f64 {
-        let from = now
-            .checked_sub(ACCEPTED_SPAN)
-            .map_or(from, |span| from.max(span));
-        let first = self.tenth(from);
-        let n: u64 = self
-            .tenths
-            .iter()
-            .filter(|(j, _)| *j >= first)
-            .map(|(_, n)| u64::from(*n))
-            .sum();
-        n as f64 / (now.saturating_duration_since(from).as_secs_f64() + 1.0)
+    /// A rate the server surely allows, from what it accepted: a token
+    /// bucket lets through at most its rate times the time plus its burst,
+    /// and a burst is rarely more than a second's worth; so, over every
+    /// span back to [`ACCEPTED_SPAN`], the count over the span plus a
+    /// second, and the most of these.
+    fn floor(&self, now: Instant) -> f64 {
+        let first = now.checked_sub(ACCEPTED_SPAN).map_or(0, |t| self.tenth(t));
+        let (mut count, mut most) = (0u64, 0f64);
+        for &(j, n) in self.tenths.iter().rev().take_while(|(j, _)| *j >= first) {
+            count += u64::from(n);
+            let start = self.origin + Duration::from_millis(j * 100);
+            let span = now.saturating_duration_since(start).as_secs_f64();
+            most = most.max(count as f64 / (span + 1.0));
+        }
+        most
     }
 }
 
@@ -198,7 +194,6 @@ impl Pace {
                 last_given: None,
                 paused_until: None,
                 bursts: 0,
-                active_since: None,
                 accepted: Accepted {
                     origin: now,
                     tenths: VecDeque::new(),
@@ -233,7 +228,6 @@ impl Pace {
             let (slot, bursts) = {
                 let mut s = self.lock();
                 let now = Instant::now();
-                s.active_since.get_or_insert(now);
                 if now.duration_since(s.second_start) >= Duration::from_secs(1) {
                     s.last_second_count = s.second_count;
                     s.second_count = 0;
@@ -276,7 +270,7 @@ impl Pace {
             .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400));
         let observed = s.last_second_count.max(s.second_count).max(1) as f64;
         let was = s.rate_at(sent_at).unwrap_or(observed);
-        let floor = s.accepted.floor(s.active_since.unwrap_or(now), now);
+        let floor = s.accepted.floor(now);
         let (rate, safe, failed) = match s.plan {
             None => {
                 let rate = floor.max(was * FIRST_CUT);
@@ -304,7 +298,6 @@ impl Pace {
             from: resume,
             failed,
         });
-        s.active_since = Some(resume);
         // Slots not handed out yet are given up (see `reserve`); the grid
         // starts again at the end of the pause, never closer to the last
         // slot handed out than the new rate allows.
@@ -393,6 +386,39 @@ mod tests {
                 "rate {rate}: took {last:?}, ideal {ideal:?}"
             );
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_holds_across_pauses_that_end_at_once() {
+        // 429s with `Retry-After: 0` every 137 ms: each starts the grid
+        // again, and slots already handed out still start. Two successes
+        // counted per start keep every cut at the asked rate.
+        let pace = Arc::new(Pace::new(Some(200)));
+        let t0 = tokio::time::Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..1500 {
+            let pace = pace.clone();
+            tasks.push(tokio::spawn(async move {
+                pace.ready().await;
+                pace.succeeded();
+                pace.succeeded();
+                t0.elapsed()
+            }));
+        }
+        let mut cuts = 0;
+        while tasks.iter().any(|t| !t.is_finished()) {
+            tokio::time::sleep(Duration::from_millis(137)).await;
+            pace.too_many(tokio::time::Instant::now(), Duration::ZERO);
+            cuts += 1;
+        }
+        let mut s = Vec::new();
+        for t in tasks {
+            s.push(t.await.unwrap());
+        }
+        assert!(cuts > 20);
+        let worst = worst_window(&mut s);
+        assert!(worst <= 200, "{worst} starts in one second");
+        assert!(worst >= 190, "{worst}: the rate was cut");
     }
 
     #[tokio::test(start_paused = true)]
@@ -586,9 +612,14 @@ mod adapt_tests {
 
     /// Sends `rows` requests at `asked` per second with `concurrency` in
     /// flight, as the workers do, to a server allowing `allowed` per second
-    /// with a burst of `burst`, answering in 2 ms, `Retry-After: 1` on
-    /// every 429.
-    async fn against_bucket(asked: u32, allowed: f64, burst: f64, rows: usize) -> Run {
+    /// with a burst of `burst`, answering in `latency` (half of it on the
+    /// way there), `Retry-After: 1` on every 429.
+    async fn against_bucket(
+        asked: u32,
+        (allowed, burst): (f64, f64),
+        rows: usize,
+        latency: Duration,
+    ) -> Run {
         let pace = Arc::new(Pace::new(Some(asked)));
         let bucket = Arc::new(Mutex::new(Bucket {
             rate: allowed,
@@ -608,10 +639,10 @@ mod adapt_tests {
                 loop {
                     pace.ready().await;
                     let at = Instant::now();
-                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    tokio::time::sleep(latency / 2).await;
                     let ok = bucket.lock().unwrap().take();
                     sent.lock().unwrap().push((at - t0, ok));
-                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    tokio::time::sleep(latency / 2).await;
                     if ok {
                         pace.succeeded();
                         return;
@@ -630,16 +661,20 @@ mod adapt_tests {
 
     #[tokio::test(start_paused = true)]
     async fn asked_twice_a_small_bursts_limit_it_settles_just_under_it() {
-        let run = against_bucket(40, 20.0, 2.0, 1500).await;
-        let (goodput, share) = (run.goodput(20.0), run.share_429());
-        assert!(goodput >= 0.95, "goodput {goodput}");
-        assert!(share < 0.03, "429s {share}");
-        assert!(run.worst_window() <= 40);
+        // Many requests in flight when the first 429 comes back, or few.
+        for latency in [2, 200] {
+            let latency = Duration::from_millis(latency);
+            let run = against_bucket(40, (20.0, 2.0), 1500, latency).await;
+            let (goodput, share) = (run.goodput(20.0), run.share_429());
+            assert!(goodput >= 0.95, "{latency:?}: goodput {goodput}");
+            assert!(share < 0.03, "{latency:?}: 429s {share}");
+            assert!(run.worst_window() <= 40);
+        }
     }
 
     #[tokio::test(start_paused = true)]
     async fn asked_twice_a_one_second_bursts_limit_it_settles_at_it() {
-        let run = against_bucket(100, 50.0, 50.0, 1500).await;
+        let run = against_bucket(100, (50.0, 50.0), 1500, Duration::from_millis(2)).await;
         let (goodput, share) = (run.goodput(50.0), run.share_429());
         assert!(goodput >= 0.95, "goodput {goodput}");
         assert!(share < 0.03, "429s {share}");
