@@ -27,10 +27,15 @@ pub const LOOKAHEAD: Duration = Duration::from_millis(50);
 /// accept more, see [`Accepted::floor`]): nothing is known yet of its limit
 /// but that the asked rate is above it.
 pub const FIRST_CUT: f64 = 0.5;
-/// A 429 at a rate held for a while (the server's limit came down) cuts to
-/// this share; unless the rate was the one a failed probe went back to,
-/// then it goes back to the rate the probe started from.
+/// A 429 soon after a cut (the server's limit came down) cuts to this
+/// share; unless the rate was the one a failed probe went back to, then it
+/// goes back to the rate the probe started from.
 pub const DECREASE: f64 = 0.7;
+/// A 429 after a rate found by probing was held at least [`HOLD`] is most
+/// likely a stray (answers bunched up on the way: a small bucket refuses
+/// them at any rate near its limit): a small cut, and the long hold goes on.
+/// If the limit did come down, the next 429 comes soon and cuts deeper.
+pub const STRAY_CUT: f64 = 0.98;
 /// After a 429 the new rate is held this long before probing upward; each
 /// probe that ends in a 429 multiplies the hold by [`HOLD_GROWTH`], up to
 /// [`HOLD_MAX`]: a rate just under the server's limit is worth keeping.
@@ -253,9 +258,9 @@ impl Pace {
     /// The server answered 429 to a request that left at `sent_at`. The
     /// first 429 of a burst pauses everyone for `retry_after` and sets the
     /// rate after the pause: half the rate on a run's first 429; 90% of a
-    /// probe's rate, never below where it started; 70% of a rate held for a
-    /// while; never below what the server was seen to accept (see
-    /// [`Accepted::floor`]). The other 429s of the burst, answers to
+    /// probe's rate, never below where it started; 98% of a rate held long;
+    /// 70% of a rate soon after a cut; never below what the server was seen
+    /// to accept (see [`Accepted::floor`]). The other 429s of the burst, answers to
     /// requests that left before the pause ended, change nothing: their
     /// retries wait their own `Retry-After`.
     pub fn too_many(&self, sent_at: Instant, retry_after: Duration) {
@@ -281,6 +286,10 @@ impl Pace {
                 (rate, plan.base, plan.failed + 1)
             }
             Some(plan) if plan.base > plan.safe => (plan.safe, plan.safe, plan.failed),
+            Some(plan) if sent_at.saturating_duration_since(plan.from) >= HOLD => {
+                let rate = floor.max(was * STRAY_CUT);
+                (rate, rate, plan.failed)
+            }
             Some(_) => {
                 let rate = floor.max(was * DECREASE);
                 (rate, rate, 0)
@@ -530,7 +539,21 @@ mod adapt_tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_429_at_a_held_rate_cuts_to_seventy_percent() {
+    async fn a_stray_429_after_a_long_hold_cuts_a_little_and_the_hold_goes_on() {
+        let pace = Pace::new(Some(40));
+        pace.too_many(Instant::now(), SECOND);
+        tokio::time::advance(SECOND + HOLD + Duration::from_secs(9)).await;
+        pace.too_many(Instant::now(), SECOND);
+        assert_eq!(pace.current_rate(), Some(20.0), "a failed probe");
+        tokio::time::advance(SECOND + Duration::from_secs(30)).await;
+        pace.too_many(Instant::now(), SECOND);
+        assert_eq!(pace.current_rate(), Some(20.0 * STRAY_CUT));
+        tokio::time::advance(SECOND + HOLD * HOLD_GROWTH).await;
+        assert_eq!(pace.current_rate(), Some(20.0 * STRAY_CUT));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_soon_after_a_cut_cuts_to_seventy_percent() {
         let pace = Pace::new(Some(100));
         pace.too_many(Instant::now(), Duration::ZERO);
         assert_eq!(pace.current_rate(), Some(50.0));
