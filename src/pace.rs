@@ -32,10 +32,13 @@ pub const FIRST_CUT: f64 = 0.5;
 /// goes back to the rate the probe started from.
 pub const DECREASE: f64 = 0.7;
 /// A 429 after a rate found by probing was held at least [`HOLD`] is most
-/// likely a stray (answers bunched up on the way: a small bucket refuses
-/// them at any rate near its limit): a small cut, and the long hold goes on.
-/// If the limit did come down, the next 429 comes soon and cuts deeper.
-pub const STRAY_CUT: f64 = 0.98;
+/// likely a stray (requests bunched up on the way: a small bucket refuses
+/// them at any rate near its limit, so slowing down would not help): the
+/// rate and its long hold go on. Another within [`STRAY_MEMORY`] cuts to
+/// [`STRAY_CUT`]; if the limit did come down, the next 429 after that comes
+/// soon and cuts deeper.
+pub const STRAY_MEMORY: Duration = Duration::from_secs(60);
+pub const STRAY_CUT: f64 = 0.95;
 /// After a 429 the new rate is held this long before probing upward; each
 /// probe that ends in a 429 multiplies the hold by [`HOLD_GROWTH`], up to
 /// [`HOLD_MAX`]: a rate just under the server's limit is worth keeping.
@@ -78,6 +81,8 @@ struct State {
     /// The latest slot handed out: after a pause the grid keeps its
     /// distance from it.
     last_given: Option<Instant>,
+    /// When the last stray 429 came (see [`STRAY_MEMORY`]).
+    last_stray: Option<Instant>,
     /// Nobody starts before this (a 429's `Retry-After`). A 429 to a
     /// request that left before it belongs to the burst that set it.
     paused_until: Option<Instant>,
@@ -197,6 +202,7 @@ impl Pace {
                 plan: None,
                 next: None,
                 last_given: None,
+                last_stray: None,
                 paused_until: None,
                 bursts: 0,
                 accepted: Accepted {
@@ -258,9 +264,10 @@ impl Pace {
     /// The server answered 429 to a request that left at `sent_at`. The
     /// first 429 of a burst pauses everyone for `retry_after` and sets the
     /// rate after the pause: half the rate on a run's first 429; 90% of a
-    /// probe's rate, never below where it started; 98% of a rate held long;
-    /// 70% of a rate soon after a cut; never below what the server was seen
-    /// to accept (see [`Accepted::floor`]). The other 429s of the burst, answers to
+    /// probe's rate, never below where it started; a rate held long stays
+    /// (a stray, see [`STRAY_MEMORY`]); 70% of a rate soon after a cut;
+    /// never below what the server was seen to accept (see
+    /// [`Accepted::floor`]). The other 429s of the burst, answers to
     /// requests that left before the pause ended, change nothing: their
     /// retries wait their own `Retry-After`.
     pub fn too_many(&self, sent_at: Instant, retry_after: Duration) {
@@ -287,7 +294,15 @@ impl Pace {
             }
             Some(plan) if plan.base > plan.safe => (plan.safe, plan.safe, plan.failed),
             Some(plan) if sent_at.saturating_duration_since(plan.from) >= HOLD => {
-                let rate = floor.max(was * STRAY_CUT);
+                let again = s
+                    .last_stray
+                    .is_some_and(|t| now.saturating_duration_since(t) < STRAY_MEMORY);
+                s.last_stray = Some(now);
+                let rate = if again {
+                    floor.max(was * STRAY_CUT)
+                } else {
+                    plan.base
+                };
                 (rate, rate, plan.failed)
             }
             Some(_) => {
@@ -539,7 +554,7 @@ mod adapt_tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_stray_429_after_a_long_hold_cuts_a_little_and_the_hold_goes_on() {
+    async fn a_stray_429_after_a_long_hold_changes_nothing_but_a_second_one_cuts() {
         let pace = Pace::new(Some(40));
         pace.too_many(Instant::now(), SECOND);
         tokio::time::advance(SECOND + HOLD + Duration::from_secs(9)).await;
@@ -547,9 +562,20 @@ mod adapt_tests {
         assert_eq!(pace.current_rate(), Some(20.0), "a failed probe");
         tokio::time::advance(SECOND + Duration::from_secs(30)).await;
         pace.too_many(Instant::now(), SECOND);
-        assert_eq!(pace.current_rate(), Some(20.0 * STRAY_CUT));
+        assert_eq!(pace.current_rate(), Some(20.0), "a stray");
+        // Held as long again.
         tokio::time::advance(SECOND + HOLD * HOLD_GROWTH).await;
-        assert_eq!(pace.current_rate(), Some(20.0 * STRAY_CUT));
+        assert_eq!(pace.current_rate(), Some(20.0));
+        // Another within a minute of the first: a cut.
+        let pace = Pace::new(Some(40));
+        pace.too_many(Instant::now(), SECOND);
+        tokio::time::advance(SECOND + HOLD + Duration::from_secs(9)).await;
+        pace.too_many(Instant::now(), SECOND);
+        for expected in [20.0, 20.0 * STRAY_CUT] {
+            tokio::time::advance(SECOND + HOLD).await;
+            pace.too_many(Instant::now(), SECOND);
+            assert_eq!(pace.current_rate(), Some(expected));
+        }
     }
 
     #[tokio::test(start_paused = true)]
