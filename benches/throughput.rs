@@ -42,6 +42,60 @@ campaign_name = { value = "Post-call survey" }
 account_number = "Ref"
 "#;
 
+/// The real-export scenario's mapping: the customer chosen by direction
+/// (`when`), an `extract`, a `time` and two skip rules.
+const MAPPING_CALL_LOG: &str = r#"
+[fields]
+customer_contact = { when = [
+    { if = { column = "Direction", equals = ["Inbound"] }, then = "From" },
+], else = "To" }
+campaign_name = { value = "Post-call survey" }
+account_number = "Call ID"
+agent_name = { column = "Agent", extract = '^([^<]+?)\s*<' }
+
+[contact]
+phone_region = "GB"
+own_numbers = ["020 7946 0000"]
+
+[misc_data.fields]
+"Call date" = { column = "Start", time = { from = "%d/%m/%Y %H:%M", to = "%Y-%m-%d %H:%M" } }
+
+[skip]
+rules = [
+  { column = "Duration", less_than = 10 },
+  { column = "Queue", matches = '^(Test|QA)' },
+]
+"#;
+
+/// A call log for [`MAPPING_CALL_LOG`]: inbound and outbound calls between
+/// customers' mobiles and the company's line.
+fn write_call_log(path: &Path, rows: usize) {
+    let f = std::fs::File::create(path).expect("create export");
+    let mut w = std::io::BufWriter::new(f);
+    writeln!(w, "Call ID,Direction,From,To,Start,Duration,Agent,Queue").unwrap();
+    for i in 0..rows {
+        let customer = format!("07400 {:06}", 100000 + i % 900000);
+        let company = "020 7946 0000";
+        let (direction, from, to) = if i % 3 == 0 {
+            ("Outbound", company, customer.as_str())
+        } else {
+            ("Inbound", customer.as_str(), company)
+        };
+        writeln!(
+            w,
+            "C{i},{direction},{from},{to},{:02}/11/2026 {:02}:{:02},{},Agent {} <agent{}@example.com>,{}",
+            1 + i % 28,
+            8 + i % 10,
+            i % 60,
+            i % 900,
+            i % 40,
+            i % 40,
+            if i % 50 == 0 { "QA" } else { ["Sales", "Support", "Billing"][i % 3] },
+        )
+        .unwrap();
+    }
+}
+
 /// A valid number of every region libphonenumber knows, in E.164, shuffled.
 fn every_region_numbers() -> Vec<String> {
     use rand::seq::SliceRandom;
@@ -104,9 +158,13 @@ fn write_export(path: &Path, rows: usize) {
 // wait4 below reaps the child; clippy cannot see that.
 #[allow(clippy::zombie_processes)]
 fn measure(args: &[&str], envs: &[(&str, &str)]) -> Measured {
+    // Each run has a fresh default ledger of its own: never the machine's,
+    // and never one that knows an earlier run's rows.
+    let state = tempfile::tempdir().expect("a state directory");
     let started = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_digidesk-upload"))
         .args(args)
+        .env("XDG_STATE_HOME", state.path())
         .envs(envs.iter().copied())
         .env("DIGIDESK_USERNAME", "demo")
         .env("DIGIDESK_PASSWORD", "demo")
@@ -350,10 +408,45 @@ fn main() {
         let _ = std::fs::remove_file(&input);
     }
 
+    // check on a real export's mapping: when, extract, time and two skip rules.
+    let call_log_mapping = path("call-log.toml");
+    std::fs::write(&call_log_mapping, MAPPING_CALL_LOG).unwrap();
+    for rows in [big * 10] {
+        if !wanted("check, call log") {
+            break;
+        }
+        let input = path(&format!("calllog{rows}.csv"));
+        write_call_log(&input, rows);
+        let m = measure(
+            &[
+                "check",
+                &s(&input),
+                "--mapping",
+                &s(&call_log_mapping),
+                "--show",
+                "0",
+            ],
+            &[],
+        );
+        table.push(Row {
+            name: "check, call log (when, extract, time, 2 skips)".into(),
+            rows,
+            m,
+            rate: None,
+            goodput: None,
+        });
+        let _ = std::fs::remove_file(&input);
+    }
+
     // send, unlimited: against nginx where installed (the peers' target),
     // and against the fast sandbox.
-    let unlimited = |target: &str, endpoint: &str, table: &mut Vec<Row>| {
-        if !wanted(&format!("send --rate 0, {target}")) {
+    let unlimited = |target: &str, endpoint: &str, ledger: bool, table: &mut Vec<Row>| {
+        let name = if ledger {
+            format!("send --rate 0, {target}")
+        } else {
+            format!("send --rate 0, {target}, --no-ledger")
+        };
+        if !wanted(&name) {
             return;
         }
         for rows in [big, if quick { big } else { big * 10 }] {
@@ -374,11 +467,12 @@ fn main() {
                     "-q",
                     "--endpoint",
                     endpoint,
+                    if ledger { "-q" } else { "--no-ledger" },
                 ],
                 &[],
             );
             table.push(Row {
-                name: format!("send --rate 0, {target}"),
+                name: name.clone(),
                 rows,
                 m,
                 rate: None,
@@ -388,7 +482,10 @@ fn main() {
         }
     };
     match Nginx::start(dir.path()) {
-        Some(nginx) => unlimited("nginx", &nginx.endpoint, &mut table),
+        Some(nginx) => {
+            unlimited("nginx", &nginx.endpoint, true, &mut table);
+            unlimited("nginx", &nginx.endpoint, false, &mut table);
+        }
         None => eprintln!("nginx is not installed: the unlimited runs use the sandbox only"),
     }
     let fast = rt
@@ -397,7 +494,7 @@ fn main() {
             ..SandboxConfig::default()
         }))
         .unwrap();
-    unlimited("sandbox --fast", &fast.endpoint(), &mut table);
+    unlimited("sandbox --fast", &fast.endpoint(), true, &mut table);
     rt.block_on(fast.shutdown());
 
     // Paced runs at 150-350 ms latency, and against a server allowing half the

@@ -49,6 +49,8 @@ pub enum StopKind {
     Throttled,
     /// The service kept failing (the circuit breaker opened).
     ServiceDown,
+    /// The ledger of surveys sent failed part-way (disk full, locked too long).
+    Ledger,
 }
 
 /// What a 500, 502, 504 or other 5xx means for the row.

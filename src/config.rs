@@ -9,10 +9,26 @@ use std::time::Duration;
 use encoding_rs::Encoding;
 
 use crate::cli::{ResultsFormat, SendOptions};
-use crate::exit::Fatal;
-use crate::pipeline::pool;
 /// The credentials are the transport's; re-exported for the settings' users.
 pub use crate::transport::Credentials;
+use crate::transport::TransportError;
+
+/// A setting that cannot be used: nothing was sent. Each says which option
+/// is wrong and what to give instead.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// An option's value.
+    #[error("{0}")]
+    Invalid(String),
+    /// What the transport refuses: the endpoint through a proxy, `--ca-cert`,
+    /// the credentials.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+}
+
+fn invalid(message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(message.into())
+}
 
 /// The latency `--concurrency`'s default is sized for.
 pub const DESIGN_LATENCY: Duration = Duration::from_millis(250);
@@ -21,35 +37,35 @@ pub const DESIGN_LATENCY: Duration = Duration::from_millis(250);
 pub const UNLIMITED_CONCURRENCY: usize = 64;
 
 /// Parses `--encoding` (any WHATWG label: `utf-8`, `windows-1252`, `latin1`, ...).
-pub fn parse_encoding(name: &str) -> Result<&'static Encoding, Fatal> {
+pub fn parse_encoding(name: &str) -> Result<&'static Encoding, ConfigError> {
     Encoding::for_label(name.trim().as_bytes()).ok_or_else(|| {
-        Fatal::usage(format!(
+        invalid(format!(
             "--encoding {name:?} is not an encoding I know; common ones: utf-8, windows-1252 (Excel on Windows), iso-8859-1, iso-8859-15, utf-16le, shift_jis"
         ))
     })
 }
 
 /// Parses `--delimiter`: one ASCII character, or `tab` / `\t`.
-pub fn parse_delimiter(s: &str) -> Result<u8, Fatal> {
+pub fn parse_delimiter(s: &str) -> Result<u8, ConfigError> {
     match s {
         "tab" | "\\t" | "\t" => Ok(b'\t'),
         _ if s.len() == 1 && s.is_ascii() && s != "\"" && s != "\n" && s != "\r" => {
             Ok(s.as_bytes()[0])
         }
-        _ => Err(Fatal::usage(format!(
+        _ => Err(invalid(format!(
             "--delimiter {s:?} must be one ASCII character such as ',' ';' '|' or the word tab"
         ))),
     }
 }
 
 /// Parses and checks `--endpoint`: HTTPS anywhere, plain HTTP only to loopback.
-pub fn parse_endpoint(raw: Option<&str>) -> Result<url::Url, Fatal> {
+pub fn parse_endpoint(raw: Option<&str>) -> Result<url::Url, ConfigError> {
     let raw = raw
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .unwrap_or(crate::spec::DEFAULT_ENDPOINT);
     let url = url::Url::parse(raw).map_err(|e| {
-        Fatal::usage(format!(
+        invalid(format!(
             "--endpoint {raw:?} is not a URL ({e}); expected e.g. {}",
             crate::spec::DEFAULT_ENDPOINT
         ))
@@ -58,19 +74,19 @@ pub fn parse_endpoint(raw: Option<&str>) -> Result<url::Url, Fatal> {
         "https" => {}
         "http" if is_loopback(&url) => {}
         "http" => {
-            return Err(Fatal::usage(format!(
+            return Err(invalid(format!(
                 "--endpoint {raw} uses plain http:// to a host that is not this machine; DigiDesk is HTTPS only and credentials must not cross the network unencrypted. Use https://"
             )))
         }
         other => {
-            return Err(Fatal::usage(format!("--endpoint {raw}: unsupported scheme {other:?}; use https://")))
+            return Err(invalid(format!("--endpoint {raw}: unsupported scheme {other:?}; use https://")))
         }
     }
     if url.host().is_none() {
-        return Err(Fatal::usage(format!("--endpoint {raw} has no host")));
+        return Err(invalid(format!("--endpoint {raw} has no host")));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(Fatal::usage(
+        return Err(invalid(
             "--endpoint must not carry credentials; use DIGIDESK_USERNAME and DIGIDESK_PASSWORD",
         ));
     }
@@ -131,31 +147,29 @@ impl SendSettings {
         opts: &SendOptions,
         results_default: Option<PathBuf>,
         input_delimiter: u8,
-    ) -> Result<SendSettings, Fatal> {
+    ) -> Result<SendSettings, ConfigError> {
         let results = opts.results.clone().or(results_default).ok_or_else(|| {
-            Fatal::usage("--results FILE is required when the input is standard input")
+            invalid("--results FILE is required when the input is standard input")
         })?;
         let endpoint = parse_endpoint(opts.endpoint.as_deref())?;
         // Plain http through a proxy off this machine is refused here.
         crate::transport::route(&endpoint)?;
         if opts.max_attempts == 0 {
-            return Err(Fatal::usage("--max-attempts must be at least 1"));
+            return Err(invalid("--max-attempts must be at least 1"));
         }
         if !(opts.timeout.is_finite() && opts.timeout > 0.0 && opts.timeout <= 3600.0) {
-            return Err(Fatal::usage(
+            return Err(invalid(
                 "--timeout must be a number of seconds between 0 and 3600",
             ));
         }
         if opts.concurrency == Some(0) {
-            return Err(Fatal::usage("--concurrency must be at least 1"));
+            return Err(invalid("--concurrency must be at least 1"));
         }
         if !(opts.progress_every.is_finite() && opts.progress_every >= 0.05) {
-            return Err(Fatal::usage(
-                "--progress-every must be at least 0.05 seconds",
-            ));
+            return Err(invalid("--progress-every must be at least 0.05 seconds"));
         }
         if opts.limit == Some(0) {
-            return Err(Fatal::usage("--limit must be at least 1"));
+            return Err(invalid("--limit must be at least 1"));
         }
         let rate = (opts.rate > 0).then_some(opts.rate);
         let concurrency = opts
@@ -199,12 +213,20 @@ impl SendSettings {
     }
 }
 
+/// Little's law: how many requests must be in flight to hold `rate` (per
+/// second) at `latency`, times `headroom`. Every pool size comes from here:
+/// the default `--concurrency`, how far it may grow, and the growing itself
+/// (in the pipeline's pool).
+pub fn in_flight(rate: f64, latency: Duration, headroom: f64) -> usize {
+    (rate * latency.as_secs_f64() * headroom).ceil() as usize
+}
+
 /// Enough requests in flight to hold `rate` at [`DESIGN_LATENCY`], with
 /// headroom for latency spikes: Little's law, doubled.
 pub fn default_concurrency(rate: Option<u32>) -> usize {
     match rate {
         None => UNLIMITED_CONCURRENCY,
-        Some(r) => pool::in_flight(f64::from(r), DESIGN_LATENCY, 2.0).clamp(4, 512),
+        Some(r) => in_flight(f64::from(r), DESIGN_LATENCY, 2.0).clamp(4, 512),
     }
 }
 
@@ -213,7 +235,7 @@ pub fn default_concurrency(rate: Option<u32>) -> usize {
 pub fn max_concurrency(rate: Option<u32>) -> usize {
     match rate {
         None => UNLIMITED_CONCURRENCY,
-        Some(r) => pool::in_flight(f64::from(r), MAX_LATENCY, 1.0)
+        Some(r) => in_flight(f64::from(r), MAX_LATENCY, 1.0)
             .clamp(default_concurrency(rate), CONCURRENCY_CAP),
     }
 }
@@ -234,7 +256,7 @@ mod tests {
         assert!(parse_endpoint(Some("http://localhost:9/x")).is_ok());
         assert!(parse_endpoint(Some("http://[::1]:9/x")).is_ok());
         let e = parse_endpoint(Some("http://example.com/api/")).unwrap_err();
-        assert!(e.message.contains("plain http://"), "{}", e.message);
+        assert!(e.to_string().contains("plain http://"), "{e}");
         assert!(parse_endpoint(Some("ftp://example.com/")).is_err());
         assert_eq!(
             parse_endpoint(None).unwrap().as_str(),

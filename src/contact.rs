@@ -4,7 +4,11 @@
 //!
 //! How a contact is read, and why, is in `docs/design.md` ("Contacts").
 
-use rlibphonenumber::{ParseError, PhoneNumberFormat, PHONE_NUMBER_UTIL};
+use rlibphonenumber::{
+    ParseError, PhoneNumber, PhoneNumberFormat, PhoneNumberUtil, ValidationError,
+};
+
+mod copies;
 
 /// A region whose national numbers libphonenumber knows, such as `GB`.
 pub use rlibphonenumber::Region;
@@ -14,14 +18,17 @@ pub use rlibphonenumber::Region;
 pub struct ContactRules {
     /// The region national numbers belong to (`[contact] phone_region`).
     pub region: Option<Region>,
+    /// The region's calling code, when the region is the first of those
+    /// with that code (GB for +44, US for +1, and every region with a code
+    /// of its own), and whether other regions share it.
+    main_code: Option<(i32, bool)>,
 }
 
 /// Parses an ISO 3166 alpha-2 region code such as `GB` (any case); `None`
 /// unless libphonenumber has the region's numbering plan.
 pub fn parse_region(code: &str) -> Option<Region> {
     let region = Region::from_code(&code.trim().to_ascii_uppercase()).ok()?;
-    PHONE_NUMBER_UTIL
-        .get_country_code_for_region(region)
+    copies::with_any(|util| util.get_country_code_for_region(region))
         .is_some()
         .then_some(region)
 }
@@ -38,8 +45,7 @@ pub fn region_hint(code: &str) -> Option<Region> {
     }
     let digits = code.strip_prefix('+').unwrap_or(&code);
     let calling_code: i32 = digits.parse().ok()?;
-    PHONE_NUMBER_UTIL
-        .get_region_for_country_code(calling_code)
+    copies::with_any(|util| util.get_region_for_country_code(calling_code))
         .filter(|r| *r != Region::World)
 }
 
@@ -47,7 +53,15 @@ impl ContactRules {
     /// Rules for national numbers of `region`; without one, only numbers in
     /// international form (`+44 ...`) are phone numbers.
     pub fn new(region: Option<Region>) -> ContactRules {
-        ContactRules { region }
+        let main_code = region.and_then(|region| {
+            copies::with_any(|util| {
+                let code = util.get_country_code_for_region(region)?;
+                let mut regions = util.get_regions_for_country_calling_code(code)?;
+                let shared = regions.len() > 1;
+                (regions.next() == Some(region)).then_some((code, shared))
+            })
+        });
+        ContactRules { region, main_code }
     }
 
     /// The contact as DigiDesk should receive it, or why it is not one. The
@@ -66,26 +80,49 @@ impl ContactRules {
     }
 
     fn phone(&self, value: &str) -> Result<String, String> {
-        let number = match PHONE_NUMBER_UTIL.parse(value, self.region) {
-            Ok(number) => number,
-            Err(e) => return Err(self.not_a_phone(value, parse_failure(&e))),
-        };
-        if PHONE_NUMBER_UTIL.is_valid_number(&number) {
-            // E.164 has no extension: one the value had is dropped here.
-            return Ok(PHONE_NUMBER_UTIL
-                .format(&number, PhoneNumberFormat::E164)
-                .into_owned());
+        copies::with_own(|util| {
+            let number = match util.parse(value, self.region) {
+                Ok(number) => number,
+                Err(e) => return Err(self.not_a_phone(value, parse_failure(&e))),
+            };
+            if self.is_valid(util, &number) {
+                // E.164 has no extension: one the value had is dropped here.
+                return Ok(util.format(&number, PhoneNumberFormat::E164).into_owned());
+            }
+            let why = match util.is_possible_number_with_reason(&number) {
+                Err(ValidationError::TooShort) => "too short",
+                Err(ValidationError::TooLong) => "too long",
+                Err(ValidationError::InvalidCountryCode) => "unknown country code",
+                _ => "no such number",
+            };
+            Err(self.not_a_phone(
+                value,
+                &format!("{why} in the numbering plan of +{}", number.country_code),
+            ))
+        })
+    }
+
+    /// libphonenumber's `is_valid_number`, in fewer steps for numbers with
+    /// the mapping's region's calling code. `is_valid_number` first finds
+    /// the number's region: the only one with its calling code, or else the
+    /// first of them (GB for +44, US for +1) whose leading digits or number
+    /// patterns the number matches, the first region tried first; then it
+    /// matches the number against that region's patterns. So a number valid
+    /// in the first region is valid, and where a region has its calling code
+    /// to itself, valid in it or not at all. Any other number gets the
+    /// whole check.
+    fn is_valid(&self, util: &PhoneNumberUtil, number: &PhoneNumber) -> bool {
+        if let (Some(region), Some((code, shared))) = (self.region, self.main_code) {
+            if number.country_code == code {
+                if util.is_valid_number_for_region(number, region) {
+                    return true;
+                }
+                if !shared {
+                    return false;
+                }
+            }
         }
-        let why = match PHONE_NUMBER_UTIL.is_possible_number_with_reason(&number) {
-            Err(rlibphonenumber::ValidationError::TooShort) => "too short",
-            Err(rlibphonenumber::ValidationError::TooLong) => "too long",
-            Err(rlibphonenumber::ValidationError::InvalidCountryCode) => "unknown country code",
-            _ => "no such number",
-        };
-        Err(self.not_a_phone(
-            value,
-            &format!("{why} in the numbering plan of +{}", number.country_code),
-        ))
+        util.is_valid_number(number)
     }
 
     fn not_a_phone(&self, value: &str, why: &str) -> String {

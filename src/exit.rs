@@ -58,6 +58,13 @@ impl From<crate::ledger::LedgerError> for Fatal {
         Fatal::usage(e.to_string())
     }
 }
+/// A setting that cannot be used: nothing was sent (exit 2).
+impl From<crate::config::ConfigError> for Fatal {
+    fn from(e: crate::config::ConfigError) -> Self {
+        Fatal::usage(e.to_string())
+    }
+}
+
 /// A transport that cannot be set up is a usage error: nothing was sent.
 impl From<crate::transport::TransportError> for Fatal {
     fn from(e: crate::transport::TransportError) -> Self {
@@ -65,20 +72,10 @@ impl From<crate::transport::TransportError> for Fatal {
     }
 }
 
-/// Reading the input: nothing was sent yet, so bad usage (exit 2); text in
-/// the wrong encoding names the option that fixes it.
+/// Reading the input: nothing was sent yet, so bad usage (exit 2).
 impl From<crate::input::error::ReadError> for Fatal {
     fn from(e: crate::input::error::ReadError) -> Fatal {
-        use crate::input::error::ReadError;
-        let hint = match &e {
-            ReadError::InvalidText { encoding, .. } if *encoding == "UTF-8" => {
-                "; the file is probably in another encoding: try --encoding windows-1252 (Excel on Windows writes it)"
-            }
-            ReadError::InvalidText { .. } => "; check --encoding",
-            ReadError::Utf16WithoutBom { .. } => "; try --encoding utf-16le (or utf-16be)",
-            _ => "",
-        };
-        Fatal::usage(format!("{e}{hint}"))
+        Fatal::usage(e.message())
     }
 }
 

@@ -144,6 +144,13 @@ Fix that first; the {unsent} rows after --limit were not sent.",
             thousands(report.count(Status::Unknown))
         );
     }
+    if report.count(Status::Duplicate) > 0 {
+        let _ = writeln!(
+            out,
+            "{} rows are duplicate: the ledger says they were sent before (their digidesk_errors say when and where), so they were not sent again.",
+            thousands(report.count(Status::Duplicate))
+        );
+    }
     out
 }
 

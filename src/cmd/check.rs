@@ -151,6 +151,7 @@ impl Checked {
     }
 }
 
+/// Checks a batch; gives back its records' fields, emptied, to be reused.
 fn check_batch(
     index: usize,
     records: Vec<Record>,
@@ -158,10 +159,11 @@ fn check_batch(
     plan: &Plan,
     show: usize,
     examples: usize,
-) -> Checked {
+) -> (Checked, Vec<csv::StringRecord>) {
     let mut c = Checked::new(index, plan, examples);
+    let mut spare = Vec::with_capacity(records.len());
     for record in records {
-        check_row(
+        let mut fields = check_row(
             &mut c,
             record.row,
             record.fields,
@@ -170,8 +172,10 @@ fn check_batch(
             plan,
             show,
         );
+        fields.clear();
+        spare.push(fields);
     }
-    c
+    (c, spare)
 }
 
 /// Decides one record into `c`; gives back its fields, to be reused.
@@ -258,12 +262,18 @@ impl Findings {
     }
 }
 
-/// Up to `BATCH` records; empty at the end of the input.
-fn read_batch(rows: &mut Rows) -> Result<Vec<Record>, Fatal> {
+/// Up to `BATCH` records, read into the `spare` ones first; empty at the
+/// end of the input.
+fn read_batch(rows: &mut Rows, spare: &mut Vec<csv::StringRecord>) -> Result<Vec<Record>, Fatal> {
     let mut batch = Vec::with_capacity(BATCH);
     while batch.len() < BATCH {
-        match rows.next_row()? {
-            Some(r) => batch.push(r),
+        let mut fields = spare.pop().unwrap_or_default();
+        match rows.next_row_into(&mut fields)? {
+            Some(row) => batch.push(Record {
+                row,
+                fields,
+                meta: rows.reader.meta().clone(),
+            }),
             None => break,
         }
     }
@@ -299,7 +309,9 @@ fn check_inline(rows: &mut Rows, plan: &Plan, report: &mut Findings) -> Result<(
 }
 
 /// A reader thread hands batches to `mappers` threads; their verdicts are
-/// merged here in input order.
+/// merged here in input order. The records' buffers go back to the reader
+/// to be filled again: memory is allocated and freed by the same thread,
+/// which the allocator does far faster than freeing another thread's.
 fn check_parallel(
     mappers: usize,
     rows: &mut Rows,
@@ -312,26 +324,35 @@ fn check_parallel(
     let (batch_tx, batch_rx) = std::sync::mpsc::sync_channel::<(usize, Vec<Record>)>(mappers * 2);
     let batch_rx = Mutex::new(batch_rx);
     let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<Checked>(mappers * 2);
+    // As many spare batches as can be in flight; any more are dropped.
+    let (spare_tx, spare_rx) = std::sync::mpsc::sync_channel::<Vec<csv::StringRecord>>(mappers * 4);
     std::thread::scope(|scope| {
         // Mappers: batches in, verdicts out, in whatever order they finish.
         for _ in 0..mappers {
             let done_tx = done_tx.clone();
+            let spare_tx = spare_tx.clone();
             let batch_rx = &batch_rx;
             scope.spawn(move || loop {
                 let next = batch_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
                 let Ok((index, records)) = next else { break };
-                let checked = check_batch(index, records, columns, plan, show, examples);
+                let (checked, spare) = check_batch(index, records, columns, plan, show, examples);
+                let _ = spare_tx.try_send(spare);
                 if done_tx.send(checked).is_err() {
                     break;
                 }
             });
         }
         drop(done_tx);
+        drop(spare_tx);
         // The reader: batches of records, in order.
         let reading = scope.spawn(move || -> Result<(), Fatal> {
             let mut index = 0;
+            let mut spare = Vec::new();
             loop {
-                let batch = read_batch(rows)?;
+                if spare.is_empty() {
+                    spare = spare_rx.try_recv().unwrap_or_default();
+                }
+                let batch = read_batch(rows, &mut spare)?;
                 if batch.is_empty() || batch_tx.send((index, batch)).is_err() {
                     return Ok(());
                 }
@@ -370,14 +391,15 @@ pub fn run(args: CheckArgs) -> Result<Exit, Fatal> {
     rows.columns.bind(&plan);
 
     let mut report = Findings::new(&plan, args.examples, args.show);
-    // One core reads; the others map. On two cores two mappers took twice
-    // the CPU for the same time (the phone library's regex caches are
-    // contended between threads), so there it all runs on this thread.
+    // One core reads; the others map. Reading costs less than mapping (the
+    // phone numbers most), so with two cores both map and the reader takes
+    // what time is left; with one, all on this thread.
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
     let mappers = match cores {
-        0..=2 => 1,
+        0 | 1 => 1,
+        2 => 2,
         n => (n - 1).min(8),
     };
     if mappers <= 1 {

@@ -10,6 +10,7 @@ use crate::config::{default_concurrency, Credentials, SendSettings, StartMode};
 use crate::exit::{Exit, Fatal};
 use crate::input::Rows;
 use crate::input::{Origin, ReadOptions, Reader};
+use crate::ledger::{self, Policy};
 use crate::mapping::{Mapping, Plan};
 use crate::pipeline::{self, Job};
 use crate::sandbox::{Sandbox, SandboxConfig};
@@ -99,13 +100,24 @@ pub async fn run(args: DemoArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     let mapping = Mapping::parse(DEMO_MAPPING, &mapping_path.display().to_string())?;
     let plan = Plan::compile(&mapping, &rows.columns.names, &input.display_name())?;
     rows.columns.bind(&plan);
+    // The demo keeps a ledger of its own, next to its files.
+    let fingerprint = pipeline::fingerprint(&[b"demo"]);
+    let policy = Policy::send(ledger::contact_within(&mapping));
+    let ledger = super::job::begin_ledger(
+        &dir.join(ledger::FILE_NAME),
+        "send",
+        &settings,
+        &fingerprint,
+        policy,
+    )?;
     let job = Job {
         command: "send".into(),
         rows,
         plan,
         settings,
-        fingerprint: pipeline::fingerprint(&[b"demo"]),
+        fingerprint,
         durable: false,
+        ledger: Some(ledger),
     };
     let show = |p: &PathBuf| p.display().to_string();
     let resend = format!(
@@ -122,6 +134,7 @@ pub async fn run(args: DemoArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     outln!("  calls.toml               the mapping that turns a row into a survey request");
     outln!("  calls.results.csv        every row with its status, DigiDesk id and errors");
     outln!("  sandbox-accepted.jsonl   what the sandbox received, one JSON line per request");
+    outln!("  ledger.sqlite3           the demo's ledger of surveys sent (see `digidesk-upload ledger --help`)");
     outln!("Some rows are invalid or skipped on purpose: see their digidesk_errors column.");
     outln!(
         "Try: digidesk-upload check {} --mapping {}",

@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cli::LogArgs;
-use crate::config::SendSettings;
+use crate::cli::{LedgerArgs, LogArgs};
+use crate::config::{SendSettings, StartMode};
 use crate::exit::{Exit, Fatal};
 use crate::input::{Origin, ReadOptions};
-use crate::pipeline::{self, Job, Stop};
+use crate::ledger::{self, Policy, RunInfo, Scope};
+use crate::pipeline::{self, Job, Ledgered, Stop};
 use crate::results::Counters;
 use crate::summary;
 use crate::transport::{Client, ClientConfig};
@@ -139,6 +140,44 @@ pub fn summary_on_error(
         }
     }
     result
+}
+
+/// Opens the run's ledger (unless `--no-ledger`) and begins the run in it,
+/// before anything is sent: a ledger that cannot be used is exit 2.
+pub fn open_ledger(
+    args: &LedgerArgs,
+    command: &str,
+    settings: &SendSettings,
+    fingerprint: &str,
+    policy: Policy,
+) -> Result<Option<Ledgered>, Fatal> {
+    let Some(path) = ledger::location(args)? else {
+        return Ok(None);
+    };
+    begin_ledger(&path, command, settings, fingerprint, policy).map(Some)
+}
+
+/// Opens the ledger at `path` and begins the run in it.
+pub fn begin_ledger(
+    path: &Path,
+    command: &str,
+    settings: &SendSettings,
+    fingerprint: &str,
+    policy: Policy,
+) -> Result<Ledgered, Fatal> {
+    let mut store = ledger::open(path)?;
+    let results = std::path::absolute(&settings.results).unwrap_or(settings.results.clone());
+    let run = store.begin_run(
+        &Scope::new(&settings.endpoint, &settings.credentials.username),
+        &RunInfo {
+            command: command.to_string(),
+            results,
+            fingerprint: fingerprint.to_string(),
+            resume: settings.mode == StartMode::Resume,
+        },
+    )?;
+    tracing::debug!(ledger = %store.location(), "ledger opened");
+    Ok(Ledgered { store, run, policy })
 }
 
 /// Takes the lock on the results file before anything is read or sent.

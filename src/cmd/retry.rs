@@ -9,13 +9,14 @@ use crate::config::{parse_delimiter, parse_encoding, SendSettings};
 use crate::exit::{Exit, Fatal};
 use crate::input::Rows;
 use crate::input::{Origin, ReadOptions, Reader};
+use crate::ledger::{self, Policy};
 use crate::mapping::{Mapping, Plan};
 use crate::pipeline::{self, Job};
 use crate::results::Status;
 
 use super::job::{
-    check_summary_json, command_line, execute, lock_results, reading_args, refuse_same_file,
-    retry_results_path, shell_quote, summary_on_error,
+    check_summary_json, command_line, execute, lock_results, open_ledger, reading_args,
+    refuse_same_file, retry_results_path, shell_quote, summary_on_error,
 };
 use super::selection;
 
@@ -50,6 +51,11 @@ pub async fn run(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
 async fn retry(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
     check_summary_json(args.send.summary_json.as_deref())?;
     let statuses = parse_only(&args.only)?;
+    if statuses.contains(&Status::Duplicate) && !args.send.ledger.no_ledger {
+        return Err(Fatal::usage(
+            "--only duplicate: the ledger says these rows were sent before (each row's digidesk_errors says when and where), so with it they would be duplicates again. To send them anyway, check DigiDesk first, then add --no-ledger",
+        ));
+    }
     let mapping = Mapping::load(&args.mapping)?;
     let shape = mapping.input();
     let given_encoding = args.encoding.as_deref().map(parse_encoding).transpose()?;
@@ -172,6 +178,9 @@ async fn retry(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
         false,
         &[],
     );
+    // The rows asked for are resent unless their key was created since.
+    let policy = Policy::retry(ledger::contact_within(&mapping));
+    let ledger = open_ledger(&args.send.ledger, "retry", &settings, &fingerprint, policy)?;
     let job = Job {
         command: "retry".into(),
         rows,
@@ -179,6 +188,7 @@ async fn retry(args: RetryArgs, log: &LogArgs) -> Result<Exit, Fatal> {
         settings,
         fingerprint,
         durable: true,
+        ledger,
     };
     execute(job, "retry", log, &resend, &resume_cmd).await
 }

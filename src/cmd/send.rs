@@ -7,12 +7,13 @@ use crate::config::{parse_delimiter, parse_encoding, SendSettings};
 use crate::exit::{Exit, Fatal};
 use crate::input::Origin;
 use crate::input::Rows;
+use crate::ledger::{self, Policy};
 use crate::mapping::{Mapping, Plan};
 use crate::pipeline::{self, Job};
 
 use super::job::{
-    check_summary_json, command_line, default_results_path, execute, lock_results, reading_args,
-    refuse_same_file, summary_on_error,
+    check_summary_json, command_line, default_results_path, execute, lock_results, open_ledger,
+    reading_args, refuse_same_file, summary_on_error,
 };
 
 pub async fn run(args: SendArgs, log: &LogArgs) -> Result<Exit, Fatal> {
@@ -77,6 +78,8 @@ async fn send(args: SendArgs, log: &LogArgs) -> Result<Exit, Fatal> {
         false,
         &[],
     );
+    let policy = Policy::send(ledger::contact_within(&mapping));
+    let ledger = open_ledger(&args.send.ledger, "send", &settings, &fingerprint, policy)?;
     let job = Job {
         command: "send".into(),
         rows,
@@ -84,6 +87,7 @@ async fn send(args: SendArgs, log: &LogArgs) -> Result<Exit, Fatal> {
         settings,
         fingerprint,
         durable: true,
+        ledger,
     };
     execute(job, "send", log, &resend, &resume_cmd).await
 }

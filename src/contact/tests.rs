@@ -266,3 +266,71 @@ fn agrees_with_libphonenumber_on_the_fixture() {
         disagree.join("\n")
     );
 }
+
+/// The shortcuts taken around libphonenumber change no answer: every
+/// region's example numbers of every type, national and international, cut
+/// short or run long, read with the region, with no region and with the
+/// first region of the calling code, are what the library itself makes of
+/// them (its `parse`, `is_valid_number` and E.164).
+#[test]
+fn agrees_with_the_library_called_directly_on_every_region() {
+    use rlibphonenumber::{PhoneNumberFormat, PHONE_NUMBER_UTIL as UTIL};
+    let direct = |value: &str, region: Option<Region>| -> Option<String> {
+        let number = UTIL.parse(value.trim(), region).ok()?;
+        UTIL.is_valid_number(&number)
+            .then(|| UTIL.format(&number, PhoneNumberFormat::E164).into_owned())
+    };
+    let mut compared = 0;
+    let mut valid = 0;
+    let mut disagree = Vec::new();
+    let mut regions: Vec<Region> = UTIL.get_supported_regions().collect();
+    regions.sort_by_key(|r| r.to_string());
+    for region in regions {
+        let mut numbers: Vec<_> = UTIL
+            .get_supported_types_for_region(region)
+            .into_iter()
+            .flatten()
+            .filter_map(|t| UTIL.get_example_number_for_type_and_region(region, t).ok())
+            .collect();
+        numbers.extend(UTIL.get_invalid_example_number(region).ok());
+        let code = UTIL.get_country_code_for_region(region).expect("a code");
+        let first = UTIL.get_region_for_country_code(code).expect("a region");
+        for number in numbers {
+            let e164 = UTIL.format(&number, PhoneNumberFormat::E164).into_owned();
+            let national = UTIL
+                .format(&number, PhoneNumberFormat::National)
+                .into_owned();
+            let mut values = vec![
+                format!("{e164}0"),
+                format!("{national}0"),
+                e164[..e164.len() - 1].to_string(),
+                national[..national.len() - 1].to_string(),
+            ];
+            values.push(e164);
+            values.push(national);
+            for value in &values {
+                for rules in [Some(region), Some(first), None] {
+                    let got = ContactRules::new(rules).normalize(value).ok();
+                    let expected = direct(value, rules);
+                    valid += usize::from(expected.is_some());
+                    if got != expected {
+                        disagree.push(format!(
+                            "{rules:?} {value:?}: {got:?}, library {expected:?}"
+                        ));
+                    }
+                    compared += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        compared > 10_000 && valid > 3_000,
+        "{compared} compared, {valid} valid"
+    );
+    assert!(
+        disagree.is_empty(),
+        "{} of {compared} disagree:\n{}",
+        disagree.len(),
+        disagree.join("\n")
+    );
+}

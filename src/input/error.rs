@@ -1,6 +1,6 @@
 //! What can go wrong reading an input: where (the input, the row, the
-//! column) and what, with the underlying error kept as the source. Which
-//! option fixes it is said where the error becomes a command's exit.
+//! column) and what, with the underlying error kept as the source; and,
+//! for text in the wrong encoding, which option fixes it ([`ReadError::message`]).
 
 use std::path::PathBuf;
 
@@ -61,4 +61,34 @@ pub enum ReadError {
     /// A results file that lists a row twice: which line is right cannot be told.
     #[error("{name}, record {record}: row {row} is listed again (each row has one line in a results file); remove the wrong line, then retry")]
     RepeatedRow { name: String, record: u64, row: u64 },
+}
+
+impl ReadError {
+    /// The error for the person running the tool: text in the wrong
+    /// encoding names the option that fixes it.
+    pub fn message(&self) -> String {
+        let hint = match self {
+            ReadError::InvalidText { encoding, .. } if *encoding == "UTF-8" => {
+                "; the file is probably in another encoding: try --encoding windows-1252 (Excel on Windows writes it)"
+            }
+            ReadError::InvalidText { .. } => "; check --encoding",
+            ReadError::Utf16WithoutBom { .. } => "; try --encoding utf-16le (or utf-16be)",
+            _ => "",
+        };
+        format!("{self}{hint}")
+    }
+}
+
+/// What to do about text that is not valid in `encoding`. Never suggests
+/// windows-1252 for a UTF-16 file (`nul_bytes`: the bytes look like UTF-16).
+pub fn encoding_hint(encoding: &str, nul_bytes: bool) -> String {
+    if nul_bytes {
+        "the file looks like UTF-16 without a byte-order mark: try --encoding utf-16le (or utf-16be)".into()
+    } else if encoding.starts_with("UTF-16") {
+        format!("the file is {encoding} (its byte-order mark says so) and holds a sequence that is not: fix it in the program that wrote it")
+    } else if encoding == "UTF-8" {
+        "the export is probably in another encoding: try --encoding windows-1252 (Excel on Windows writes it)".into()
+    } else {
+        format!("check --encoding (now {encoding})")
+    }
 }

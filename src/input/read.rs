@@ -7,7 +7,6 @@
 //! carries its 1-based number and where it lies.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -17,39 +16,7 @@ pub use super::error::ReadError;
 use super::raw::{Parser, RawRecord};
 use super::shape::{self, BadCell, Broken, Footer, Meta, Notes, SharedNotes};
 use super::stream;
-
-/// Where the export comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
-    Stdin,
-    File(PathBuf),
-}
-
-impl Origin {
-    /// `-` means standard input; anything else is a path.
-    pub fn parse(arg: &str) -> Origin {
-        if arg == "-" {
-            Origin::Stdin
-        } else {
-            Origin::File(PathBuf::from(arg))
-        }
-    }
-
-    /// How errors name this input.
-    pub fn display_name(&self) -> String {
-        match self {
-            Origin::Stdin => "standard input".to_string(),
-            Origin::File(p) => p.display().to_string(),
-        }
-    }
-}
-
-/// How the bytes of the export are read.
-#[derive(Debug, Clone, Copy)]
-pub struct ReadOptions {
-    pub encoding: &'static Encoding,
-    pub delimiter: u8,
-}
+pub use super::stream::{Origin, ReadOptions};
 
 /// One data record of the export.
 #[derive(Debug, Clone)]
@@ -472,20 +439,6 @@ fn first_malformed(enc: &'static Encoding, bytes: &[u8]) -> Option<(usize, u8)> 
             bytes.get(at).map(|b| (at, *b))
         }
         _ => None,
-    }
-}
-
-/// What to do about text that is not valid in `encoding`. Never suggests
-/// windows-1252 for a UTF-16 file (`nul_bytes`: the bytes look like UTF-16).
-pub fn encoding_hint(encoding: &str, nul_bytes: bool) -> String {
-    if nul_bytes {
-        "the file looks like UTF-16 without a byte-order mark: try --encoding utf-16le (or utf-16be)".into()
-    } else if encoding.starts_with("UTF-16") {
-        format!("the file is {encoding} (its byte-order mark says so) and holds a sequence that is not: fix it in the program that wrote it")
-    } else if encoding == "UTF-8" {
-        "the export is probably in another encoding: try --encoding windows-1252 (Excel on Windows writes it)".into()
-    } else {
-        format!("check --encoding (now {encoding})")
     }
 }
 

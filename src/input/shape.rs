@@ -305,7 +305,7 @@ fn bad_reason(b: &BadCell, headers: &[String], encoding: &str) -> String {
     };
     format!(
         "column {column:?} holds bytes that are not valid {encoding}{at}; {}",
-        super::read::encoding_hint(encoding, false)
+        super::error::encoding_hint(encoding, false)
     )
 }
 

@@ -6,13 +6,46 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Cursor, Read};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use encoding_rs::{Encoding, UTF_8};
 
-use super::read::ReadError;
-use super::read::{Origin, ReadOptions};
+use super::error::ReadError;
+
+/// Where the export comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Stdin,
+    File(PathBuf),
+}
+
+impl Origin {
+    /// `-` means standard input; anything else is a path.
+    pub fn parse(arg: &str) -> Origin {
+        if arg == "-" {
+            Origin::Stdin
+        } else {
+            Origin::File(PathBuf::from(arg))
+        }
+    }
+
+    /// How errors name this input.
+    pub fn display_name(&self) -> String {
+        match self {
+            Origin::Stdin => "standard input".to_string(),
+            Origin::File(p) => p.display().to_string(),
+        }
+    }
+}
+
+/// How the bytes of the export are read.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadOptions {
+    pub encoding: &'static Encoding,
+    pub delimiter: u8,
+}
 
 /// What runs before each read of the underlying file or pipe (see
 /// `Reader::before_read`).

@@ -39,6 +39,15 @@ const KEY: u8 = b'k';
 const CONTACT: u8 = b'c';
 
 impl Hasher {
+    /// A hasher with a secret of its own, for a run without a ledger: its
+    /// hashes tell this run's keys apart and mean nothing elsewhere.
+    pub fn random() -> Hasher {
+        use rand::RngCore;
+        let mut secret = [0u8; 32];
+        rand::rng().fill_bytes(&mut secret);
+        Hasher::new(&secret)
+    }
+
     pub fn new(secret: &[u8]) -> Hasher {
         Hasher {
             // HMAC takes a key of any length.

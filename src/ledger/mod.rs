@@ -313,6 +313,24 @@ pub trait Store: Send {
     /// Records the outcomes of claimed rows, in one transaction.
     fn record(&mut self, run: RunId, outcomes: &[Recorded]) -> Result<(), LedgerError>;
 
+    /// Records outcomes, then claims keys, as [`Store::record`] then
+    /// [`Store::claim`] would; a store may do both in one transaction.
+    fn settle(
+        &mut self,
+        run: RunId,
+        policy: Policy,
+        outcomes: &[Recorded],
+        claims: &[Claim],
+    ) -> Result<Vec<Verdict>, LedgerError> {
+        if !outcomes.is_empty() {
+            self.record(run, outcomes)?;
+        }
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.claim(run, policy, claims)
+    }
+
     /// Marks a run finished.
     fn end_run(&mut self, run: RunId) -> Result<(), LedgerError>;
 

@@ -1,22 +1,18 @@
-//! Dispatch and group commit: the dispatcher takes a concurrency permit and
-//! a row and starts the row's worker. A worker journals its row only once
-//! its rate slot is near (see [`take_turn`]), so that a crash leaves
-//! `unknown` only the rows whose request was about to leave; the journal
-//! thread writes and syncs every line queued while the previous sync ran
-//! with one sync (group commit: at high rates one `fdatasync` covers many rows).
+//! Dispatch: the dispatcher takes a concurrency permit and a row and starts
+//! the row's worker. A worker claims its row's key, then journals the row
+//! only once its rate slot is near (see [`take_turn`]), so that a crash
+//! leaves `unknown` only the rows whose request was about to leave; the
+//! keeper thread (see `keeper`) handles every claim and line queued while it
+//! was busy as one group (at high rates one sync covers many rows).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::journal::{Journal, JournalError};
-
+use super::keeper::{Claimed, Note};
 use super::worker::{worker, Ctx};
-use super::{Ended, RunError, SendItem, Stop, HANDOFF_BATCH};
-
-/// Lines written with one sync, at most.
-const MAX_BATCH: usize = 512;
+use super::{SendItem, HANDOFF_BATCH};
 
 /// A worker journals its row this long before its rate slot: enough for a
 /// sync, so that the request still leaves on its slot.
@@ -62,75 +58,45 @@ pub(super) fn channel(concurrency: usize) -> (mpsc::Sender<Vec<SendItem>>, Inbox
     (tx, inbox)
 }
 
-/// A row's "sending" line, and the worker waiting for it to be on disk.
-pub(super) struct Intent {
+/// What a row's first try may do.
+pub(super) enum Turn {
+    /// Send it now: its key is claimed, its line journaled, its slot come.
+    Go,
+    /// Do not send it: an earlier survey makes it a `duplicate`.
+    Duplicate(crate::ledger::Earlier),
+    /// Do not send it: the ledger or the journal failed, or is closed.
+    No,
+}
+
+/// A row's first try: waits for its key's claim (sent by the dispatcher),
+/// waits for its rate slot, journals the row (synced) just before the slot,
+/// and returns at the slot. A duplicate takes no slot.
+pub(super) async fn take_turn(
+    ctx: &Ctx,
     row: u64,
     hash: u64,
-    synced: oneshot::Sender<bool>,
-}
-
-/// Where workers queue their rows' "sending" lines.
-pub(super) type Intents = mpsc::UnboundedSender<Intent>;
-
-/// The journal thread: takes every line queued, writes them and syncs once,
-/// then lets their workers send. On a journal error no queued row is sent
-/// and the run stops with that error. Ends when every sender is gone.
-pub(super) fn start_journal(
-    journal: Arc<Mutex<Journal>>,
-    stop: Stop,
-) -> Result<(Intents, std::thread::JoinHandle<Result<(), JournalError>>), RunError> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Intent>();
-    let thread = std::thread::Builder::new()
-        .name("journal".into())
-        .spawn(move || {
-            let mut group: Vec<Intent> = Vec::with_capacity(MAX_BATCH);
-            while let Some(first) = rx.blocking_recv() {
-                group.push(first);
-                while group.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(i) => group.push(i),
-                        Err(_) => break,
-                    }
-                }
-                let journaled = {
-                    let mut j = journal.lock().unwrap_or_else(|p| p.into_inner());
-                    group
-                        .iter()
-                        .try_for_each(|i| j.sending(i.row, i.hash))
-                        .and_then(|_| j.commit())
-                };
-                let ok = journaled.is_ok();
-                for i in group.drain(..) {
-                    let _ = i.synced.send(ok);
-                }
-                if let Err(e) = journaled {
-                    stop.set(Ended::Interrupted);
-                    return Err(e);
-                }
-            }
-            Ok(())
-        })
-        .map_err(|e| RunError::Thread(format!("cannot start the journal writer: {e}")))?;
-    Ok((tx, thread))
-}
-
-/// A row's first try: waits for its rate slot, journals the row (synced)
-/// just before the slot, and returns at the slot. `false` when the row must
-/// not be sent (the journal failed, or is closed).
-pub(super) async fn take_turn(ctx: &Ctx, row: u64, hash: u64) -> bool {
+    claimed: oneshot::Receiver<Claimed>,
+) -> Turn {
+    match claimed.await {
+        Ok(Claimed::Go) => {}
+        Ok(Claimed::Duplicate(earlier)) => return Turn::Duplicate(earlier),
+        Ok(Claimed::Failed) | Err(_) => return Turn::No,
+    }
+    if ctx.unlimited {
+        // Waits out a pause after a 429, and the slot of a rate the server
+        // imposed since, if any.
+        if let Some(slot) = ctx.pace.reserve().await {
+            tokio::time::sleep_until(slot).await;
+        }
+        return Turn::Go;
+    }
     let slot = ctx.pace.reserve().await;
     if let Some(slot) = slot {
         tokio::time::sleep_until(slot - JOURNAL_LEAD).await;
     }
     let (synced, on_disk) = oneshot::channel();
-    let queued = {
-        let intents = ctx.intents.lock().unwrap_or_else(|p| p.into_inner());
-        intents
-            .as_ref()
-            .is_some_and(|tx| tx.send(Intent { row, hash, synced }).is_ok())
-    };
-    if !queued || on_disk.await != Ok(true) {
-        return false;
+    if !ctx.tell(Note::Sending { row, hash, synced }) || on_disk.await != Ok(true) {
+        return Turn::No;
     }
     if let Some(slot) = slot {
         if tokio::time::Instant::now() > slot + LATE {
@@ -142,7 +108,7 @@ pub(super) async fn take_turn(ctx: &Ctx, row: u64, hash: u64) -> bool {
             tokio::time::sleep_until(slot).await;
         }
     }
-    true
+    Turn::Go
 }
 
 /// A request may start this much after its slot (the rate's margin is 8 ms
@@ -163,7 +129,26 @@ pub(super) async fn dispatch(mut inbox: Inbox, ctx: &Arc<Ctx>, semaphore: &Arc<S
             i = inbox.recv() => match i { Some(i) => i, None => break },
             _ = stop.soft.cancelled() => break,
         };
-        tokio::spawn(worker(ctx.clone(), item, permit));
+        // Claimed here, in the input's order, so that of two rows with one
+        // key the first is sent and the second is its duplicate. Without a
+        // rate there is no slot to wait for: claimed and journaled in one
+        // group (the claim still committed before the line).
+        let (answer, claimed) = oneshot::channel();
+        let note = if ctx.unlimited {
+            Note::ClaimAndSend {
+                claim: item.claim,
+                hash: item.hash,
+                answer,
+            }
+        } else {
+            Note::Claim {
+                claim: item.claim,
+                answer,
+            }
+        };
+        // If the keeper takes no more, the worker finds its answer gone.
+        ctx.tell(note);
+        tokio::spawn(worker(ctx.clone(), item, claimed, permit));
     }
     // Nothing more is dispatched: the reader sees its channel close, and
     // rows it had already handed over are counted as not sent.

@@ -10,11 +10,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::exit::Fatal;
 use crate::input::{self, ReadError, Rows};
+use crate::ledger::{self, Hasher, Recorded};
 use crate::mapping::{Decision, Plan};
 use crate::results::{self, Outcome, Status};
 
+use super::keeper::Note;
 use super::resume::Known;
 use super::worker::Ctx;
 use super::{Ended, RunError, SendItem, Stop, HANDOFF_BATCH};
@@ -45,6 +46,16 @@ pub(super) struct Check {
     pub(super) results: String,
 }
 
+/// What the reader needs besides the rows.
+pub(super) struct Reading {
+    pub(super) plan: Plan,
+    /// Hashes survey keys for the ledger.
+    pub(super) hasher: Hasher,
+    /// A resumed run's rows, to check the input against.
+    pub(super) check: Option<Check>,
+    pub(super) limit: Option<u64>,
+}
+
 /// Rows decided before the last known row is checked are held back, at most
 /// this many: a changed input is found before anything is sent.
 const HOLD_MAX: usize = 10_000;
@@ -55,9 +66,7 @@ pub(super) type ReadDone = tokio::sync::oneshot::Receiver<Result<ReadEnd, ReadFa
 /// Starts the reader thread.
 pub(super) fn start(
     rows: Rows,
-    plan: Plan,
-    check: Option<Check>,
-    limit: Option<u64>,
+    reading: Reading,
     to_dispatch: mpsc::Sender<Vec<SendItem>>,
     ctx: &Arc<Ctx>,
 ) -> Result<ReadDone, RunError> {
@@ -88,7 +97,7 @@ pub(super) fn start(
                 },
                 only_count: false,
             };
-            let read = feed.read_all(rows, plan, check, limit, &ctx.resumed_unknown);
+            let read = feed.read_all(rows, reading, &ctx);
             let _ = done_tx.send(feed.finish(read));
         })
         .map_err(|e| RunError::Thread(format!("cannot start the reader: {e}")))?;
@@ -114,7 +123,7 @@ pub(super) async fn finished(mut done: ReadDone, stop: &Stop) -> Result<ReadEnd,
         },
     };
     match read {
-        Ok(read) => read.map_err(|f| (Fatal::from(f.error).message, f.unsent)),
+        Ok(read) => read.map_err(|f| (f.error.message(), f.unsent)),
         Err(_) => Err(("the reader thread failed".to_string(), 0)),
     }
 }
@@ -258,14 +267,13 @@ impl Feed<'_> {
 
     /// Reads, maps and validates every row; checks a resumed run's rows
     /// against what the earlier runs recorded.
-    fn read_all(
-        &mut self,
-        mut rows: Rows,
-        plan: Plan,
-        check: Option<Check>,
-        limit: Option<u64>,
-        resumed_unknown: &AtomicU64,
-    ) -> Result<(), ReadFailure> {
+    fn read_all(&mut self, mut rows: Rows, reading: Reading, ctx: &Ctx) -> Result<(), ReadFailure> {
+        let Reading {
+            plan,
+            hasher,
+            check,
+            limit,
+        } = reading;
         let mut sendable = check.as_ref().map_or(0, |c| c.sent_before);
         let mut body = Vec::with_capacity(512);
         let width = rows.columns.names.len();
@@ -308,13 +316,28 @@ impl Feed<'_> {
                 continue;
             }
             let decided = if let Some(expected) = in_flight {
+                let raw = record.fields.clone();
                 let fields = rows.columns.project(record.fields);
                 if expected.is_some_and(|h| results::row_hash(&fields, width) != h) {
                     let results = &check.as_ref().map_or("", |c| c.results.as_str());
                     let what = "was sending when an earlier run stopped (its journal says so)";
                     return self.changed(changed(&rows.name, row, results, what));
                 }
-                resumed_unknown.fetch_add(1, Ordering::Relaxed);
+                ctx.resumed_unknown.fetch_add(1, Ordering::Relaxed);
+                // The ledger holds its key in flight: now it is `unknown`.
+                if let (projected, Decision::Send(req)) =
+                    input::decide(&rows.columns, &plan, raw, &record.meta)
+                {
+                    body.clear();
+                    req.write_json(&mut body);
+                    let claim = ledger::claim_for(&hasher, &plan, row, &projected, &req, &body);
+                    ctx.tell(Note::Outcome(Recorded {
+                        row,
+                        key: claim.key,
+                        contact: claim.contact,
+                        outcome: ledger::Outcome::Unknown,
+                    }));
+                }
                 Decided::Write(outcome(row, fields, Status::Unknown, vec!["in flight when an earlier run stopped: it may have been created; check DigiDesk before resending (retry --only unknown)".into()]))
             } else {
                 match input::decide(&rows.columns, &plan, record.fields, &record.meta) {
@@ -331,6 +354,7 @@ impl Feed<'_> {
                         Decided::Send(SendItem {
                             row,
                             hash: results::row_hash(&fields, width),
+                            claim: ledger::claim_for(&hasher, &plan, row, &fields, &req, &body),
                             fields,
                             body: Bytes::copy_from_slice(&body),
                         })

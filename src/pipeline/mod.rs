@@ -1,16 +1,18 @@
 //! The pipeline: a reader thread maps and validates rows (and on `--resume`
 //! checks them against what the run decided before), a dispatcher hands each
-//! sendable row to a worker task, workers wait for their rate slot, have the
-//! journal thread sync their row's line just before it (one sync per group
-//! of lines), post with retries under a shared rate limit, and whoever
-//! decides a row (a worker, or the reader for invalid and skipped rows)
-//! writes its results line. A bounded channel and the concurrency permits
-//! connect them, so a slow server slows reading instead of filling memory.
+//! sendable row to a worker task; a worker has the keeper thread claim its
+//! survey key in the ledger (a `duplicate` ends there), waits for its rate
+//! slot, has the keeper sync its row's journal line just before it (one
+//! commit per group of rows), posts with retries under a shared rate limit,
+//! and tells the keeper the outcome. Whoever decides a row (a worker, or the
+//! reader for invalid and skipped rows) writes its results line. A bounded
+//! channel and the concurrency permits connect them, so a slow server slows
+//! reading instead of filling memory.
 //!
 //! ```text
 //! reader ──sendable──▶ dispatcher ──spawn──▶ workers ──outcome──▶ results file
-//!    │                                     ▲ ▼ "sending" lines            ▲
-//!    │                                   journal thread                   │
+//!    │                                     ▲ ▼ claims, "sending"          ▲
+//!    │                                     keeper ── ledger, journal      │
 //!    └──────────── invalid / skipped / unknown-on-resume ─────────────────┘
 //! ```
 //!
@@ -22,6 +24,7 @@
 mod dispatch;
 pub mod error;
 mod feed;
+mod keeper;
 pub mod pool;
 mod resume;
 mod stop;
@@ -48,6 +51,7 @@ use resume::Resume;
 use worker::Ctx;
 
 pub use error::RunError;
+pub use keeper::Ledgered;
 pub use resume::fingerprint;
 pub use stop::Stop;
 pub use worker::{
@@ -65,6 +69,9 @@ pub struct Job {
     pub fingerprint: String,
     /// Sync the journal to disk before each batch of requests (on except in the demo).
     pub durable: bool,
+    /// The ledger of surveys sent, with this run begun in it; `None` with
+    /// `--no-ledger` (a survey is then still never sent twice within the run).
+    pub ledger: Option<Ledgered>,
 }
 
 /// How a run ended.
@@ -139,6 +146,8 @@ struct SendItem {
     row: u64,
     /// The fingerprint of the row's content, for the journal.
     hash: u64,
+    /// Its survey key and contact, as the ledger knows them.
+    claim: crate::ledger::Claim,
     fields: csv::StringRecord,
     body: Bytes,
 }
@@ -165,17 +174,29 @@ pub async fn run(
     });
     let files = (prepared.journal, prepared.writer);
     let ctx = Ctx::new(client, &job.settings, &stop, files, &counters);
+    // Keys are hashed with the ledger's secret; without a ledger, with one
+    // of this run's own.
+    let hasher = match &job.ledger {
+        Some(l) => l.store.hasher().clone(),
+        None => crate::ledger::Hasher::random(),
+    };
+    let (notes_tx, keeper_thread) = keeper::start(ctx.journal.clone(), job.ledger, stop.clone())?;
+    *ctx.keeper.lock().unwrap_or_else(|p| p.into_inner()) = Some(notes_tx);
 
     let (to_dispatch, inbox) = dispatch::channel(job.settings.concurrency);
     let limit = job.settings.limit;
     let notes = job.rows.reader.notes();
-    let reader = feed::start(job.rows, job.plan, check, limit, to_dispatch, &ctx)?;
+    let reading = feed::Reading {
+        plan: job.plan,
+        hasher,
+        check,
+        limit,
+    };
+    let reader = feed::start(job.rows, reading, to_dispatch, &ctx)?;
     let semaphore = Arc::new(Semaphore::new(job.settings.concurrency));
     let pool = ctx.pool.clone();
     let sizer = pool::start(&ctx.pace, &semaphore, &pool);
     let syncer = tokio::spawn(sync_results(ctx.writer.clone()));
-    let (intents, journal_thread) = dispatch::start_journal(ctx.journal.clone(), stop.clone())?;
-    *ctx.intents.lock().unwrap_or_else(|p| p.into_inner()) = Some(intents);
     let undispatched = dispatch::dispatch(inbox, &ctx, &semaphore).await;
 
     // Wait for every in-flight row: each permit comes back once its outcome is written.
@@ -184,17 +205,19 @@ pub async fn run(
         let _ = task.await;
     }
     let _all = semaphore.acquire_many(pool.size() as u32).await;
-    // Every worker is done: the journal thread ends once its queue is closed.
-    drop(ctx.intents.lock().unwrap_or_else(|p| p.into_inner()).take());
-    let journaled = tokio::task::spawn_blocking(move || journal_thread.join())
-        .await
-        .map_err(|_| RunError::Thread("the journal thread failed".into()))
-        .and_then(|j| match j {
-            Ok(journaled) => journaled.map_err(RunError::Journal),
-            Err(_) => Err(RunError::Thread("the journal thread failed".into())),
-        });
-    let dispatch_error = journaled.err();
+    // Every worker is done, and the reader past the rows it records: the
+    // keeper ends once its queue is closed.
     let read = feed::finished(reader, &stop).await;
+    drop(ctx.keeper.lock().unwrap_or_else(|p| p.into_inner()).take());
+    let kept = tokio::task::spawn_blocking(move || keeper_thread.join())
+        .await
+        .ok()
+        .and_then(|k| k.ok())
+        .ok_or_else(|| RunError::Thread("the journal writer failed".into()));
+    let (dispatch_error, ledger) = match kept {
+        Ok(k) => (k.journal.err().map(RunError::Journal), k.ledger),
+        Err(e) => (Some(e), None),
+    };
     let tally = ctx.writer.finish()?;
     if let Some(e) = dispatch_error {
         return Err(e);
@@ -202,6 +225,11 @@ pub async fn run(
     let unsent = undispatched + ctx.abandoned.load(Ordering::Relaxed);
     let (ended, limited, unsent) = ending(stop.reason(), read, unsent);
     close_journal(&ctx.journal, &ended, limited)?;
+    if let Some(mut l) = ledger.filter(|_| ended == Ended::Completed && !limited) {
+        if let Err(e) = l.store.end_run(l.run) {
+            tracing::warn!("cannot mark the run finished in the ledger: {e}");
+        }
+    }
     Ok(RunSummary {
         ended,
         limited,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
+pub use crate::config::in_flight;
 use crate::pace::Pace;
 
 /// The size of the worker pool, which grows with observed latency.
@@ -30,13 +31,6 @@ impl Pool {
     pub(super) fn size(&self) -> usize {
         self.size.load(Ordering::Relaxed) as usize
     }
-}
-
-/// Little's law: how many requests must be in flight to hold `rate` (per
-/// second) at `latency`, times `headroom`. Every pool size comes from here:
-/// the default `--concurrency`, how far it may grow, and the growing itself.
-pub fn in_flight(rate: f64, latency: Duration, headroom: f64) -> usize {
-    (rate * latency.as_secs_f64() * headroom).ceil() as usize
 }
 
 /// The growing pool keeps half again what the observed latency needs, for jitter.

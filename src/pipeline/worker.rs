@@ -7,16 +7,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 use crate::api::{StopKind, Verdict};
 use crate::config::SendSettings;
 use crate::journal::Journal;
+use crate::ledger::{self, Claim, Recorded};
 use crate::pace::Pace;
 use crate::results::{self, Counters, Outcome, Status};
 use crate::transport::{Attempt, Client};
 
-use super::dispatch::{take_turn, Intents};
+use super::dispatch::{take_turn, Turn};
+use super::keeper::{Claimed, Note, Notes};
 use super::pool::{record_latency, Pool};
 use super::{Ended, SendItem, Stop};
 
@@ -126,14 +128,16 @@ impl Breaker {
 pub(super) struct Ctx {
     client: Client,
     pub(super) pace: Arc<Pace>,
+    /// No `--rate`: a row's first try needs no slot.
+    pub(super) unlimited: bool,
     pub(super) pool: Arc<Pool>,
     breaker: Breaker,
     reach: Reach,
     pub(super) stop: Stop,
     pub(super) journal: Arc<Mutex<Journal>>,
-    /// Where a row's "sending" line is queued for the journal thread
-    /// (`None` before it starts and once every row is done).
-    pub(super) intents: Mutex<Option<Intents>>,
+    /// Where claims, "sending" lines and outcomes are queued for the
+    /// keeper thread (`None` before it starts and once every row is done).
+    pub(super) keeper: Mutex<Option<Notes>>,
     pub(super) writer: Arc<results::Shared>,
     counters: Arc<Counters>,
     max_attempts: u32,
@@ -158,12 +162,13 @@ impl Ctx {
         Arc::new(Ctx {
             client,
             pace: Arc::new(Pace::new(settings.rate)),
+            unlimited: settings.rate.is_none(),
             pool: Arc::new(Pool::new(settings.concurrency, settings.max_concurrency)),
             breaker: Breaker::new(),
             reach: Reach::new(&settings.endpoint),
             stop: stop.clone(),
             journal: Arc::new(Mutex::new(journal)),
-            intents: Mutex::new(None),
+            keeper: Mutex::new(None),
             writer: Arc::new(results::Shared::new(writer)),
             counters: counters.clone(),
             max_attempts: settings.max_attempts,
@@ -174,14 +179,28 @@ impl Ctx {
     }
 }
 
+impl Ctx {
+    /// Queues a note for the keeper; false once it takes no more.
+    pub(super) fn tell(&self, note: Note) -> bool {
+        let keeper = self.keeper.lock().unwrap_or_else(|p| p.into_inner());
+        keeper.as_ref().is_some_and(|tx| tx.send(note).is_ok())
+    }
+}
+
 /// Sends one row with retries, and writes its outcome to the results file.
 /// A panic while trying (a bug) never loses the row: it is recorded
 /// `unknown` if its request may have left, `failed` if it never did.
-pub(super) async fn worker(ctx: Arc<Ctx>, item: SendItem, permit: OwnedSemaphorePermit) {
+pub(super) async fn worker(
+    ctx: Arc<Ctx>,
+    item: SendItem,
+    claimed: oneshot::Receiver<Claimed>,
+    permit: OwnedSemaphorePermit,
+) {
     use futures_util::FutureExt;
     let SendItem {
         row,
         hash,
+        claim,
         fields,
         body,
     } = item;
@@ -191,7 +210,7 @@ pub(super) async fn worker(ctx: Arc<Ctx>, item: SendItem, permit: OwnedSemaphore
     let mut left = false;
     let trying = tries(
         &ctx,
-        (row, hash),
+        (row, hash, claimed),
         &body,
         &mut errors,
         &mut attempts,
@@ -214,9 +233,9 @@ pub(super) async fn worker(ctx: Arc<Ctx>, item: SendItem, permit: OwnedSemaphore
                 errors,
                 permit: None,
             };
-            deliver(&ctx, outcome, permit);
+            deliver(&ctx, outcome, claim, permit);
         }
-        None => abandon(&ctx, row, permit),
+        None => abandon(&ctx, claim, permit),
     }
 }
 
@@ -252,25 +271,36 @@ fn fault(
 /// `--resume`. `left` says whether the current try's request may have left.
 async fn tries(
     ctx: &Ctx,
-    (row, hash): (u64, u64),
+    (row, hash, claimed): (u64, u64, oneshot::Receiver<Claimed>),
     body: &Bytes,
     errors: &mut Vec<String>,
     attempts: &mut u32,
     http: &mut Option<u16>,
     left: &mut bool,
 ) -> Option<(Status, Option<u64>)> {
+    let mut claimed = Some(claimed);
     loop {
-        // The first try is journaled just before it leaves (see `dispatch`).
+        // The first try is claimed, then journaled just before it leaves
+        // (see `dispatch`).
+        let first = claimed.take();
         let turn = async {
-            if *attempts == 0 {
-                take_turn(ctx, row, hash).await
-            } else {
-                ctx.pace.ready().await;
-                true
+            match first {
+                Some(claimed) => take_turn(ctx, row, hash, claimed).await,
+                None => {
+                    ctx.pace.ready().await;
+                    Turn::Go
+                }
             }
         };
         tokio::select! {
-            go = turn => if !go { return None },
+            turn = turn => match turn {
+                Turn::Go => {}
+                Turn::Duplicate(earlier) => {
+                    errors.push(earlier.reason());
+                    return Some((Status::Duplicate, earlier.id));
+                }
+                Turn::No => return None,
+            },
             _ = ctx.stop.soft.cancelled() => return None,
         }
         *attempts += 1;
@@ -377,7 +407,7 @@ pub fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
     }
 }
 
-fn deliver(ctx: &Ctx, mut outcome: Outcome, permit: OwnedSemaphorePermit) {
+fn deliver(ctx: &Ctx, mut outcome: Outcome, claim: Claim, permit: OwnedSemaphorePermit) {
     // Row numbers and statuses only: no customer data at -v.
     tracing::debug!(
         row = outcome.row,
@@ -387,6 +417,27 @@ fn deliver(ctx: &Ctx, mut outcome: Outcome, permit: OwnedSemaphorePermit) {
         attempts = outcome.attempts,
         "row decided"
     );
+    // The ledger learns the outcome before the row's permit comes back, so
+    // every outcome is queued before the keeper's queue closes.
+    let recorded = match outcome.status {
+        Status::Created => Some(
+            outcome
+                .id
+                .map_or(ledger::Outcome::Unknown, ledger::Outcome::Created),
+        ),
+        Status::Unknown => Some(ledger::Outcome::Unknown),
+        // Never claimed by this row: nothing to record.
+        Status::Duplicate => None,
+        _ => Some(ledger::Outcome::Released),
+    };
+    if let Some(outcome) = recorded {
+        ctx.tell(Note::Outcome(Recorded {
+            row: claim.row,
+            key: claim.key,
+            contact: claim.contact,
+            outcome,
+        }));
+    }
     outcome.permit = Some(permit);
     if !ctx.writer.record(outcome) {
         // The results file failed: the run ends with that error.
@@ -394,9 +445,17 @@ fn deliver(ctx: &Ctx, mut outcome: Outcome, permit: OwnedSemaphorePermit) {
     }
 }
 
-/// The row was not created and is left for `--resume`: say so in the journal.
-fn abandon(ctx: &Ctx, row: u64, permit: OwnedSemaphorePermit) {
+/// The row was not created and is left for `--resume`: say so in the
+/// journal, and free its key in the ledger.
+fn abandon(ctx: &Ctx, claim: Claim, permit: OwnedSemaphorePermit) {
+    let row = claim.row;
     ctx.abandoned.fetch_add(1, Ordering::Relaxed);
+    ctx.tell(Note::Outcome(Recorded {
+        row,
+        key: claim.key,
+        contact: claim.contact,
+        outcome: ledger::Outcome::Released,
+    }));
     let mut j = ctx.journal.lock().unwrap_or_else(|p| p.into_inner());
     // If this line is lost, the row is merely reported `unknown` on resume.
     let _ = j.not_sent(row);
@@ -451,11 +510,11 @@ mod tests {
             (journal, writer),
             &counters,
         );
-        // The journal thread, as a run has it: a first try is journaled
+        // The keeper thread, as a run has it: a first try is claimed and journaled
         // before it leaves.
-        let (intents, _thread) =
-            super::super::dispatch::start_journal(ctx.journal.clone(), Stop::default()).unwrap();
-        *ctx.intents.lock().unwrap() = Some(intents);
+        let (notes, _thread) =
+            super::super::keeper::start(ctx.journal.clone(), None, Stop::default()).unwrap();
+        *ctx.keeper.lock().unwrap() = Some(notes);
         ctx
     }
 
@@ -466,10 +525,20 @@ mod tests {
         let item = SendItem {
             row: 1,
             hash: 0,
+            claim: crate::ledger::Claim {
+                row: 1,
+                key: crate::ledger::KeyHash([0; 16]),
+                contact: None,
+            },
             fields: csv::StringRecord::from(vec!["R1"]),
             body: Bytes::from_static(b"{}"),
         };
-        tokio::spawn(worker(ctx.clone(), item, permit))
+        let (answer, claimed) = oneshot::channel();
+        ctx.tell(super::super::keeper::Note::Claim {
+            claim: item.claim,
+            answer,
+        });
+        tokio::spawn(worker(ctx.clone(), item, claimed, permit))
             .await
             .expect("the worker task itself never panics");
         semaphore.available_permits()

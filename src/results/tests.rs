@@ -1,4 +1,5 @@
 use super::*;
+use std::sync::Arc;
 
 fn outcome(row: u64, status: Status) -> Outcome {
     Outcome {

@@ -41,13 +41,23 @@ pub fn bin() -> Command {
         .env_remove("DIGIDESK_ENDPOINT")
         .env_remove("DIGIDESK_CREDENTIALS_FILE")
         .env_remove("DIGIDESK_LEDGER")
-        .env_remove("RUST_LOG");
+        .env_remove("RUST_LOG")
+        // The default ledger is this command's own, never the machine's.
+        .env("XDG_STATE_HOME", fresh_state_dir());
     // Loopback only: no proxy from the machine's environment.
     for v in digidesk_upload::transport::PROXY_VARS {
         c.env_remove(v);
     }
     c.env_remove("NO_PROXY").env_remove("no_proxy");
     c
+}
+
+/// A new, empty directory under the build's temporary directory, for one
+/// command's default ledger.
+fn fresh_state_dir() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("state-{}-{n}", std::process::id()))
 }
 
 /// Runs a command to its end without blocking the sandbox's runtime.
@@ -109,6 +119,24 @@ pub fn export(n: usize) -> String {
         ));
     }
     s
+}
+
+/// The number on the line of `ledger check`'s report that starts with `label`.
+pub fn count_of(report: &str, label: &str) -> u64 {
+    let line = report
+        .lines()
+        .find(|l| l.trim_start().starts_with(label))
+        .unwrap_or_else(|| panic!("no line {label:?} in:\n{report}"));
+    line[line.len() - 10..]
+        .trim()
+        .replace(',', "")
+        .parse()
+        .unwrap_or_else(|_| panic!("no count on {line:?}"))
+}
+
+/// Rows of `export(n)` that `send` creates.
+pub fn created_of(n: usize) -> u64 {
+    (1..=n).filter(|&i| expected_status(i) == "created").count() as u64
 }
 
 /// What [`export`] says row `i` should be.

@@ -35,6 +35,21 @@ fn demo_runs_from_any_directory_and_sends_the_built_in_export() {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
     assert_eq!(accepted.len(), 52);
+    // Its ledger is its own, in its directory, not the user's.
+    assert!(dir.join("ledger.sqlite3").exists());
+    assert!(
+        !s.path("state").exists(),
+        "the default ledger was not touched"
+    );
+    let stats = s
+        .run(
+            s.bin()
+                .args(["ledger", "stats", "--ledger"])
+                .arg(dir.join("ledger.sqlite3")),
+        )
+        .exits(0)
+        .stdout();
+    assert_eq!(count_of(&stats, "created"), 52, "{stats}");
     // No custom parameter: the mapping runs as it is against a plain sandbox.
     assert!(accepted.iter().all(|a| a["body"].get("source").is_none()));
     // The files it leaves are the ones in the repository, for users to read and copy.

@@ -19,19 +19,6 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// The number on the line of `ledger check`'s report that starts with `label`.
-fn count_of(report: &str, label: &str) -> u64 {
-    let line = report
-        .lines()
-        .find(|l| l.trim_start().starts_with(label))
-        .unwrap_or_else(|| panic!("no line {label:?} in:\n{report}"));
-    line[line.len() - 10..]
-        .trim()
-        .replace(',', "")
-        .parse()
-        .unwrap_or_else(|_| panic!("no count on {line:?}"))
-}
-
 /// Sends `n` rows of [`export`] to the sandbox; returns the results file.
 fn sent_results(w: &Work, sb: &Sandbox, name: &str, n: usize) -> PathBuf {
     let input = w.write(&format!("{name}.csv"), export(n));
@@ -48,11 +35,6 @@ fn check(w: &Work, ledger: &Path, input: &Path, endpoint: &str) -> Output {
         .arg("--mapping")
         .arg(w.path("map.toml"))
         .args(["--endpoint", endpoint]))
-}
-
-/// Rows of `export(n)` that `send` creates.
-fn created_of(n: usize) -> u64 {
-    (1..=n).filter(|&i| expected_status(i) == "created").count() as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,7 @@ mod ledger;
 mod logs;
 mod mappings;
 mod memory;
+mod never_twice;
 mod next_morning;
 mod operator;
 mod readme;

@@ -84,6 +84,22 @@ async fn kill_9_at_random_moments_then_resume_creates_every_row_once() {
         }
         let results = s.results();
         s.assert_consistent(&results);
+        // The run's own claims, left by the kills, never blocked one of its rows.
+        assert_eq!(count(&results, "duplicate"), 0, "seed {seed}");
+        // The ledger knows every survey that exists or may.
+        let endpoint = s.target().unwrap();
+        let check = s.run(
+            s.bin()
+                .args(["ledger", "check", "calls.csv", "--mapping", "map.toml"])
+                .args(["--endpoint", &endpoint]),
+        );
+        let known = count_of(&check.stdout(), "duplicate") as usize;
+        let exist = count(&results, "created") + count(&results, "unknown");
+        assert!(
+            known >= exist,
+            "seed {seed}: the ledger knows {known} of {exist}: {}",
+            check.text()
+        );
         let unknown = count(&results, "unknown");
         let dropped = s.accepted().len() - count(&results, "created");
         assert!(

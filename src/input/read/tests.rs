@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::{parse_delimiter, parse_encoding};
+use crate::input::error::encoding_hint;
 use std::io::Write;
 
 /// What the user reads for `e`.
@@ -345,7 +346,7 @@ fn a_headerless_file_names_columns_by_position_and_keeps_its_first_line() {
 fn bad_options_are_explained() {
     assert!(parse_encoding("klingon")
         .unwrap_err()
-        .message
+        .to_string()
         .contains("windows-1252"));
     assert_eq!(parse_delimiter("tab").unwrap(), b'\t');
     assert!(parse_delimiter(";;").is_err());

@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use super::*;
+use crate::ledger::{Outcome, State};
 
 const DAY: i64 = 86_400;
 const T0: i64 = 1_800_000_000;
