@@ -497,7 +497,9 @@ fn main() {
     unlimited("sandbox --fast", &fast.endpoint(), true, &mut table);
     rt.block_on(fast.shutdown());
 
-    // Paced runs at 150-350 ms latency, and against a server allowing half the asked rate.
+    // Paced runs at 150-350 ms latency, and against a server allowing half the
+    // asked rate: with a burst of one second's worth, and with a burst of 2
+    // and `Retry-After: 1` on every 429.
     let paced: &[(&str, u32, SandboxConfig, usize)] = &[
         (
             "send --rate 50, 150-350 ms",
@@ -524,6 +526,17 @@ fn main() {
             100,
             SandboxConfig {
                 rate_limit: Some(50.0),
+                ..SandboxConfig::default()
+            },
+            if quick { 300 } else { 1500 },
+        ),
+        (
+            "send --rate 40, server allows 20 (burst 2)",
+            40,
+            SandboxConfig {
+                rate_limit: Some(20.0),
+                rate_limit_burst: Some(2),
+                retry_after: Some("1".into()),
                 ..SandboxConfig::default()
             },
             if quick { 300 } else { 1500 },

@@ -467,6 +467,10 @@ pub struct SandboxArgs {
     #[arg(long, value_name = "N")]
     pub rate_limit: Option<f64>,
 
+    /// Requests the --rate-limit bucket lets through at once [default: one second's worth].
+    #[arg(long, value_name = "N")]
+    pub rate_limit_burst: Option<u32>,
+
     /// Share of requests (0..1) answered 500 or 503.
     #[arg(long, value_name = "F", default_value_t = 0.0)]
     pub error_rate: f64,

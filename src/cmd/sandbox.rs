@@ -21,6 +21,7 @@ impl From<SandboxArgs> for SandboxConfig {
             latency_ms: a.latency_ms,
             jitter_ms: a.jitter_ms,
             rate_limit: a.rate_limit,
+            rate_limit_burst: a.rate_limit_burst,
             error_rate: a.error_rate,
             html_error_rate: a.html_error_rate,
             drop_before_rate: a.drop_before_rate,

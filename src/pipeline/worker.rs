@@ -187,7 +187,8 @@ async fn tries(
                     }
                     Verdict::Transient(msg) => {
                         if h == 429 {
-                            ctx.pace.too_many(retry_after.unwrap_or(DEFAULT_429_PAUSE));
+                            ctx.pace
+                                .too_many(sent_at, retry_after.unwrap_or(DEFAULT_429_PAUSE));
                         }
                         (msg, retry_after)
                     }
@@ -467,7 +468,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_huge_retry_after_never_overflows() {
         let pace = Pace::new(Some(10));
-        pace.too_many(Duration::MAX);
+        pace.too_many(tokio::time::Instant::now(), Duration::MAX);
         assert!(backoff(3, Some(Duration::MAX)) >= Duration::from_secs(3600));
     }
 

@@ -3,17 +3,19 @@
 use std::time::Duration;
 
 /// The token bucket behind `--rate-limit`: `governor`'s GCRA with a burst of
-/// one second's worth of requests, refilled at the rate.
+/// `--rate-limit-burst` requests (default: one second's worth), refilled at
+/// the rate.
 pub struct Bucket {
     limiter: governor::DefaultDirectRateLimiter,
     clock: governor::clock::DefaultClock,
 }
 
 impl Bucket {
-    pub fn new(rate: f64) -> Bucket {
+    pub fn new(rate: f64, burst: Option<u32>) -> Bucket {
         use std::num::NonZeroU32;
         let period = Duration::from_secs_f64(1.0 / rate);
-        let burst = NonZeroU32::new(rate.floor().max(1.0) as u32).unwrap_or(NonZeroU32::MIN);
+        let burst = burst.unwrap_or(rate.floor().max(1.0) as u32);
+        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
         // A positive rate (checked by `validate`) always gives a non-zero period.
         let quota = governor::Quota::with_period(period)
             .unwrap_or(governor::Quota::per_second(NonZeroU32::MIN));

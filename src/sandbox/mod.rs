@@ -52,6 +52,9 @@ pub struct SandboxConfig {
     pub latency_ms: u64,
     pub jitter_ms: u64,
     pub rate_limit: Option<f64>,
+    /// How many requests the rate limit lets through at once [default: one
+    /// second's worth].
+    pub rate_limit_burst: Option<u32>,
     pub error_rate: f64,
     pub html_error_rate: f64,
     pub drop_before_rate: f64,
@@ -88,6 +91,7 @@ impl Default for SandboxConfig {
             latency_ms: 0,
             jitter_ms: 0,
             rate_limit: None,
+            rate_limit_burst: None,
             error_rate: 0.0,
             html_error_rate: 0.0,
             drop_before_rate: 0.0,
@@ -150,6 +154,11 @@ impl SandboxConfig {
                     "--rate-limit must be a positive number of requests per second (got {r})"
                 ));
             }
+        }
+        match (self.rate_limit, self.rate_limit_burst) {
+            (_, Some(0)) => return Err("--rate-limit-burst must be at least 1".into()),
+            (None, Some(_)) => return Err("--rate-limit-burst needs --rate-limit".into()),
+            _ => {}
         }
         Ok(())
     }
@@ -253,7 +262,7 @@ impl Sandbox {
             seen: Mutex::new(Vec::new()),
             started: Instant::now(),
             rng: Mutex::new(rand::rngs::SmallRng::seed_from_u64(seed)),
-            bucket: cfg.rate_limit.map(Bucket::new),
+            bucket: cfg.rate_limit.map(|r| Bucket::new(r, cfg.rate_limit_burst)),
             record,
             cfg,
         });

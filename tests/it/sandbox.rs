@@ -447,6 +447,29 @@ async fn rate_limit_answers_429_with_retry_after_past_the_burst() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_burst_sets_how_many_pass_at_once() {
+    let started = Instant::now();
+    let (sb, out) = statuses(
+        SandboxConfig {
+            rate_limit: Some(5.0),
+            rate_limit_burst: Some(2),
+            retry_after: Some("1".into()),
+            ..SandboxConfig::default()
+        },
+        12,
+    )
+    .await;
+    let created = out.iter().filter(|r| matches!(r, Ok((201, _)))).count();
+    // A burst of 2, then 5 more per second of the test's own duration.
+    let refill = (started.elapsed().as_secs_f64() * 5.0).ceil() as usize;
+    assert!((2..=2 + refill).contains(&created), "{out:?}");
+    for r in out.iter().filter(|r| !matches!(r, Ok((201, _)))) {
+        assert_eq!(r, &Ok((429, Some("1".to_string()))));
+    }
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_seed_gives_the_same_faults() {
     let cfg = SandboxConfig {
         error_rate: 0.3,
@@ -487,6 +510,25 @@ fn bad_fault_shares_are_refused() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("between 0 and 1"));
+}
+
+#[test]
+fn a_burst_needs_a_rate_limit_and_at_least_one() {
+    for (args, says) in [
+        (&["--rate-limit-burst", "2"][..], "needs --rate-limit"),
+        (
+            &["--rate-limit", "5", "--rate-limit-burst", "0"][..],
+            "at least 1",
+        ),
+    ] {
+        let out = bin()
+            .args(["sandbox", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains(says), "{}", text(&out));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
