@@ -71,6 +71,36 @@ CREATE TABLE survey (
 CREATE INDEX survey_contact ON survey (scope, contact, at) WHERE contact IS NOT NULL;
 ";
 
+/// Turns write-ahead logging on (it stays on in the file) and returns the
+/// journal mode. Two processes opening a new ledger at once race to turn it
+/// on, and SQLite answers the loser "busy" at once, without its busy
+/// handler: that answer is retried here, up to the busy timeout.
+fn write_ahead_logging(conn: &Connection, busy: Duration) -> rusqlite::Result<String> {
+    let deadline = std::time::Instant::now() + busy;
+    loop {
+        let mode = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get::<_, String>(0))
+            .and_then(|mode| {
+                if mode.eq_ignore_ascii_case("wal") {
+                    Ok(mode)
+                } else {
+                    conn.pragma_update_and_check(None, "journal_mode", "wal", |r| r.get(0))
+                }
+            });
+        match mode {
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// The page size of a new ledger, in bytes.
 const PAGE_SIZE: i64 = 4096;
 
@@ -187,9 +217,7 @@ impl Sqlite {
         // about a page per row to the write-ahead log.
         conn.pragma_update(None, "page_size", PAGE_SIZE)
             .map_err(fail("open"))?;
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "wal", |r| r.get(0))
-            .map_err(fail("open"))?;
+        let mode = write_ahead_logging(&conn, busy).map_err(fail("open"))?;
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(ledger = %path.display(), mode, "the ledger's file system does not allow write-ahead logging: each run waits for the others' writes");
         }
@@ -212,7 +240,17 @@ impl Sqlite {
             clock: None,
             synced_commits: true,
         };
-        let secret = ledger.prepare()?;
+        // A new ledger being set up by another process at this moment can
+        // answer "busy" without waiting: tried again until the busy timeout.
+        let deadline = std::time::Instant::now() + busy;
+        let secret = loop {
+            match ledger.prepare() {
+                Err(LedgerError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                other => break other?,
+            }
+        };
         ledger.hasher = Hasher::new(&secret);
         Ok(ledger)
     }
