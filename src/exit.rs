@@ -151,3 +151,41 @@ impl From<crate::mapping::MappingError> for Fatal {
         Fatal::usage(e.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_ledger_that_cannot_be_used_is_exit_2() {
+        let e = crate::ledger::LedgerError::from_sqlite(
+            "/x/l.sqlite3",
+            "open",
+            Duration::from_secs(5),
+            rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                None,
+            ),
+        );
+        let fatal = Fatal::from(e);
+        assert_eq!(fatal.exit, Exit::Usage);
+        assert!(fatal.message.contains("/x/l.sqlite3"), "{}", fatal.message);
+    }
+
+    #[test]
+    fn a_results_file_of_other_columns_names_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.csv");
+        std::fs::write(&p, "x,y\n1,2\n").unwrap();
+        let e = crate::results::read_existing(
+            &p,
+            &crate::results::header_for(&["A".into()]),
+            crate::results::Format::default(),
+        )
+        .unwrap_err();
+        let fatal = Fatal::from(e);
+        assert_eq!(fatal.exit, Exit::Usage);
+        assert!(fatal.message.contains("--force"), "{}", fatal.message);
+    }
+}

@@ -5,7 +5,7 @@ use std::io::Write;
 
 /// What the user reads for `e`.
 fn message(e: ReadError) -> String {
-    crate::exit::Fatal::from(e).message
+    e.message()
 }
 
 fn open(bytes: &[u8], name: &str, enc: &str, delim: &str) -> Result<Reader, ReadError> {
