@@ -325,10 +325,10 @@ impl Feed<'_> {
                 }
                 ctx.resumed_unknown.fetch_add(1, Ordering::Relaxed);
                 // The ledger holds its key in flight: now it is `unknown`.
-                if let (Some(hasher), (projected, Decision::Send(req))) = (
-                    &hasher,
-                    input::decide(&rows.columns, &plan, raw, &record.meta),
-                ) {
+                let decided = || input::decide(&rows.columns, &plan, raw, &record.meta);
+                if let Some((hasher, (projected, Decision::Send(req)))) =
+                    hasher.as_ref().map(|h| (h, decided()))
+                {
                     body.clear();
                     req.write_json(&mut body);
                     let claim = ledger::claim_for(hasher, &plan, row, &projected, &req, &body);
