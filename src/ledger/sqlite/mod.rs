@@ -152,9 +152,20 @@ impl Default for Options {
             // Enough for most claims to find their pages in memory; a send
             // with the ledger peaks at about 30 MB.
             cache_mib: 6,
-            fold_rows: recent::FOLD_ROWS,
+            fold_rows: fold_rows_from_env().unwrap_or(recent::FOLD_ROWS),
         }
     }
+}
+
+/// `DIGIDESK_LEDGER_FOLD_ROWS`: how many recent surveys wait to be folded
+/// (at least 1). A knob for tests, which fold every few rows to put folds
+/// under crashes and concurrency; see `docs/design.md`.
+fn fold_rows_from_env() -> Option<usize> {
+    std::env::var("DIGIDESK_LEDGER_FOLD_ROWS")
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
 }
 
 /// A ledger in an SQLite file.
