@@ -230,6 +230,7 @@ impl Sqlite {
                 }
             }
         };
+        self.committed();
         if self.recent.len() >= self.recent.fold_at {
             self.fold_recent();
         }
@@ -251,7 +252,10 @@ impl Sqlite {
             Ok(moved)
         });
         match done {
-            Ok(moved) => tracing::debug!(moved, "ledger: recent surveys folded"),
+            Ok(moved) => {
+                self.committed();
+                tracing::debug!(moved, "ledger: recent surveys folded");
+            }
             Err(e) => {
                 self.recent.reset();
                 // Not again before twice as many rows.

@@ -15,6 +15,7 @@
 //! write, `upkeep` what the `ledger` command does with it (import,
 //! statistics, forgetting).
 
+mod checkpoint;
 mod claims;
 mod recent;
 mod upkeep;
@@ -184,6 +185,8 @@ pub struct Sqlite {
     recent: recent::Recent,
     /// [`Options::fold_rows`].
     fold_min: usize,
+    /// Copies the log into the file (after `conn`: dropped last).
+    checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 /// SQLite integers are signed: a `u64` row or id is stored as the same 64 bits.
@@ -260,9 +263,20 @@ impl Sqlite {
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(ledger = %path.display(), mode, "the ledger's file system does not allow write-ahead logging: each run waits for the others' writes");
         }
-        // Copy the log into the file every few MiB rather than every
-        // thousand pages: a page written many times is copied once.
-        conn.pragma_update(None, "wal_autocheckpoint", CHECKPOINT_PAGES)
+        // The log is copied into the file by a thread of its own, every few
+        // MiB (a page written many times is copied once); failing that, by
+        // SQLite as it commits.
+        let checkpointer = if mode.eq_ignore_ascii_case("wal") {
+            checkpoint::Checkpointer::start(path, busy)
+        } else {
+            None
+        };
+        let autocheckpoint = if checkpointer.is_some() {
+            0
+        } else {
+            CHECKPOINT_PAGES
+        };
+        conn.pragma_update(None, "wal_autocheckpoint", autocheckpoint)
             .map_err(fail("open"))?;
         // A fold writes a large transaction; the log it leaves is cut back
         // to this size once copied.
@@ -284,6 +298,7 @@ impl Sqlite {
             synced_commits: true,
             recent: recent::Recent::new(opts.fold_rows),
             fold_min: opts.fold_rows,
+            checkpointer,
         };
         // A new ledger being set up by another process at this moment can
         // answer "busy" without waiting: tried again until the busy timeout.
@@ -390,6 +405,15 @@ impl Sqlite {
 
     fn now(&self) -> i64 {
         self.clock.unwrap_or_else(|| unix(SystemTime::now()))
+    }
+
+    /// After a commit: what it added to `recent` is known; the log is
+    /// copied once it is long.
+    fn committed(&mut self) {
+        self.recent.committed();
+        if let Some(c) = &self.checkpointer {
+            c.after_commit();
+        }
     }
 
     fn fail(&self, action: &'static str) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {

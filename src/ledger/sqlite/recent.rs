@@ -70,6 +70,11 @@ pub struct Recent {
     contacts: Option<HashMap<ContactHash, Vec<i64>, Fast>>,
     /// Fold at this many rows.
     pub fold_at: usize,
+    /// The file's `data_version` when last read up to date: while it stays
+    /// the same, no other connection has written, and nothing is read.
+    version: Option<i64>,
+    /// The highest `seq` this connection added in its current transaction.
+    added: i64,
 }
 
 /// A row of `recent`, read back by its `seq`.
@@ -93,6 +98,8 @@ impl Recent {
             keys: HashMap::default(),
             contacts: None,
             fold_at,
+            version: None,
+            added: 0,
         }
     }
 
@@ -104,6 +111,8 @@ impl Recent {
         self.seen = 0;
         self.keys = HashMap::default();
         self.contacts = None;
+        self.version = None;
+        self.added = 0;
     }
 
     /// Reads the rows added since the last call, in `tx` (the transaction
@@ -121,6 +130,14 @@ impl Recent {
                 self.contacts = Some(HashMap::default());
             }
         }
+        // SQLite's count of other connections' commits.
+        let version: i64 = tx
+            .prepare_cached("PRAGMA data_version")?
+            .query_row([], |r| r.get(0))?;
+        if self.version == Some(version) {
+            return Ok(());
+        }
+        self.version = Some(version);
         let mut s = tx.prepare_cached(
             "SELECT seq, scope, key, contact FROM recent WHERE seq > ?1 ORDER BY seq",
         )?;
@@ -144,6 +161,7 @@ impl Recent {
 
     /// Remembers a row this transaction added (or took over for a new contact).
     pub fn note(&mut self, seq: i64, key: KeyHash, contact: Option<ContactHash>) {
+        self.added = self.added.max(seq);
         self.keys.insert(key, seq);
         if let (Some(map), Some(c)) = (self.contacts.as_mut(), contact) {
             let seqs = map.entry(c).or_default();
@@ -151,6 +169,13 @@ impl Recent {
                 seqs.push(seq);
             }
         }
+    }
+
+    /// After this connection's commit: the rows it added are known up to
+    /// date (it held the write lock from its reading to its commit).
+    pub fn committed(&mut self) {
+        self.seen = self.seen.max(self.added);
+        self.added = 0;
     }
 
     /// Where `key`'s row in `recent` was last seen; the caller's statement
