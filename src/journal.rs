@@ -126,6 +126,11 @@ impl Journal {
         self.write_line(&format!("s {row} {hash:016x}"))
     }
 
+    /// Where the journal is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Buffers "ROW was not created; it may be sent again".
     pub fn not_sent(&mut self, row: u64) -> Result<(), JournalError> {
         self.write_line(&format!("n {row}"))

@@ -8,6 +8,8 @@
 //!    the row is a `duplicate` of an earlier survey;
 //! 2. "sending" lines, written to the journal with one sync.
 //!
+//! The two steps run on two threads, one group apart (see [`start`]).
+//!
 //! A row is claimed before it waits for its rate slot (a duplicate never
 //! takes a slot) and journaled just before its slot (see `dispatch`), so the
 //! order for every row is: ledger claim (committed) → journal line (synced)
@@ -117,15 +119,37 @@ pub(super) struct KeeperEnd {
     pub(super) ledger: Option<Ledgered>,
 }
 
+/// A row to journal as sending, and who waits for it to be on disk.
+type Sending = (u64, u64, Synced);
+
 /// Starts the keeper. On a journal error no queued row is sent and the run
 /// stops with that error; on a ledger error no row is claimed any more and
 /// the run stops (exit 3). Ends when every sender is gone.
+///
+/// It is two threads in a row: the first settles each group in the ledger,
+/// then hands the group's claimed rows to the second, which journals them
+/// with one sync. So the ledger's commit of one group and the journal's
+/// sync of the one before it happen at the same time, and a row still goes
+/// ledger claim (committed) → journal line (synced) → request.
 pub(super) fn start(
     journal: Arc<Mutex<Journal>>,
     ledger: Option<Ledgered>,
     stop: Stop,
 ) -> Result<(Notes, std::thread::JoinHandle<KeeperEnd>), RunError> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Note>();
+    let (to_journal, from_ledger) = std::sync::mpsc::channel::<Vec<Sending>>();
+    let journal_path = journal
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .path()
+        .to_path_buf();
+    let journaler = {
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("journal".into())
+            .spawn(move || journal_sendings(&journal, &from_ledger, &stop))
+            .map_err(|e| RunError::Thread(format!("cannot start the journal writer: {e}")))?
+    };
     let mut ledger = ledger;
     let thread = std::thread::Builder::new()
         .name("keeper".into())
@@ -136,7 +160,6 @@ pub(super) fn start(
             let mut outcomes = Vec::new();
             let mut sendings = Vec::new();
             let mut ledger_failed = false;
-            let mut journal_result = Ok(());
             while let Some(first) = rx.blocking_recv() {
                 group.push(first);
                 while group.len() < MAX_BATCH {
@@ -185,7 +208,7 @@ pub(super) fn start(
                 let mut verdicts = verdicts.into_iter();
                 for (row, send, answer) in answers.drain(..) {
                     match (verdicts.next().unwrap_or(Claimed::Failed), send) {
-                        // Claimed (and on disk): now journaled, in this group.
+                        // Claimed (and on disk): now journaled.
                         (Claimed::Go, Some(hash)) => {
                             sendings.push((row, hash, Synced::Claimed(answer)))
                         }
@@ -197,41 +220,74 @@ pub(super) fn start(
                 claims.clear();
                 outcomes.clear();
                 if !sendings.is_empty() {
-                    let journaled = if journal_result.is_err() {
-                        Err(None)
-                    } else {
-                        let mut j = journal.lock().unwrap_or_else(|p| p.into_inner());
-                        // Once the run stops, its workers are writing their
-                        // rows as not sent: a "sending" line after that would
-                        // make a row that never left `unknown` on resume.
-                        // (Checked under the journal's lock, which they take.)
-                        if stop.is_stopping() {
-                            Err(None)
-                        } else {
-                            sendings
-                                .iter()
-                                .try_for_each(|(row, hash, _)| j.sending(*row, *hash))
-                                .and_then(|_| j.commit())
-                                .map_err(Some)
+                    if let Err(back) = to_journal.send(std::mem::take(&mut sendings)) {
+                        // The journal writer is gone: nothing is sent.
+                        for (_, _, synced) in back.0 {
+                            synced.answer(false);
                         }
-                    };
-                    let ok = journaled.is_ok();
-                    for (_, _, synced) in sendings.drain(..) {
-                        synced.answer(ok);
-                    }
-                    if let Err(Some(e)) = journaled {
-                        stop.set(Ended::Interrupted);
-                        journal_result = Err(e);
                     }
                 }
             }
+            drop(to_journal);
+            let journal = journaler.join().unwrap_or_else(|_| {
+                Err(JournalError::Io {
+                    what: "write",
+                    path: journal_path,
+                    source: std::io::Error::other("its writer stopped unexpectedly"),
+                })
+            });
             KeeperEnd {
-                journal: journal_result,
+                journal,
                 ledger: ledger.filter(|_| !ledger_failed),
             }
         })
         .map_err(|e| RunError::Thread(format!("cannot start the journal writer: {e}")))?;
     Ok((tx, thread))
+}
+
+/// The keeper's second thread: journals the rows the first hands it, all
+/// that are queued with one sync, and tells each row's worker. Returns the
+/// journal's first error.
+fn journal_sendings(
+    journal: &Mutex<Journal>,
+    from_ledger: &std::sync::mpsc::Receiver<Vec<Sending>>,
+    stop: &Stop,
+) -> Result<(), JournalError> {
+    let mut result = Ok(());
+    let mut sendings: Vec<Sending> = Vec::new();
+    while let Ok(first) = from_ledger.recv() {
+        sendings.extend(first);
+        while let Ok(more) = from_ledger.try_recv() {
+            sendings.extend(more);
+        }
+        let journaled = if result.is_err() {
+            Err(None)
+        } else {
+            let mut j = journal.lock().unwrap_or_else(|p| p.into_inner());
+            // Once the run stops, its workers are writing their rows as
+            // not sent: a "sending" line after that would make a row that
+            // never left `unknown` on resume. (Checked under the journal's
+            // lock, which they take.)
+            if stop.is_stopping() {
+                Err(None)
+            } else {
+                sendings
+                    .iter()
+                    .try_for_each(|(row, hash, _)| j.sending(*row, *hash))
+                    .and_then(|_| j.commit())
+                    .map_err(Some)
+            }
+        };
+        let ok = journaled.is_ok();
+        for (_, _, synced) in sendings.drain(..) {
+            synced.answer(ok);
+        }
+        if let Err(Some(e)) = journaled {
+            stop.set(Ended::Interrupted);
+            result = Err(e);
+        }
+    }
+    result
 }
 
 /// The stop for a ledger that failed part-way: what was sent is in the

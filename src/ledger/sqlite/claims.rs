@@ -5,12 +5,13 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use super::recent::{Recent, Row};
 use super::{from_unix, int, Sqlite, CREATED, IN_FLIGHT, UNKNOWN};
 use crate::ledger::{
-    Claim, Earlier, LedgerError, Origin, Outcome, Policy, Recorded, RunId, RunInfo, Scope, State,
-    Verdict,
+    Claim, Earlier, KeyHash, LedgerError, Origin, Outcome, Policy, Recorded, RunId, RunInfo, Scope,
+    State, Verdict,
 };
 
 const FIND: &str = "SELECT state, at, run, row, id FROM survey WHERE scope = ?1 AND key = ?2";
@@ -22,18 +23,23 @@ const FIND_CONTACT: &str = "SELECT state, at, run, row, id FROM survey
 
 const ORIGIN: &str = "SELECT command, results FROM run WHERE id = ?1";
 
-const CLAIM: &str = "INSERT INTO survey (scope, key, state, at, run, row, id, contact)
-    VALUES (?1, ?2, 0, ?3, ?4, ?5, NULL, ?6)
-    ON CONFLICT (scope, key) DO UPDATE SET state = 0, at = excluded.at, run = excluded.run,
-        row = excluded.row, id = NULL, contact = excluded.contact";
+/// A new key's claim: always in `recent` (see `recent.rs`).
+const CLAIM: &str = "INSERT INTO recent (scope, key, state, at, run, row, id, contact)
+    VALUES (?1, ?2, 0, ?3, ?4, ?5, NULL, ?6)";
 
-const CREATE: &str = "INSERT INTO survey (scope, key, state, at, run, row, id, contact)
-    VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7)
-    ON CONFLICT (scope, key) DO UPDATE SET state = 1, at = excluded.at, run = excluded.run,
-        row = excluded.row, id = excluded.id, contact = coalesce(excluded.contact, contact)";
+/// A claim taking over a key `recent` holds (a `retry` of an `unknown`
+/// row): its row is removed and the claim added as a new one, since other
+/// connections read only rows added since they last looked (see `recent.rs`).
+const DROP_RECENT: &str = "DELETE FROM recent WHERE seq = ?1";
 
-/// A survey row as [`FIND`] reads it.
+/// A claim taking over a key `survey` holds.
+const TAKE_SURVEY: &str = "UPDATE survey SET state = 0, at = ?3, run = ?4, row = ?5, id = NULL,
+    contact = ?6 WHERE scope = ?1 AND key = ?2";
+
+/// A survey row as [`FIND`] (or [`Recent::find`]) reads it, and which table holds it.
 struct Found {
+    /// `Some(seq)` in `recent`, `None` in `survey`.
+    seq: Option<i64>,
     state: i64,
     at: i64,
     run: i64,
@@ -44,12 +50,24 @@ struct Found {
 impl Found {
     fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Found> {
         Ok(Found {
+            seq: None,
             state: r.get(0)?,
             at: r.get(1)?,
             run: r.get(2)?,
             row: r.get(3)?,
             id: r.get(4)?,
         })
+    }
+
+    fn recent(r: Row) -> Found {
+        Found {
+            seq: Some(r.seq),
+            state: r.state,
+            at: r.at,
+            run: r.run,
+            row: r.row,
+            id: r.id,
+        }
     }
 
     fn earlier(
@@ -162,7 +180,7 @@ impl Sqlite {
     /// [`Store::settle`](crate::ledger::Store::settle): outcomes, then
     /// claims, in one transaction, synced only when it holds claims (an
     /// outcome lost to a power cut leaves its claim in flight, which stops
-    /// the key just as well).
+    /// the key just as well). Then, when `recent` has grown enough, a fold.
     pub(super) fn settle_all(
         &mut self,
         run: RunId,
@@ -182,19 +200,70 @@ impl Sqlite {
         };
         let fail = |e| LedgerError::from_sqlite(&path, action, busy, e);
         self.set_synchronous(!claims.is_empty()).map_err(fail)?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(fail)?;
-        record_in(&tx, run, now, outcomes).map_err(fail)?;
-        let verdicts = claim_in(&tx, &mut self.origins, run, policy, now, claims).map_err(fail)?;
-        tx.commit().map_err(fail)?;
+        let verdicts = {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(fail)?;
+            let done = (|| {
+                self.recent
+                    .catch_up(&tx, run.scope, policy.contact_within.is_some())?;
+                record_in(&tx, &mut self.recent, run, now, outcomes)?;
+                let verdicts = claim_in(
+                    &tx,
+                    &mut self.recent,
+                    &mut self.origins,
+                    run,
+                    policy,
+                    now,
+                    claims,
+                )?;
+                tx.commit()?;
+                Ok(verdicts)
+            })();
+            match done {
+                Ok(v) => v,
+                Err(e) => {
+                    // What this transaction added is not in the file.
+                    self.recent.reset();
+                    return Err(fail(e));
+                }
+            }
+        };
+        if self.recent.len() >= self.recent.fold_at {
+            self.fold_recent();
+        }
         Ok(verdicts)
+    }
+
+    /// Moves `recent` into `survey` (see `recent.rs`). Not synced: the next
+    /// synced commit carries it, and a fold lost to a power cut leaves its
+    /// rows where they were. A fold that fails changes nothing and is only
+    /// worth a warning: the rows stay in `recent`, and are found there.
+    pub(super) fn fold_recent(&mut self) {
+        let done = self.set_synchronous(false).and_then(|()| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let moved = self.recent.fold(&tx)?;
+            self.recent.size_fold(&tx, self.fold_min)?;
+            tx.commit()?;
+            Ok(moved)
+        });
+        match done {
+            Ok(moved) => tracing::debug!(moved, "ledger: recent surveys folded"),
+            Err(e) => {
+                self.recent.reset();
+                // Not again before twice as many rows.
+                self.recent.fold_at = self.recent.fold_at.saturating_mul(2);
+                tracing::warn!(ledger = %self.path.display(), "could not reorganise the ledger (its surveys are all still there): {e}");
+            }
+        }
     }
 
     /// Syncs every commit (`FULL`) or leaves it to the next one that does
     /// (`NORMAL`); set only when it changes.
-    fn set_synchronous(&mut self, full: bool) -> rusqlite::Result<()> {
+    pub(super) fn set_synchronous(&mut self, full: bool) -> rusqlite::Result<()> {
         if self.synced_commits != full {
             let level = if full { "FULL" } else { "NORMAL" };
             self.conn.pragma_update(None, "synchronous", level)?;
@@ -230,32 +299,36 @@ impl Sqlite {
         let fail = |e| LedgerError::from_sqlite(&path, "read", busy, e);
         // One snapshot for the whole batch.
         let tx = self.conn.transaction().map_err(fail)?;
-        let mut found = Vec::with_capacity(claims.len());
-        {
-            let mut find = tx.prepare_cached(FIND).map_err(fail)?;
-            let mut find_contact = tx.prepare_cached(FIND_CONTACT).map_err(fail)?;
+        let found = (|| {
+            self.recent
+                .catch_up(&tx, scope_id, policy.contact_within.is_some())?;
             let mut origins = Origins {
                 known: &mut self.origins,
-                read: tx.prepare_cached(ORIGIN).map_err(fail)?,
+                read: tx.prepare_cached(ORIGIN)?,
             };
+            let mut found = Vec::with_capacity(claims.len());
             for c in claims {
                 let stop = stopping(
-                    &mut find,
-                    &mut find_contact,
+                    &tx,
+                    &self.recent,
                     &mut origins,
                     scope_id,
                     None,
                     policy,
                     now,
                     c,
-                )
-                .map_err(fail)?;
+                )?;
                 found.push(match stop {
                     Stop::By(e) => Some(e),
-                    Stop::Free | Stop::Mine => None,
+                    Stop::Free(_) | Stop::Mine => None,
                 });
             }
-        }
+            Ok(found)
+        })();
+        let found = found.map_err(|e| {
+            self.recent.reset();
+            fail(e)
+        })?;
         tx.commit().map_err(fail)?;
         Ok(found)
     }
@@ -274,7 +347,8 @@ impl Sqlite {
 /// Claims keys in `tx`: per claim, in order, `Claimed` or the earlier
 /// survey that makes it a duplicate.
 fn claim_in(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
+    recent: &mut Recent,
     known: &mut HashMap<i64, Option<Arc<Origin>>>,
     run: RunId,
     policy: Policy,
@@ -285,8 +359,6 @@ fn claim_in(
     if claims.is_empty() {
         return Ok(verdicts);
     }
-    let mut find = tx.prepare_cached(FIND)?;
-    let mut find_contact = tx.prepare_cached(FIND_CONTACT)?;
     let mut origins = Origins {
         known,
         read: tx.prepare_cached(ORIGIN)?,
@@ -294,8 +366,8 @@ fn claim_in(
     let mut insert = tx.prepare_cached(CLAIM)?;
     for c in claims {
         let stop = stopping(
-            &mut find,
-            &mut find_contact,
+            tx,
+            recent,
             &mut origins,
             run.scope,
             Some(run),
@@ -303,17 +375,43 @@ fn claim_in(
             now,
             c,
         )?;
+        let contact = c.contact.as_ref().map(|h| &h.0[..]);
         verdicts.push(match stop {
             Stop::Mine => Verdict::Claimed,
             Stop::By(earlier) => Verdict::Duplicate(earlier),
-            Stop::Free => {
+            Stop::Free(None) => {
                 insert.execute(params![
                     run.scope,
                     &c.key.0[..],
                     now,
                     run.run,
                     int(c.row),
-                    c.contact.as_ref().map(|h| &h.0[..]),
+                    contact,
+                ])?;
+                recent.note(tx.last_insert_rowid(), c.key, c.contact);
+                Verdict::Claimed
+            }
+            Stop::Free(Some(Place::Recent(seq))) => {
+                tx.prepare_cached(DROP_RECENT)?.execute(params![seq])?;
+                insert.execute(params![
+                    run.scope,
+                    &c.key.0[..],
+                    now,
+                    run.run,
+                    int(c.row),
+                    contact,
+                ])?;
+                recent.note(tx.last_insert_rowid(), c.key, c.contact);
+                Verdict::Claimed
+            }
+            Stop::Free(Some(Place::Survey)) => {
+                tx.prepare_cached(TAKE_SURVEY)?.execute(params![
+                    run.scope,
+                    &c.key.0[..],
+                    now,
+                    run.run,
+                    int(c.row),
+                    contact
                 ])?;
                 Verdict::Claimed
             }
@@ -322,10 +420,12 @@ fn claim_in(
     Ok(verdicts)
 }
 
-/// Records outcomes in `tx`. Each touches only its survey's own row where
-/// it can (no indexed column changes), so that it costs one page.
+/// Records outcomes in `tx`, each in the table that holds its key. Each
+/// touches only its survey's own row where it can (no indexed column
+/// changes), so that it costs no page of its own.
 fn record_in(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
+    recent: &mut Recent,
     run: RunId,
     now: i64,
     outcomes: &[Recorded],
@@ -333,10 +433,20 @@ fn record_in(
     if outcomes.is_empty() {
         return Ok(());
     }
+    // In `recent`: `seq` as last seen, checked to still hold the key.
+    let mut created_recent = tx.prepare_cached(
+        "UPDATE recent SET state = 1, id = ?3, run = ?4, row = ?5 WHERE seq = ?1 AND key = ?2",
+    )?;
+    let mut unknown_recent = tx.prepare_cached(
+        "UPDATE recent SET state = 2 WHERE seq = ?1 AND key = ?2 AND run = ?3
+            AND row = ?4 AND state = 0",
+    )?;
+    let mut release_recent = tx.prepare_cached(
+        "DELETE FROM recent WHERE seq = ?1 AND key = ?2 AND run = ?3 AND row = ?4 AND state = 0",
+    )?;
     let mut created = tx.prepare_cached(
         "UPDATE survey SET state = 1, id = ?3, run = ?4, row = ?5 WHERE scope = ?1 AND key = ?2",
     )?;
-    let mut create = tx.prepare_cached(CREATE)?;
     let mut unknown = tx.prepare_cached(
         "UPDATE survey SET state = 2 WHERE scope = ?1 AND key = ?2 AND run = ?3
             AND row = ?4 AND state = 0",
@@ -347,13 +457,25 @@ fn record_in(
     )?;
     for o in outcomes {
         let key = &o.key.0[..];
+        let row = int(o.row);
+        // `recent` when it holds the key, else `survey`.
+        let seq = recent.seq_of(&o.key);
         match o.outcome {
             // Created is what matters most: recorded even if another run
             // took the claim over meanwhile (a `retry`), or it was forgotten.
             Outcome::Created(id) => {
-                let row = int(o.row);
-                if created.execute(params![run.scope, key, int(id), run.run, row])? == 0 {
-                    create.execute(params![
+                let done = match seq {
+                    Some(seq) => {
+                        created_recent.execute(params![seq, key, int(id), run.run, row])? > 0
+                    }
+                    None => false,
+                };
+                if !done && created.execute(params![run.scope, key, int(id), run.run, row])? == 0 {
+                    tx.prepare_cached(
+                        "INSERT INTO recent (scope, key, state, at, run, row, id, contact)
+                            VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7)",
+                    )?
+                    .execute(params![
                         run.scope,
                         key,
                         now,
@@ -362,24 +484,59 @@ fn record_in(
                         int(id),
                         o.contact.as_ref().map(|h| &h.0[..]),
                     ])?;
+                    recent.note(tx.last_insert_rowid(), o.key, o.contact);
                 }
             }
             Outcome::Unknown => {
-                unknown.execute(params![run.scope, key, run.run, int(o.row)])?;
+                let done = match seq {
+                    Some(seq) => unknown_recent.execute(params![seq, key, run.run, row])? > 0,
+                    None => false,
+                };
+                if !done {
+                    unknown.execute(params![run.scope, key, run.run, row])?;
+                }
             }
             Outcome::Released => {
-                release.execute(params![run.scope, key, run.run, int(o.row)])?;
+                let done = match seq {
+                    Some(seq) => release_recent.execute(params![seq, key, run.run, row])? > 0,
+                    None => false,
+                };
+                if !done {
+                    release.execute(params![run.scope, key, run.run, row])?;
+                }
             }
         }
     }
     Ok(())
 }
 
+/// Where a key's row is.
+#[derive(Debug, Clone, Copy)]
+enum Place {
+    Recent(i64),
+    Survey,
+}
+
+/// The row of `key`: in `recent`, else in `survey`.
+fn find(
+    tx: &Connection,
+    recent: &Recent,
+    scope: i64,
+    key: &KeyHash,
+) -> rusqlite::Result<Option<Found>> {
+    if let Some(r) = recent.find(tx, key)? {
+        return Ok(Some(Found::recent(r)));
+    }
+    tx.prepare_cached(FIND)?
+        .query_row(params![scope, &key.0[..]], Found::read)
+        .optional()
+}
+
 /// The survey stopping `c`, by key then by contact, or `None`.
 #[allow(clippy::too_many_arguments)]
 fn stopping(
-    find: &mut rusqlite::CachedStatement<'_>,
-    find_contact: &mut rusqlite::CachedStatement<'_>,
+    tx: &Connection,
+    recent: &Recent,
     origins: &mut Origins<'_, '_>,
     scope: i64,
     asking: Option<RunId>,
@@ -387,9 +544,8 @@ fn stopping(
     now: i64,
     c: &Claim,
 ) -> rusqlite::Result<Stop> {
-    let found = find
-        .query_row(params![scope, &c.key.0[..]], Found::read)
-        .optional()?;
+    let found = find(tx, recent, scope, &c.key)?;
+    let mut place = None;
     if let Some(f) = found {
         if asking.is_some_and(|r| r.run == f.run) {
             // This run's own claim for this row: a resumed run whose request
@@ -403,10 +559,15 @@ fn stopping(
         if f.state == CREATED || policy.unknown_blocks {
             return Ok(Stop::By(f.earlier(asking, false, origins)?));
         }
+        place = Some(match f.seq {
+            Some(seq) => Place::Recent(seq),
+            None => Place::Survey,
+        });
     }
     if let (Some(contact), Some(within)) = (c.contact, policy.contact_within) {
         let since = now.saturating_sub(within.as_secs().min(i64::MAX as u64) as i64);
-        let found = find_contact
+        let older = tx
+            .prepare_cached(FIND_CONTACT)?
             .query_row(
                 params![
                     scope,
@@ -418,18 +579,25 @@ fn stopping(
                 Found::read,
             )
             .optional()?;
-        if let Some(f) = found {
+        let newer = recent
+            .latest_of_contact(tx, &contact, since, &c.key, policy.unknown_blocks)?
+            .map(Found::recent);
+        let latest = match (older, newer) {
+            (Some(o), Some(n)) => Some(if n.at >= o.at { n } else { o }),
+            (o, n) => n.or(o),
+        };
+        if let Some(f) = latest {
             return Ok(Stop::By(f.earlier(asking, true, origins)?));
         }
     }
-    Ok(Stop::Free)
+    Ok(Stop::Free(place))
 }
 
 /// What [`stopping`] found.
 enum Stop {
-    /// Nothing: the key may be claimed.
-    Free,
-    /// This run's own claim for the same row.
+    /// Nothing: the key may be claimed; where its row is, if it has one.
+    Free(Option<Place>),
+    /// This run's own claim for this row.
     Mine,
     By(Earlier),
 }

@@ -3,16 +3,20 @@
 //! processes take turns, and a format number so that an older version never
 //! misreads a newer ledger.
 //!
-//! One row per survey, keyed by scope and key hash, about 100 bytes on disk:
-//! `state` (in flight, created, unknown), when, which run and row, the
-//! DigiDesk id, and the contact's hash (indexed for `contact_within`).
-//! A released claim is deleted: the key is free again.
+//! One row per survey, about 100 bytes on disk: `state` (in flight,
+//! created, unknown), when, which run and row, the DigiDesk id, and the
+//! contact's hash. A released claim is deleted: the key is free again.
+//! Rows arrive in `recent`, in the order they come, and are moved in
+//! batches into `survey`, keyed by scope and key hash, with the contact
+//! indexed for `contact_within` (`recent.rs` says why).
 //!
 //! This file opens the ledger and keeps its format; `claims` holds what a
-//! run asks of it (claims, outcomes, lookups), `upkeep` what the `ledger`
-//! command does with it (import, statistics, forgetting).
+//! run asks of it (claims, outcomes, lookups), `recent` the table they
+//! write, `upkeep` what the `ledger` command does with it (import,
+//! statistics, forgetting).
 
 mod claims;
+mod recent;
 mod upkeep;
 
 use std::collections::HashMap;
@@ -32,7 +36,8 @@ use super::{
 
 /// The newest ledger format this version reads and writes. A ledger with a
 /// higher number is refused, never misread.
-pub const FORMAT: i64 = 1;
+/// Format 2 added `recent`; a format-1 ledger is upgraded when opened.
+pub const FORMAT: i64 = 2;
 
 /// Marks an SQLite file as a ledger of digidesk-upload ("DGL1").
 const APPLICATION_ID: i32 = 0x4447_4c31;
@@ -69,6 +74,21 @@ CREATE TABLE survey (
     PRIMARY KEY (scope, key)
 ) WITHOUT ROWID;
 CREATE INDEX survey_contact ON survey (scope, contact, at) WHERE contact IS NOT NULL;
+";
+
+/// Added by format 2: where claims and outcomes are written (see `recent.rs`).
+const RECENT: &str = "
+CREATE TABLE recent (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    scope INTEGER NOT NULL,
+    key BLOB NOT NULL,
+    state INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    run INTEGER NOT NULL,
+    row INTEGER NOT NULL,
+    id INTEGER,
+    contact BLOB
+);
 ";
 
 /// Turns write-ahead logging on (it stays on in the file) and returns the
@@ -120,6 +140,9 @@ pub struct Options {
     /// Most memory SQLite may keep pages in, in MiB (it grows only as
     /// pages are read).
     pub cache_mib: u32,
+    /// Fold recent surveys into the keyed table once there are at least
+    /// this many (more for a large ledger; see `recent.rs`).
+    pub fold_rows: usize,
 }
 
 impl Default for Options {
@@ -129,8 +152,20 @@ impl Default for Options {
             // Enough for most claims to find their pages in memory; a send
             // with the ledger peaks at about 30 MB.
             cache_mib: 6,
+            fold_rows: fold_rows_from_env().unwrap_or(recent::FOLD_ROWS),
         }
     }
+}
+
+/// `DIGIDESK_LEDGER_FOLD_ROWS`: how many recent surveys wait to be folded
+/// (at least 1). A knob for tests, which fold every few rows to put folds
+/// under crashes and concurrency; see `docs/design.md`.
+fn fold_rows_from_env() -> Option<usize> {
+    std::env::var("DIGIDESK_LEDGER_FOLD_ROWS")
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
 }
 
 /// A ledger in an SQLite file.
@@ -145,6 +180,10 @@ pub struct Sqlite {
     clock: Option<i64>,
     /// Commits are synced (`synchronous = FULL`), as opened.
     synced_commits: bool,
+    /// What this connection knows of `recent`.
+    recent: recent::Recent,
+    /// [`Options::fold_rows`].
+    fold_min: usize,
 }
 
 /// SQLite integers are signed: a `u64` row or id is stored as the same 64 bits.
@@ -225,6 +264,10 @@ impl Sqlite {
         // thousand pages: a page written many times is copied once.
         conn.pragma_update(None, "wal_autocheckpoint", CHECKPOINT_PAGES)
             .map_err(fail("open"))?;
+        // A fold writes a large transaction; the log it leaves is cut back
+        // to this size once copied.
+        conn.pragma_update(None, "journal_size_limit", CHECKPOINT_PAGES * PAGE_SIZE)
+            .map_err(fail("open"))?;
         // A claim is on disk before its request leaves.
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(fail("open"))?;
@@ -239,6 +282,8 @@ impl Sqlite {
             origins: HashMap::new(),
             clock: None,
             synced_commits: true,
+            recent: recent::Recent::new(opts.fold_rows),
+            fold_min: opts.fold_rows,
         };
         // A new ledger being set up by another process at this moment can
         // answer "busy" without waiting: tried again until the busy timeout.
@@ -252,6 +297,10 @@ impl Sqlite {
             }
         };
         ledger.hasher = Hasher::new(&secret);
+        ledger
+            .recent
+            .size_fold(&ledger.conn, ledger.fold_min)
+            .map_err(fail("open"))?;
         Ok(ledger)
     }
 
@@ -296,6 +345,7 @@ impl Sqlite {
             let mut secret = vec![0u8; 32];
             rand::rng().fill_bytes(&mut secret);
             tx.execute_batch(SCHEMA).map_err(fail)?;
+            tx.execute_batch(RECENT).map_err(fail)?;
             tx.execute(
                 "INSERT INTO meta (name, value) VALUES ('secret', ?1), ('created', ?2)",
                 params![
@@ -323,6 +373,11 @@ impl Sqlite {
         let secret = secret
             .filter(|s| s.len() >= 16)
             .ok_or_else(|| not_ours("it is damaged: its secret is missing"))?;
+        if format < 2 {
+            tx.execute_batch(RECENT).map_err(fail)?;
+            tx.pragma_update(None, "user_version", FORMAT)
+                .map_err(fail)?;
+        }
         tx.commit().map_err(fail)?;
         Ok(secret)
     }
@@ -418,3 +473,6 @@ impl Store for Sqlite {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fold_tests;

@@ -6,17 +6,17 @@ use std::time::Instant;
 use super::*;
 use crate::ledger::{Outcome, State};
 
-const DAY: i64 = 86_400;
-const T0: i64 = 1_800_000_000;
+pub(super) const DAY: i64 = 86_400;
+pub(super) const T0: i64 = 1_800_000_000;
 
-fn scope() -> Scope {
+pub(super) fn scope() -> Scope {
     Scope {
         endpoint: "https://api.example.com/api/survey_requests/".into(),
         username: "acme".into(),
     }
 }
 
-fn run_info(results: &str) -> RunInfo {
+pub(super) fn run_info(results: &str) -> RunInfo {
     RunInfo {
         command: "send".into(),
         results: results.into(),
@@ -25,13 +25,13 @@ fn run_info(results: &str) -> RunInfo {
     }
 }
 
-fn open(path: &Path) -> Sqlite {
+pub(super) fn open(path: &Path) -> Sqlite {
     let mut l = Sqlite::open(path, Options::default()).expect("open the ledger");
     l.set_clock(T0);
     l
 }
 
-fn claim(l: &Sqlite, row: u64, key: &str, contact: Option<&str>) -> Claim {
+pub(super) fn claim(l: &Sqlite, row: u64, key: &str, contact: Option<&str>) -> Claim {
     Claim {
         row,
         key: l.hasher().key(key.as_bytes()),
@@ -39,7 +39,7 @@ fn claim(l: &Sqlite, row: u64, key: &str, contact: Option<&str>) -> Claim {
     }
 }
 
-fn recorded(c: &Claim, outcome: Outcome) -> Recorded {
+pub(super) fn recorded(c: &Claim, outcome: Outcome) -> Recorded {
     Recorded {
         row: c.row,
         key: c.key,
@@ -48,7 +48,7 @@ fn recorded(c: &Claim, outcome: Outcome) -> Recorded {
     }
 }
 
-fn earlier(v: &Verdict) -> &Earlier {
+pub(super) fn earlier(v: &Verdict) -> &Earlier {
     match v {
         Verdict::Duplicate(e) => e,
         Verdict::Claimed => panic!("expected a duplicate, got Claimed"),

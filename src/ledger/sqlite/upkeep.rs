@@ -23,53 +23,80 @@ impl Sqlite {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(fail)?;
-        let mut counts = ImportCounts::default();
-        {
-            let mut state = tx
-                .prepare_cached("SELECT state FROM survey WHERE scope = ?1 AND key = ?2")
-                .map_err(fail)?;
-            let mut put = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO survey (scope, key, state, at, run, row, id, contact)
-                        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )
-                .map_err(fail)?;
+        let counts = (|| {
+            self.recent.catch_up(&tx, run.scope, false)?;
+            let mut counts = ImportCounts::default();
+            let mut in_survey =
+                tx.prepare_cached("SELECT state FROM survey WHERE scope = ?1 AND key = ?2")?;
+            // A new key goes where claims go; a known one is upgraded where it is.
+            let mut add = tx.prepare_cached(
+                "INSERT INTO recent (scope, key, state, at, run, row, id, contact)
+                    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            // Rows of `recent` are replaced, never changed in place: other
+            // connections read only rows added since they last looked.
+            let mut replace_recent = tx.prepare_cached(
+                "INSERT INTO recent (scope, key, state, at, run, row, id, contact)
+                    SELECT scope, key, 1, ?2, ?3, ?4, ?5, coalesce(?6, contact) FROM recent
+                    WHERE seq = ?1",
+            )?;
+            let mut drop_recent = tx.prepare_cached("DELETE FROM recent WHERE seq = ?1")?;
+            let mut upgrade_survey = tx.prepare_cached(
+                "UPDATE survey SET state = 1, at = ?3, run = ?4, row = ?5, id = ?6,
+                    contact = coalesce(?7, contact) WHERE scope = ?1 AND key = ?2",
+            )?;
             for i in rows {
                 let key = &i.key.0[..];
-                let known: Option<i64> = state
-                    .query_row(params![run.scope, key], |r| r.get(0))
-                    .optional()
-                    .map_err(fail)?;
-                let write = match known {
+                let contact = i.contact.as_ref().map(|h| &h.0[..]);
+                let (at, row, id) = (unix(i.at), int(i.row), i.id.map(int));
+                let (known, seq) = match self.recent.find(&tx, &i.key)? {
+                    Some(r) => (Some(r.state), Some(r.seq)),
+                    None => (
+                        in_survey
+                            .query_row(params![run.scope, key], |r| r.get::<_, i64>(0))
+                            .optional()?,
+                        None,
+                    ),
+                };
+                match known {
                     None => {
                         counts.added += 1;
-                        true
+                        let state = if i.created { CREATED } else { UNKNOWN };
+                        add.execute(params![
+                            run.scope, key, state, at, run.run, row, id, contact
+                        ])?;
+                        self.recent.note(tx.last_insert_rowid(), i.key, i.contact);
                     }
                     Some(s) if s != CREATED && i.created => {
                         counts.upgraded += 1;
-                        true
+                        match seq {
+                            Some(seq) => {
+                                replace_recent
+                                    .execute(params![seq, at, run.run, row, id, contact])?;
+                                drop_recent.execute(params![seq])?;
+                                self.recent.note(tx.last_insert_rowid(), i.key, i.contact);
+                            }
+                            None => {
+                                upgrade_survey.execute(params![
+                                    run.scope, key, at, run.run, row, id, contact
+                                ])?;
+                            }
+                        }
                     }
-                    Some(_) => {
-                        counts.known += 1;
-                        false
-                    }
-                };
-                if write {
-                    put.execute(params![
-                        run.scope,
-                        key,
-                        if i.created { CREATED } else { UNKNOWN },
-                        unix(i.at),
-                        run.run,
-                        int(i.row),
-                        i.id.map(int),
-                        i.contact.as_ref().map(|h| &h.0[..]),
-                    ])
-                    .map_err(fail)?;
+                    Some(_) => counts.known += 1,
                 }
             }
+            drop((in_survey, add, replace_recent, drop_recent, upgrade_survey));
+            tx.commit()?;
+            Ok(counts)
+        })();
+        let counts = counts.map_err(|e| {
+            self.recent.reset();
+            fail(e)
+        })?;
+        if self.recent.len() >= self.recent.fold_at {
+            self.fold_recent();
         }
-        tx.commit().map_err(fail)?;
         Ok(counts)
     }
 
@@ -108,10 +135,14 @@ impl Sqlite {
             for row in rows {
                 scopes.push(row.map_err(&fail)?);
             }
+            // A key is in one of the two tables, never both.
             let mut s = self
                 .conn
                 .prepare(
-                    "SELECT scope, state, count(*), min(at), max(at) FROM survey GROUP BY scope, state",
+                    "SELECT scope, state, count(*), min(at), max(at) FROM (
+                        SELECT scope, state, at FROM survey
+                        UNION ALL SELECT scope, state, at FROM recent
+                    ) GROUP BY scope, state",
                 )
                 .map_err(&fail)?;
             let rows = s
@@ -165,22 +196,27 @@ impl Sqlite {
             .map_err(fail)?;
         let surveys = tx
             .execute("DELETE FROM survey WHERE at < ?1", params![before])
-            .map_err(fail)?;
+            .map_err(fail)?
+            + tx.execute("DELETE FROM recent WHERE at < ?1", params![before])
+                .map_err(fail)?;
         let runs = tx
             .execute(
                 "DELETE FROM run WHERE (ended IS NOT NULL OR started < ?1)
-                    AND id NOT IN (SELECT DISTINCT run FROM survey)",
+                    AND id NOT IN (SELECT DISTINCT run FROM survey)
+                    AND id NOT IN (SELECT DISTINCT run FROM recent)",
                 params![before],
             )
             .map_err(fail)?;
         tx.execute(
             "DELETE FROM scope WHERE id NOT IN (SELECT scope FROM run)
-                AND id NOT IN (SELECT DISTINCT scope FROM survey)",
+                AND id NOT IN (SELECT DISTINCT scope FROM survey)
+                AND id NOT IN (SELECT DISTINCT scope FROM recent)",
             [],
         )
         .map_err(fail)?;
         tx.commit().map_err(fail)?;
         self.origins.clear();
+        self.recent.reset();
         if surveys > 0 {
             // Give the space back. Not essential: a busy ledger keeps it for reuse.
             let shrunk = self
