@@ -83,11 +83,13 @@ impl ContactRules {
         copies::with_own(|util| {
             let number = match util.parse(value, self.region) {
                 Ok(number) => number,
-                Err(e) => return Err(self.not_a_phone(value, parse_failure(&e))),
+                Err(e) => return (Err(self.not_a_phone(value, parse_failure(&e))), None),
             };
+            let code = Some(number.country_code);
             if self.is_valid(util, &number) {
                 // E.164 has no extension: one the value had is dropped here.
-                return Ok(util.format(&number, PhoneNumberFormat::E164).into_owned());
+                let e164 = util.format(&number, PhoneNumberFormat::E164).into_owned();
+                return (Ok(e164), code);
             }
             let why = match util.is_possible_number_with_reason(&number) {
                 Err(ValidationError::TooShort) => "too short",
@@ -95,10 +97,8 @@ impl ContactRules {
                 Err(ValidationError::InvalidCountryCode) => "unknown country code",
                 _ => "no such number",
             };
-            Err(self.not_a_phone(
-                value,
-                &format!("{why} in the numbering plan of +{}", number.country_code),
-            ))
+            let why = format!("{why} in the numbering plan of +{}", number.country_code);
+            (Err(self.not_a_phone(value, &why)), code)
         })
     }
 

@@ -20,7 +20,8 @@ use crate::config::{parse_delimiter, parse_encoding};
 use crate::exit::{Exit, Fatal};
 use crate::input::{self, Columns, Meta, Rows};
 use crate::input::{Origin, Record};
-use crate::mapping::{Decision, Mapping, Plan};
+use crate::mapping::{Mapping, Plan, Verdict};
+use crate::request::SurveyRequest;
 use crate::summary::thousands;
 
 mod values;
@@ -136,6 +137,8 @@ struct Checked {
     bodies: Vec<(u64, String)>,
     /// The values of each column the conditions test.
     values: Vec<Tally>,
+    /// Where each row's request is built: its strings serve row after row.
+    req: SurveyRequest,
 }
 
 impl Checked {
@@ -147,6 +150,7 @@ impl Checked {
             skipped: Groups::new(examples),
             bodies: Vec::new(),
             values: Tally::for_columns(plan.tested_columns()),
+            req: SurveyRequest::default(),
         }
     }
 }
@@ -189,23 +193,23 @@ fn check_row(
     show: usize,
 ) -> csv::StringRecord {
     c.counts.rows += 1;
-    let (fields, mapped) = input::decide(columns, plan, fields, meta);
+    let (fields, mapped) = input::decide_into(columns, plan, fields, meta, &mut c.req);
     for tally in &mut c.values {
         tally.count(&fields);
     }
     match mapped {
-        Decision::Send(req) => {
+        Verdict::Send => {
             c.counts.sendable += 1;
             if c.bodies.len() < show {
-                let pretty = serde_json::to_string_pretty(&req).expect("serialising to memory");
+                let pretty = serde_json::to_string_pretty(&c.req).expect("serialising to memory");
                 c.bodies.push((row, pretty));
             }
         }
-        Decision::Skip(reason) => {
+        Verdict::Skip(reason) => {
             c.counts.skipped += 1;
             c.skipped.add(&reason, row, || None);
         }
-        Decision::Invalid(reasons) => {
+        Verdict::Invalid(reasons) => {
             c.counts.invalid += 1;
             for r in reasons {
                 // A reason quoting its value is grouped with the others of

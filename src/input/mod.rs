@@ -8,7 +8,8 @@ pub mod read;
 pub mod shape;
 mod stream;
 
-use crate::mapping::{Decision, Plan};
+use crate::mapping::{Decision, Plan, Verdict};
+use crate::request::SurveyRequest;
 use crate::results::{self, Status};
 
 pub use error::ReadError;
@@ -88,6 +89,19 @@ pub fn decide(
     fields: csv::StringRecord,
     meta: &Meta,
 ) -> (csv::StringRecord, Decision) {
+    let mut req = SurveyRequest::default();
+    let (fields, verdict) = decide_into(columns, plan, fields, meta, &mut req);
+    (fields, verdict.with(req))
+}
+
+/// Like [`decide`], building the request in `req` (see [`Plan::apply_into`]).
+pub fn decide_into(
+    columns: &Columns,
+    plan: &Plan,
+    fields: csv::StringRecord,
+    meta: &Meta,
+    req: &mut SurveyRequest,
+) -> (csv::StringRecord, Verdict) {
     let findings = shape::check_record(
         meta,
         fields.len(),
@@ -97,10 +111,10 @@ pub fn decide(
     );
     let fields = columns.project(fields);
     match findings {
-        Some(reasons) => (fields, Decision::Invalid(reasons)),
+        Some(reasons) => (fields, Verdict::Invalid(reasons)),
         None => {
-            let decision = plan.apply(&fields);
-            (fields, decision)
+            let verdict = plan.apply_into(&fields, req);
+            (fields, verdict)
         }
     }
 }

@@ -107,7 +107,7 @@ impl Condition<String> {
 impl Condition<usize> {
     /// Whether the condition holds for a row (a column past the row's end is empty).
     pub fn holds(&self, row: &csv::StringRecord) -> bool {
-        let cell = |i: &usize| row.get(*i).unwrap_or("").trim();
+        let cell = |i: &usize| super::cell(row, *i);
         match self {
             Condition::Equals { column, values } => {
                 let cell = cell(column);

@@ -21,11 +21,23 @@ mod transform;
 mod value;
 
 pub use error::{MappingError, Position};
-pub use plan::{Decision, Plan, TestedColumn};
+pub use plan::{Decision, Plan, TestedColumn, Verdict};
 
 use condition::Condition;
 use template::Part;
 use value::ValueSpec;
+
+/// Cell `i` of a row as the mapping reads it: trimmed of spaces; a column
+/// past the row's end is empty.
+pub fn cell(row: &csv::StringRecord, i: usize) -> &str {
+    let value = row.get(i).unwrap_or("");
+    // Most cells start and end with a visible ASCII character: nothing to trim.
+    match value.as_bytes() {
+        [first, .., last] if first.is_ascii_graphic() && last.is_ascii_graphic() => value,
+        [only] if only.is_ascii_graphic() => value,
+        _ => value.trim(),
+    }
+}
 
 /// `[input]`: the export's shape, as the mapping says it. A command-line
 /// option overrides the delimiter and the encoding.

@@ -37,10 +37,9 @@ struct Skip {
 impl Skip {
     fn reason(&self, row: &csv::StringRecord) -> String {
         match (&self.reason, &self.condition) {
-            (SkipReason::Equals(name), Condition::Equals { column, .. }) => format!(
-                "skipped by [skip]: {name} = {}",
-                row.get(*column).unwrap_or("").trim()
-            ),
+            (SkipReason::Equals(name), Condition::Equals { column, .. }) => {
+                format!("skipped by [skip]: {name} = {}", super::cell(row, *column))
+            }
             (SkipReason::Equals(name), _) => format!("skipped by [skip]: {name}"),
             (SkipReason::Rule(text), _) => text.clone(),
         }
@@ -308,62 +307,106 @@ impl Plan {
 
     /// Maps and validates one row whose fields line up with the header.
     pub fn apply(&self, row: &csv::StringRecord) -> Decision {
+        let mut req = SurveyRequest::default();
+        let verdict = self.apply_into(row, &mut req);
+        verdict.with(req)
+    }
+
+    /// Like [`apply`](Self::apply), building the request in `req`, whose
+    /// strings are overwritten: a caller that keeps `req` for the next row
+    /// allocates almost nothing per row. On [`Verdict::Send`], `req` holds
+    /// the request; otherwise what it holds is not meant to be used.
+    pub fn apply_into(&self, row: &csv::StringRecord, req: &mut SurveyRequest) -> Verdict {
         for rule in &self.skip {
             if rule.condition.holds(row) {
-                return Decision::Skip(rule.reason(row));
+                return Verdict::Skip(rule.reason(row));
             }
         }
         if let Some(only) = &self.only {
             if !only.condition.holds(row) {
-                return Decision::Skip(only.reason(row));
+                return Verdict::Skip(only.reason(row));
             }
         }
         let mut reasons = Vec::new();
         // Fields whose value could not be made: "required but empty" would
         // only repeat it.
         let mut failed: Vec<&str> = Vec::new();
-        let mut eval =
-            |name: &'static str, v: &'_ ValueSpec<usize>, reasons: &mut Vec<String>| -> String {
-                match v.eval(row) {
-                    Ok(v) => v.into_owned(),
-                    Err(e) => {
-                        reasons.push(format!("{name}: {e}"));
-                        failed.push(name);
-                        String::new()
-                    }
-                }
-            };
-        let raw_contact = eval(spec::CUSTOMER_CONTACT, &self.contact, &mut reasons);
-        let customer_contact = if raw_contact.is_empty() {
-            raw_contact
-        } else {
-            match self.rules.normalize(&raw_contact) {
+        match self.contact.eval(row) {
+            Err(e) => {
+                req.customer_contact.clear();
+                reasons.push(format!("{}: {e}", spec::CUSTOMER_CONTACT));
+                failed.push(spec::CUSTOMER_CONTACT);
+            }
+            Ok(raw) if raw.is_empty() => req.customer_contact.clear(),
+            Ok(raw) => match self.rules.normalize(&raw) {
                 Ok(c) => {
                     if self.own_numbers.contains(&c) {
                         reasons.push("customer_contact is one of the company's own numbers ([contact] own_numbers), not a customer's".into());
                     }
-                    c
+                    req.customer_contact = c;
                 }
                 Err(reason) => {
                     reasons.push(reason);
-                    raw_contact
+                    req.customer_contact.clear();
+                    req.customer_contact.push_str(&raw);
                 }
+            },
+        }
+        // The value of a field into `out` (emptied when it cannot be made).
+        let mut eval = |name: &'static str,
+                        v: &ValueSpec<usize>,
+                        out: &mut String,
+                        reasons: &mut Vec<String>| {
+            if let Err(e) = v.eval_into(row, out) {
+                out.clear();
+                reasons.push(format!("{name}: {e}"));
+                failed.push(name);
             }
         };
-        let campaign_name = eval(spec::CAMPAIGN_NAME, &self.campaign, &mut reasons);
-        let mut optional =
-            |name: &'static str, v: &Option<ValueSpec<usize>>, reasons: &mut Vec<String>| {
-                v.as_ref()
-                    .map(|v| eval(name, v, reasons))
-                    .filter(|s| !s.is_empty())
+        eval(
+            spec::CAMPAIGN_NAME,
+            &self.campaign,
+            &mut req.campaign_name,
+            &mut reasons,
+        );
+        // An optional field: absent when empty. Its string is kept for the
+        // next row while it has a value.
+        let mut optional = |name: &'static str,
+                            v: &Option<ValueSpec<usize>>,
+                            slot: &mut Option<String>,
+                            reasons: &mut Vec<String>| {
+            let Some(v) = v else {
+                *slot = None;
+                return;
             };
-        let customer_name = optional(spec::CUSTOMER_NAME, &self.name, &mut reasons);
-        let account_number = optional(spec::ACCOUNT_NUMBER, &self.account, &mut reasons);
-        let agent_name = optional(spec::AGENT_NAME, &self.agent, &mut reasons);
-        let mut misc_data = Vec::new();
+            let mut value = slot.take().unwrap_or_default();
+            eval(name, v, &mut value, reasons);
+            if !value.is_empty() {
+                *slot = Some(value);
+            }
+        };
+        optional(
+            spec::CUSTOMER_NAME,
+            &self.name,
+            &mut req.customer_name,
+            &mut reasons,
+        );
+        optional(
+            spec::ACCOUNT_NUMBER,
+            &self.account,
+            &mut req.account_number,
+            &mut reasons,
+        );
+        optional(
+            spec::AGENT_NAME,
+            &self.agent,
+            &mut req.agent_name,
+            &mut reasons,
+        );
+        let mut misc = Pairs::new(&mut req.misc_data);
         for entry in &self.misc {
             let (key, value) = match entry {
-                Misc::Column(k, i) => (k, Cow::Borrowed(row.get(*i).unwrap_or("").trim())),
+                Misc::Column(k, i) => (k, Cow::Borrowed(super::cell(row, *i))),
                 Misc::Value(k, v) => match v.eval(row) {
                     Ok(value) => (k, value),
                     Err(e) => {
@@ -373,27 +416,20 @@ impl Plan {
                 },
             };
             if !value.is_empty() {
-                misc_data.push((key.clone(), value.into_owned()));
+                misc.push(key, &value);
             }
         }
-        let mut extra = Vec::new();
+        misc.end();
+        let mut extra = Pairs::new(&mut req.extra);
         for (k, v) in &self.extra {
             match v.eval(row) {
                 Ok(value) if value.is_empty() => {}
-                Ok(value) => extra.push((k.clone(), value.into_owned())),
+                Ok(value) => extra.push(k, &value),
                 Err(e) => reasons.push(format!("{k}: {e}")),
             }
         }
-        let req = SurveyRequest {
-            customer_contact,
-            campaign_name,
-            customer_name,
-            account_number,
-            agent_name,
-            misc_data,
-            extra,
-        };
-        let checked = crate::validate::validate(&req);
+        extra.end();
+        let checked = crate::validate::validate(req);
         reasons.extend(checked.into_iter().filter(|r| {
             !failed.iter().any(|f| {
                 r.strip_prefix(f)
@@ -401,10 +437,63 @@ impl Plan {
             })
         }));
         if reasons.is_empty() {
-            Decision::Send(req)
+            Verdict::Send
         } else {
-            Decision::Invalid(reasons)
+            Verdict::Invalid(reasons)
         }
+    }
+}
+
+/// What [`Plan::apply_into`] decided for one row; the request, when there
+/// is one, is in the caller's buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The request in the buffer is valid, ready to send.
+    Send,
+    /// The row matched a `[skip]` rule (or not `only`); the string says which.
+    Skip(String),
+    /// The row cannot be sent; one reason per problem.
+    Invalid(Vec<String>),
+}
+
+impl Verdict {
+    /// The decision, with the request that was built for it.
+    pub fn with(self, req: SurveyRequest) -> Decision {
+        match self {
+            Verdict::Send => Decision::Send(req),
+            Verdict::Skip(reason) => Decision::Skip(reason),
+            Verdict::Invalid(reasons) => Decision::Invalid(reasons),
+        }
+    }
+}
+
+/// Key-value pairs written over those of an earlier row, their strings
+/// reused; [`end`](Self::end) drops the ones left over.
+struct Pairs<'a> {
+    pairs: &'a mut Vec<(String, String)>,
+    len: usize,
+}
+
+impl<'a> Pairs<'a> {
+    fn new(pairs: &'a mut Vec<(String, String)>) -> Pairs<'a> {
+        Pairs { pairs, len: 0 }
+    }
+
+    fn push(&mut self, key: &str, value: &str) {
+        match self.pairs.get_mut(self.len) {
+            Some((k, v)) => {
+                k.clear();
+                k.push_str(key);
+                v.clear();
+                v.push_str(value);
+            }
+            None => self.pairs.push((key.to_string(), value.to_string())),
+        }
+        self.len += 1;
+    }
+
+    fn end(self) {
+        self.pairs.truncate(self.len);
     }
 }
 

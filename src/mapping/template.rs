@@ -65,7 +65,7 @@ pub(super) fn render(parts: &[Part<usize>], row: &csv::StringRecord, out: &mut S
     for p in parts {
         match p {
             Part::Text(t) => out.push_str(t),
-            Part::Column(i) => out.push_str(row.get(*i).unwrap_or("").trim()),
+            Part::Column(i) => out.push_str(super::cell(row, *i)),
         }
     }
 }

@@ -424,3 +424,30 @@ fn the_mapping_keeps_the_bytes_it_was_read_from() {
     assert!(e.to_string().contains("not UTF-8"), "{e}");
     assert_eq!(e.position().map(|p| p.line), Some(2));
 }
+
+#[test]
+fn a_cell_is_trimmed_of_every_kind_of_space() {
+    let cells = [
+        "",
+        "a",
+        " ",
+        " a",
+        "a ",
+        "ab",
+        "a b",
+        "\u{a0}a",
+        "a\u{3000}",
+        "\tx\t",
+        "é",
+        "x\u{2003}",
+        "\u{2003}",
+        "é ",
+        " é",
+        "+44 7911",
+    ];
+    let row = csv::StringRecord::from(cells.to_vec());
+    for (i, c) in cells.iter().enumerate() {
+        assert_eq!(super::cell(&row, i), c.trim(), "{c:?}");
+    }
+    assert_eq!(super::cell(&row, cells.len()), "", "past the row's end");
+}

@@ -139,10 +139,30 @@ impl<C> ValueSpec<C> {
 }
 
 impl ValueSpec<usize> {
+    /// Like [`eval`](Self::eval), into `out` (emptied first): a template
+    /// with nothing to go through is rendered there, with no string of its own.
+    pub fn eval_into(&self, row: &csv::StringRecord, out: &mut String) -> Result<(), String> {
+        out.clear();
+        match &self.source {
+            ValueSource::Template(parts) if self.extract.is_none() && self.time.is_none() => {
+                template::render(parts, row, out);
+                let trimmed = out.trim_end().len();
+                out.truncate(trimmed);
+                let start = out.len() - out.trim_start().len();
+                out.drain(..start);
+                if let (Some(d), true) = (&self.default, out.is_empty()) {
+                    out.push_str(d.trim());
+                }
+            }
+            _ => out.push_str(&self.eval(row)?),
+        }
+        Ok(())
+    }
+
     /// The trimmed value for a row (through `extract` and `time`), or the
     /// default when it is empty; or why the row has no value here.
     pub fn eval<'r>(&'r self, row: &'r csv::StringRecord) -> Result<Cow<'r, str>, String> {
-        let cell = |i: usize| row.get(i).unwrap_or("").trim();
+        let cell = |i: usize| super::cell(row, i);
         let mut value: Cow<str> = match &self.source {
             ValueSource::Column(i) => Cow::Borrowed(cell(*i)),
             ValueSource::FirstOf(is) => Cow::Borrowed(

@@ -41,7 +41,7 @@ impl Tally {
 
     /// Counts one row (a column past the row's end is empty).
     pub fn count(&mut self, row: &csv::StringRecord) {
-        let value = row.get(self.column).unwrap_or("").trim();
+        let value = crate::mapping::cell(row, self.column);
         self.add(value, 1);
     }
 

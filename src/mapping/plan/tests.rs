@@ -222,3 +222,110 @@ fn result_columns_are_never_mapped() {
     let r = send(p.apply(&csv::StringRecord::from(vec!["+447911123456", "failed"])));
     assert!(r.misc_data.is_empty(), "{:?}", r.misc_data);
 }
+
+/// One request buffer kept from row to row decides every row exactly as a
+/// fresh request does: nothing of an earlier row stays behind (optional
+/// fields, misc_data entries, extra parameters, a contact left as typed).
+#[test]
+fn a_reused_request_buffer_decides_as_a_fresh_one() {
+    let templated = r#"
+[fields]
+customer_contact = "Phone"
+campaign_name = { template = " {Queue} ", default = "General" }
+customer_name = { template = "  {First} {Last}  ", default = "Customer" }
+agent_name = { column = "Agent", extract = '^([^<]+?)\s*<' }
+[contact]
+phone_region = "GB"
+[misc_data]
+columns = ["Reason", "Queue"]
+[extra]
+owner = "Owner"
+"#;
+    let rows = [
+        [
+            "07911 123456",
+            " Zoë ",
+            "Smith",
+            "A1",
+            "Ann <a@x.io>",
+            "O",
+            "Billing",
+            "Q1",
+            "",
+        ],
+        ["07911 123457", "", "", "", "", "", "", "", "n"],
+        [
+            "07911 12",
+            "Al",
+            "B",
+            "",
+            "Bob <b@x.io>",
+            "",
+            "Late",
+            "",
+            "",
+        ],
+        [
+            "+44 7911 123458",
+            "Cy",
+            "",
+            "A3",
+            "",
+            "Own",
+            "",
+            "Q3",
+            "yes",
+        ],
+        ["", "Di", "E", "A4", "Eve", "", "Refund", "Q4", ""],
+        [
+            "a@B.example.COM",
+            "  ",
+            " ",
+            "",
+            "Fay <f@x.io>",
+            "",
+            "",
+            "",
+            "",
+        ],
+        ["07911 123459", "Gus", "H", "A6", "", "", "Other", "Q6", ""],
+    ];
+    for toml in [FULL, templated] {
+        let p = plan(toml).unwrap();
+        let mut req = SurveyRequest::default();
+        for cells in rows {
+            let fresh = p.apply(&row(cells));
+            let reused = p.apply_into(&row(cells), &mut req).with(req.clone());
+            assert_eq!(reused, fresh, "{cells:?}");
+        }
+    }
+}
+
+/// A template is trimmed, falls back to its default when empty, and keeps
+/// the inner spaces, whether built in a buffer or not.
+#[test]
+fn a_template_built_in_a_buffer_is_trimmed_and_defaulted() {
+    let p = plan(
+        r#"
+[fields]
+customer_contact = "Phone"
+campaign_name = { value = "C" }
+customer_name = { template = " {First}  {Last} ", default = "Customer" }
+[contact]
+phone_region = "GB"
+"#,
+    )
+    .unwrap();
+    let name = |first: &str, last: &str| {
+        let mut req = SurveyRequest {
+            customer_name: Some("left over from an earlier row".into()),
+            ..SurveyRequest::default()
+        };
+        let cells = ["07911 123456", first, last, "", "", "", "", "", ""];
+        assert_eq!(p.apply_into(&row(cells), &mut req), Verdict::Send);
+        req.customer_name
+    };
+    assert_eq!(name("Zoë", "Smith").as_deref(), Some("Zoë  Smith"));
+    assert_eq!(name("", "Smith").as_deref(), Some("Smith"));
+    assert_eq!(name(" ", "\u{a0}").as_deref(), Some("Customer"));
+}
