@@ -3,23 +3,26 @@
 //! SQLite copies the log (a checkpoint) in the commit that makes it long,
 //! on the committing thread: a run's claims then wait for megabytes to be
 //! copied and synced, after a fold most of all. Here the connection that
-//! claims never copies; a second connection does, when the log has grown
-//! past [`LONG_LOG`]. A checkpoint of this kind never holds up a writer: the
-//! log keeps growing while it runs, and starts over once it is all copied.
+//! claims never copies; a second connection does, every [`COMMITS`]
+//! commits and after each fold. A checkpoint of this kind never holds up a
+//! writer: the log keeps growing while it runs, and starts over once it is
+//! all copied.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-/// The log is copied once it is this long (in bytes).
-pub const LONG_LOG: u64 = 16 << 20;
+/// The log is copied after this many commits (a claim's commit adds three
+/// or four pages to it: about 4 MiB).
+pub const COMMITS: u32 = 256;
 
 /// A thread that copies the log of one ledger when nudged.
 pub struct Checkpointer {
-    wal: PathBuf,
+    /// Commits since the last nudge.
+    commits: u32,
     nudge: Option<SyncSender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -39,19 +42,22 @@ impl Checkpointer {
             .name("ledger-log".into())
             .spawn(move || copy_when_nudged(&conn, &nudged))
             .ok()?;
-        let mut wal = path.as_os_str().to_os_string();
-        wal.push("-wal");
         Some(Checkpointer {
-            wal: wal.into(),
+            commits: 0,
             nudge: Some(nudge),
             thread: Some(thread),
         })
     }
 
-    /// After a commit: has the thread copy the log if it is long.
-    pub fn after_commit(&self) {
-        let long = std::fs::metadata(&self.wal).is_ok_and(|m| m.len() >= LONG_LOG);
-        if let (true, Some(nudge)) = (long, &self.nudge) {
+    /// After a commit (`large`: a fold's): has the thread copy the log
+    /// when enough was added to it.
+    pub fn after_commit(&mut self, large: bool) {
+        self.commits += 1;
+        if !large && self.commits < COMMITS {
+            return;
+        }
+        self.commits = 0;
+        if let Some(nudge) = &self.nudge {
             // Full: a nudge is already waiting, which is enough.
             if let Err(TrySendError::Disconnected(())) = nudge.try_send(()) {
                 tracing::debug!("the ledger's log copier has stopped");

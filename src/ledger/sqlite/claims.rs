@@ -230,7 +230,7 @@ impl Sqlite {
                 }
             }
         };
-        self.committed();
+        self.committed(false);
         if self.recent.len() >= self.recent.fold_at {
             self.fold_recent();
         }
@@ -253,7 +253,7 @@ impl Sqlite {
         });
         match done {
             Ok(moved) => {
-                self.committed();
+                self.committed(true);
                 tracing::debug!(moved, "ledger: recent surveys folded");
             }
             Err(e) => {

@@ -407,12 +407,12 @@ impl Sqlite {
         self.clock.unwrap_or_else(|| unix(SystemTime::now()))
     }
 
-    /// After a commit: what it added to `recent` is known; the log is
+    /// After a commit (`large`: a fold's): what it added to `recent` is known; the log is
     /// copied once it is long.
-    fn committed(&mut self) {
+    fn committed(&mut self, large: bool) {
         self.recent.committed();
-        if let Some(c) = &self.checkpointer {
-            c.after_commit();
+        if let Some(c) = &mut self.checkpointer {
+            c.after_commit(large);
         }
     }
 

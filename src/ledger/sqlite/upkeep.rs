@@ -94,7 +94,7 @@ impl Sqlite {
             self.recent.reset();
             fail(e)
         })?;
-        self.committed();
+        self.committed(false);
         if self.recent.len() >= self.recent.fold_at {
             self.fold_recent();
         }
