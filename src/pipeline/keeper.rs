@@ -1,4 +1,4 @@
-//! The keeper: the one thread that writes a run's durable records. Workers
+//! The keeper: the two threads that write a run's durable records. Workers
 //! send it notes; it takes every note queued while it was busy and handles
 //! them as one group:
 //!
