@@ -13,7 +13,7 @@ use crate::cli::LedgerCheckArgs;
 use crate::exit::{Exit, Fatal};
 use crate::input::{Origin, Reader};
 use crate::ledger::{self, Claim, ContactHash, Earlier, KeyHash, Policy, Scope, State, Store};
-use crate::mapping::{Decision, Mapping};
+use crate::mapping::{Mapping, Verdict};
 use crate::summary::thousands;
 
 /// The most memory the ledger's pages may take while checking, in MiB
@@ -182,6 +182,8 @@ fn read_all(
     let (mut rows, mut skipped, mut invalid) = (0u64, 0u64, 0u64);
     let (mut fields, mut projected) = (csv::StringRecord::new(), csv::StringRecord::new());
     let mut body = Vec::with_capacity(512);
+    // One request, overwritten row after row: almost nothing allocated per row.
+    let mut request = crate::request::SurveyRequest::default();
     let mut batch = Vec::with_capacity(BATCH);
     while let Some(row) = reader.next_record_into(&mut fields)? {
         rows += 1;
@@ -190,8 +192,8 @@ fn read_all(
             continue;
         }
         let row_fields = columns.project(&fields, &mut projected);
-        match plan.apply(row_fields) {
-            Decision::Send(request) => {
+        match plan.apply_into(row_fields, &mut request) {
+            Verdict::Send => {
                 body.clear();
                 request.write_json(&mut body);
                 batch.push(ledger::claim_for(
@@ -205,8 +207,8 @@ fn read_all(
                     }
                 }
             }
-            Decision::Skip(_) => skipped += 1,
-            Decision::Invalid(_) => invalid += 1,
+            Verdict::Skip(_) => skipped += 1,
+            Verdict::Invalid(_) => invalid += 1,
         }
     }
     if !batch.is_empty() {
