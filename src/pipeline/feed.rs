@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::input::{self, ReadError, Rows};
 use crate::ledger::{self, Claim, Hasher, Recorded};
-use crate::mapping::{Decision, Plan};
+use crate::mapping::{Decision, Plan, Verdict};
 use crate::results::{self, Outcome, Status};
 
 use super::ctx::Ctx;
@@ -276,6 +276,8 @@ impl Feed<'_> {
         } = reading;
         let mut sendable = check.as_ref().map_or(0, |c| c.sent_before);
         let mut body = Vec::with_capacity(512);
+        // One request, overwritten row after row: almost nothing allocated per row.
+        let mut request = crate::request::SurveyRequest::default();
         let width = rows.columns.names.len();
         let check_until = check.as_ref().map_or(0, |c| c.known.last_row());
         let mut last_read = 0;
@@ -341,8 +343,15 @@ impl Feed<'_> {
                 }
                 Decided::Write(outcome(row, fields, Status::Unknown, vec!["in flight when an earlier run stopped: it may have been created; check DigiDesk before resending (retry --only unknown)".into()]))
             } else {
-                match input::decide(&rows.columns, &plan, record.fields, &record.meta) {
-                    (fields, Decision::Send(req)) => {
+                match input::decide_into(
+                    &rows.columns,
+                    &plan,
+                    record.fields,
+                    &record.meta,
+                    &mut request,
+                ) {
+                    (fields, Verdict::Send) => {
+                        let req = &request;
                         if limit.is_some_and(|l| sendable >= l) {
                             self.end.limited = true;
                             self.only_count = true;
@@ -356,17 +365,17 @@ impl Feed<'_> {
                             row,
                             hash: results::row_hash(&fields, width),
                             claim: match &hasher {
-                                Some(h) => ledger::claim_for(h, &plan, row, &fields, &req, &body),
+                                Some(h) => ledger::claim_for(h, &plan, row, &fields, req, &body),
                                 None => Claim::unhashed(row),
                             },
                             fields,
                             body: Bytes::copy_from_slice(&body),
                         })
                     }
-                    (fields, Decision::Skip(reason)) => {
+                    (fields, Verdict::Skip(reason)) => {
                         Decided::Write(outcome(row, fields, Status::Skipped, vec![reason]))
                     }
-                    (fields, Decision::Invalid(reasons)) => {
+                    (fields, Verdict::Invalid(reasons)) => {
                         Decided::Write(outcome(row, fields, Status::Invalid, reasons))
                     }
                 }
