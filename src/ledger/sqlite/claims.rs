@@ -383,20 +383,10 @@ fn claim_in(
         verdicts.push(match stop {
             Stop::Mine => Verdict::Claimed,
             Stop::By(earlier) => Verdict::Duplicate(earlier),
-            Stop::Free(None) => {
-                insert.execute(params![
-                    run.scope,
-                    &c.key.0[..],
-                    now,
-                    run.run,
-                    int(c.row),
-                    contact,
-                ])?;
-                recent.note(tx.last_insert_rowid(), c.key, c.contact);
-                Verdict::Claimed
-            }
-            Stop::Free(Some(Place::Recent(seq))) => {
-                tx.prepare_cached(DROP_RECENT)?.execute(params![seq])?;
+            Stop::Free(place @ (None | Some(Place::Recent(_)))) => {
+                if let Some(Place::Recent(seq)) = place {
+                    tx.prepare_cached(DROP_RECENT)?.execute(params![seq])?;
+                }
                 insert.execute(params![
                     run.scope,
                     &c.key.0[..],

@@ -189,23 +189,8 @@ impl Recent {
         let Some(&seq) = self.keys.get(key) else {
             return Ok(None);
         };
-        let mut s = tx.prepare_cached(READ)?;
-        s.query_row(params![seq, self.scope], |r| {
-            Ok((
-                Row {
-                    seq,
-                    state: r.get(0)?,
-                    at: r.get(1)?,
-                    run: r.get(2)?,
-                    row: r.get(3)?,
-                    id: r.get(4)?,
-                },
-                blob::<16>(r.get_ref(5)?),
-            ))
-        })
-        .optional()
-        .map(|found| match found {
-            Some((row, Some(k))) if k == key.0 => Some(row),
+        Ok(match self.read(tx, seq)? {
+            Some((row, Some(k), _)) if k == key.0 => Some(row),
             _ => None,
         })
     }
@@ -224,26 +209,11 @@ impl Recent {
         let Some(seqs) = self.contacts.as_ref().and_then(|m| m.get(contact)) else {
             return Ok(None);
         };
-        let mut s = tx.prepare_cached(READ)?;
         let mut best: Option<Row> = None;
         for &seq in seqs {
-            let found = s
-                .query_row(params![seq, self.scope], |r| {
-                    Ok((
-                        Row {
-                            seq,
-                            state: r.get(0)?,
-                            at: r.get(1)?,
-                            run: r.get(2)?,
-                            row: r.get(3)?,
-                            id: r.get(4)?,
-                        },
-                        blob::<16>(r.get_ref(5)?),
-                        blob::<8>(r.get_ref(6)?),
-                    ))
-                })
-                .optional()?;
-            let Some((row, k, c)) = found else { continue };
+            let Some((row, k, c)) = self.read(tx, seq)? else {
+                continue;
+            };
             if c != Some(contact.0) || k == Some(key.0) || row.at < since {
                 continue;
             }
@@ -255,6 +225,32 @@ impl Recent {
             }
         }
         Ok(best)
+    }
+
+    /// The row at `seq`, if it is still there, with its key and contact
+    /// (`None` when not of their length), for the caller to check.
+    #[allow(clippy::type_complexity)]
+    fn read(
+        &self,
+        tx: &Connection,
+        seq: i64,
+    ) -> rusqlite::Result<Option<(Row, Option<[u8; 16]>, Option<[u8; 8]>)>> {
+        tx.prepare_cached(READ)?
+            .query_row(params![seq, self.scope], |r| {
+                Ok((
+                    Row {
+                        seq,
+                        state: r.get(0)?,
+                        at: r.get(1)?,
+                        run: r.get(2)?,
+                        row: r.get(3)?,
+                        id: r.get(4)?,
+                    },
+                    blob::<16>(r.get_ref(5)?),
+                    blob::<8>(r.get_ref(6)?),
+                ))
+            })
+            .optional()
     }
 
     /// How many rows this connection knows of (some may be gone since).
@@ -303,14 +299,20 @@ impl Recent {
         let pages: i64 = tx.query_row("PRAGMA page_count", [], |r| r.get(0))?;
         let size: i64 = tx.query_row("PRAGMA page_size", [], |r| r.get(0))?;
         let surveys = (pages.max(0) as u64 * size.max(0) as u64 / 90) as usize;
-        // Only a ledger larger than a million surveys or so waits longer.
-        let scaled = (surveys / 16).min(FOLD_ROWS_MAX);
-        self.fold_at = if scaled > FOLD_ROWS {
-            minimum.max(scaled)
-        } else {
-            minimum
-        };
+        self.fold_at = fold_threshold(surveys, minimum);
         Ok(())
+    }
+}
+
+/// When to fold a ledger of about `surveys`: at `minimum` rows, but a
+/// ledger larger than a million surveys or so waits for a sixteenth of
+/// itself (at most [`FOLD_ROWS_MAX`]).
+fn fold_threshold(surveys: usize, minimum: usize) -> usize {
+    let scaled = (surveys / 16).min(FOLD_ROWS_MAX);
+    if scaled > FOLD_ROWS {
+        minimum.max(scaled)
+    } else {
+        minimum
     }
 }
 
@@ -325,6 +327,20 @@ fn blob<const N: usize>(v: rusqlite::types::ValueRef<'_>) -> Option<[u8; N]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_large_ledger_folds_less_often_and_a_set_minimum_holds() {
+        // Up to a million surveys or so: the minimum, however small.
+        assert_eq!(fold_threshold(0, FOLD_ROWS), FOLD_ROWS);
+        assert_eq!(fold_threshold(1_000_000, FOLD_ROWS), FOLD_ROWS);
+        assert_eq!(fold_threshold(1_000_000, 5), 5);
+        // Beyond, a sixteenth of the ledger...
+        assert_eq!(fold_threshold(4_000_000, FOLD_ROWS), 250_000);
+        assert_eq!(fold_threshold(4_000_000, 5), 250_000);
+        // ...never more than the cap, nor less than a larger minimum.
+        assert_eq!(fold_threshold(100_000_000, FOLD_ROWS), FOLD_ROWS_MAX);
+        assert_eq!(fold_threshold(4_000_000, 300_000), 300_000);
+    }
 
     #[test]
     fn the_prefix_hash_is_the_first_eight_bytes() {
