@@ -171,6 +171,6 @@ impl Ctx {
     /// Queues a note for the keeper; false once it takes no more.
     pub(super) fn tell(&self, note: Note) -> bool {
         let keeper = self.keeper.lock().unwrap_or_else(|p| p.into_inner());
-        keeper.as_ref().is_some_and(|tx| tx.send(note).is_ok())
+        keeper.as_ref().is_some_and(|notes| notes.tell(note))
     }
 }

@@ -1,23 +1,31 @@
-//! The keeper: the two threads that write a run's durable records. Workers
-//! send it notes; it takes every note queued while it was busy and handles
-//! them as one group:
+//! The keeper: the two threads that write a run's durable records.
 //!
-//! 1. outcomes and claims, in one ledger transaction (a group commit):
-//!    outcomes are `created` with its id, `unknown`, or released (the key is
-//!    free again); then each claimed row's survey key is this run's now, or
-//!    the row is a `duplicate` of an earlier survey;
-//! 2. "sending" lines, written to the journal with one sync.
-//!
-//! The two steps run on two threads, one group apart (see [`start`]).
+//! - **keeper** claims rows' keys in the ledger: every claim queued while it
+//!   was busy, with the outcomes waiting, in one transaction (a group
+//!   commit). Outcomes are `created` with its id, `unknown`, or released
+//!   (the key is free again); then each claimed row's key is this run's
+//!   now, or the row is a `duplicate` of an earlier survey.
+//! - **journal** writes "sending" lines: every line queued while it was
+//!   busy, with one sync.
 //!
 //! A row is claimed before it waits for its rate slot (a duplicate never
-//! takes a slot) and journaled just before its slot (see `dispatch`), so the
-//! order for every row is: ledger claim (committed) → journal line (synced)
-//! → request. Without a ledger (`--no-ledger`) every claim is granted.
+//! takes a slot) and journaled only once its claim is answered, just before
+//! its slot (see `dispatch` and `turn`), so the order for every row is:
+//! ledger claim (committed) → journal line (synced) → request. Without a
+//! ledger (`--no-ledger`) every claim is granted.
+//!
+//! Outcomes need no sync of their own (until one is recorded its claim
+//! stops the key just as well), and nobody waits for them: they are put in
+//! a list the keeper takes with its next claims, so one commit carries
+//! both and no outcome wakes the keeper. Once [`OUTCOMES_MAX`] are waiting,
+//! or the keeper has had nothing to do for [`OUTCOMES_WAIT`], they are
+//! recorded on their own; the last ones when the run ends.
 
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::api::StopKind;
 use crate::journal::{Journal, JournalError};
@@ -27,6 +35,12 @@ use super::{Ended, RunError, Stop};
 
 /// Notes handled in one group, at most.
 const MAX_BATCH: usize = 512;
+
+/// Outcomes that wait for claims to share their commit, at most...
+const OUTCOMES_MAX: usize = 1024;
+
+/// ...and for how long the keeper may be idle with outcomes waiting.
+const OUTCOMES_WAIT: Duration = Duration::from_millis(50);
 
 /// A run's ledger: the store, the run it began, and what stops a row.
 pub struct Ledgered {
@@ -53,44 +67,65 @@ pub(super) enum Note {
         claim: Claim,
         answer: oneshot::Sender<Claimed>,
     },
+    /// Claim rows' keys, in order, ahead of their dispatch (`--rate 0`:
+    /// one commit for many rows). Each row's answer in `answers`.
+    Claims {
+        claims: Vec<Claim>,
+        answers: Vec<oneshot::Sender<Claimed>>,
+    },
     /// Journal a row as sending, synced, before its request leaves.
     Sending {
         row: u64,
         hash: u64,
         synced: oneshot::Sender<bool>,
     },
-    /// Claim a row's key and, if it is this run's, journal the row as
-    /// sending, synced, at once (no rate slot to wait for in between).
-    ClaimAndSend {
-        claim: Claim,
-        hash: u64,
-        answer: oneshot::Sender<Claimed>,
-    },
     /// A claimed row's outcome.
     Outcome(Recorded),
 }
 
-/// Who waits for a "sending" line to be on disk.
-enum Synced {
-    /// A [`Note::Sending`]: told whether it is.
-    Sent(oneshot::Sender<bool>),
-    /// A [`Note::ClaimAndSend`]: told `Go`, or `Failed` when the journal failed.
-    Claimed(oneshot::Sender<Claimed>),
+/// What the keeper's thread is woken for (outcomes go to a list instead,
+/// and "sending" lines to the journal's thread).
+enum Wake {
+    Claim(Claim, oneshot::Sender<Claimed>),
+    Claims(Vec<Claim>, Vec<oneshot::Sender<Claimed>>),
+    /// Many outcomes are waiting.
+    Outcomes,
 }
 
-impl Synced {
-    fn answer(self, ok: bool) {
-        let _ = match self {
-            Synced::Sent(tx) => tx.send(ok).map_err(drop),
-            Synced::Claimed(tx) => tx
-                .send(if ok { Claimed::Go } else { Claimed::Failed })
-                .map_err(drop),
-        };
+/// Where the pipeline's records are queued: claims for the keeper's
+/// thread, "sending" lines for the journal's, outcomes in a list.
+pub(super) struct Notes {
+    keeper: mpsc::Sender<Wake>,
+    journal: mpsc::Sender<Sending>,
+    outcomes: Arc<Mutex<Vec<Recorded>>>,
+    /// Without a ledger, outcomes are not kept.
+    ledgered: bool,
+}
+
+impl Notes {
+    /// Queues a note; false once it is not taken any more.
+    pub(super) fn tell(&self, note: Note) -> bool {
+        match note {
+            Note::Claim { claim, answer } => self.keeper.send(Wake::Claim(claim, answer)).is_ok(),
+            Note::Claims { claims, answers } => {
+                self.keeper.send(Wake::Claims(claims, answers)).is_ok()
+            }
+            Note::Sending { row, hash, synced } => self.journal.send((row, hash, synced)).is_ok(),
+            Note::Outcome(o) => {
+                if !self.ledgered {
+                    return true;
+                }
+                let mut waiting = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
+                waiting.push(o);
+                if waiting.len() == OUTCOMES_MAX {
+                    drop(waiting);
+                    let _ = self.keeper.send(Wake::Outcomes);
+                }
+                true
+            }
+        }
     }
 }
-
-/// Where notes are queued for the keeper.
-pub(super) type Notes = mpsc::UnboundedSender<Note>;
 
 /// Records outcomes, then claims keys, in the ledger: per claim, in order,
 /// what it found. Without a ledger every claim is this run's.
@@ -120,24 +155,29 @@ pub(super) struct KeeperEnd {
 }
 
 /// A row to journal as sending, and who waits for it to be on disk.
-type Sending = (u64, u64, Synced);
+type Sending = (u64, u64, oneshot::Sender<bool>);
 
 /// Starts the keeper. On a journal error no queued row is sent and the run
 /// stops with that error; on a ledger error no row is claimed any more and
-/// the run stops (exit 3). Ends when every sender is gone.
+/// the run stops (exit 3). Ends when every [`Notes`] is gone.
 ///
-/// It is two threads in a row: the first settles each group in the ledger,
-/// then hands the group's claimed rows to the second, which journals them
-/// with one sync. So the ledger's commit of one group and the journal's
-/// sync of the one before it happen at the same time, and a row still goes
-/// ledger claim (committed) → journal line (synced) → request.
+/// Its two threads work side by side: the ledger's commit of one batch of
+/// claims and the journal's sync of the rows claimed before happen at the
+/// same time.
 pub(super) fn start(
     journal: Arc<Mutex<Journal>>,
     ledger: Option<Ledgered>,
     stop: Stop,
 ) -> Result<(Notes, std::thread::JoinHandle<KeeperEnd>), RunError> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Note>();
-    let (to_journal, from_ledger) = std::sync::mpsc::channel::<Vec<Sending>>();
+    let (to_keeper, wakes) = mpsc::channel::<Wake>();
+    let (to_journal, sendings) = mpsc::channel::<Sending>();
+    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    let notes = Notes {
+        keeper: to_keeper,
+        journal: to_journal,
+        outcomes: outcomes.clone(),
+        ledgered: ledger.is_some(),
+    };
     let journal_path = journal
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -147,88 +187,13 @@ pub(super) fn start(
         let stop = stop.clone();
         std::thread::Builder::new()
             .name("journal".into())
-            .spawn(move || journal_sendings(&journal, &from_ledger, &stop))
+            .spawn(move || journal_sendings(&journal, &sendings, &stop))
             .map_err(|e| RunError::Thread(format!("cannot start the journal writer: {e}")))?
     };
-    let mut ledger = ledger;
     let thread = std::thread::Builder::new()
         .name("keeper".into())
         .spawn(move || {
-            let mut group: Vec<Note> = Vec::with_capacity(MAX_BATCH);
-            let mut claims = Vec::new();
-            let mut answers = Vec::new();
-            let mut outcomes = Vec::new();
-            let mut sendings = Vec::new();
-            let mut ledger_failed = false;
-            while let Some(first) = rx.blocking_recv() {
-                group.push(first);
-                while group.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(n) => group.push(n),
-                        Err(_) => break,
-                    }
-                }
-                for note in group.drain(..) {
-                    match note {
-                        Note::Claim { claim, answer } => {
-                            claims.push(claim);
-                            answers.push((claim.row, None, answer));
-                        }
-                        Note::ClaimAndSend {
-                            claim,
-                            hash,
-                            answer,
-                        } => {
-                            claims.push(claim);
-                            answers.push((claim.row, Some(hash), answer));
-                        }
-                        Note::Outcome(o) => outcomes.push(o),
-                        Note::Sending { row, hash, synced } => {
-                            sendings.push((row, hash, Synced::Sent(synced)))
-                        }
-                    }
-                }
-                // Outcomes, then claims, in one transaction. A stopping run
-                // sends nothing new: its rows are left for --resume.
-                if ledger_failed || stop.is_stopping() {
-                    claims.clear();
-                }
-                let verdicts = if ledger_failed || (claims.is_empty() && outcomes.is_empty()) {
-                    Vec::new()
-                } else {
-                    match settle(&mut ledger, &outcomes, &claims) {
-                        Ok(v) => v,
-                        Err(e) => {
-                            ledger_failed = true;
-                            stop.set(ledger_stop(&e));
-                            Vec::new()
-                        }
-                    }
-                };
-                let mut verdicts = verdicts.into_iter();
-                for (row, send, answer) in answers.drain(..) {
-                    match (verdicts.next().unwrap_or(Claimed::Failed), send) {
-                        // Claimed (and on disk): now journaled.
-                        (Claimed::Go, Some(hash)) => {
-                            sendings.push((row, hash, Synced::Claimed(answer)))
-                        }
-                        (verdict, _) => {
-                            let _ = answer.send(verdict);
-                        }
-                    }
-                }
-                claims.clear();
-                outcomes.clear();
-                if !sendings.is_empty() {
-                    if let Err(back) = to_journal.send(std::mem::take(&mut sendings)) {
-                        // The journal writer is gone: nothing is sent.
-                        for (_, _, synced) in back.0 {
-                            synced.answer(false);
-                        }
-                    }
-                }
-            }
-            drop(to_journal);
+            let ledger = keep(ledger, &wakes, &outcomes, &stop);
             let journal = journaler.join().unwrap_or_else(|_| {
                 Err(JournalError::Io {
                     what: "write",
@@ -236,29 +201,105 @@ pub(super) fn start(
                     source: std::io::Error::other("its writer stopped unexpectedly"),
                 })
             });
-            KeeperEnd {
-                journal,
-                ledger: ledger.filter(|_| !ledger_failed),
-            }
+            KeeperEnd { journal, ledger }
         })
-        .map_err(|e| RunError::Thread(format!("cannot start the journal writer: {e}")))?;
-    Ok((tx, thread))
+        .map_err(|e| RunError::Thread(format!("cannot start the ledger writer: {e}")))?;
+    Ok((notes, thread))
 }
 
-/// The keeper's second thread: journals the rows the first hands it, all
-/// that are queued with one sync, and tells each row's worker. Returns the
-/// journal's first error.
+/// The keeper's thread: claims and outcomes, until every sender is gone.
+/// Returns the ledger, unless it failed.
+fn keep(
+    mut ledger: Option<Ledgered>,
+    wakes: &mpsc::Receiver<Wake>,
+    waiting: &Mutex<Vec<Recorded>>,
+    stop: &Stop,
+) -> Option<Ledgered> {
+    let mut group: Vec<Wake> = Vec::with_capacity(MAX_BATCH);
+    let mut claims = Vec::new();
+    let mut answers = Vec::new();
+    let mut outcomes = Vec::new();
+    let mut failed = false;
+    let mut open = true;
+    while open {
+        let idle = match wakes.recv_timeout(OUTCOMES_WAIT) {
+            Ok(w) => {
+                group.push(w);
+                false
+            }
+            Err(RecvTimeoutError::Timeout) => true,
+            Err(RecvTimeoutError::Disconnected) => {
+                open = false;
+                true
+            }
+        };
+        while group.len() < MAX_BATCH {
+            match wakes.try_recv() {
+                Ok(w) => group.push(w),
+                Err(_) => break,
+            }
+        }
+        let mut many = false;
+        for wake in group.drain(..) {
+            match wake {
+                Wake::Claim(claim, answer) => {
+                    claims.push(claim);
+                    answers.push(answer);
+                }
+                Wake::Claims(mut more, mut theirs) => {
+                    claims.append(&mut more);
+                    answers.append(&mut theirs);
+                }
+                Wake::Outcomes => many = true,
+            }
+        }
+        // A stopping run sends nothing new: its rows are left for --resume.
+        if failed || stop.is_stopping() {
+            claims.clear();
+        }
+        // Outcomes wait for claims to share their commit.
+        if !claims.is_empty() || many || idle {
+            std::mem::swap(
+                &mut outcomes,
+                &mut waiting.lock().unwrap_or_else(|p| p.into_inner()),
+            );
+        }
+        let verdicts = if failed || (claims.is_empty() && outcomes.is_empty()) {
+            Vec::new()
+        } else {
+            match settle(&mut ledger, &outcomes, &claims) {
+                Ok(v) => v,
+                Err(e) => {
+                    failed = true;
+                    stop.set(ledger_stop(&e));
+                    Vec::new()
+                }
+            }
+        };
+        outcomes.clear();
+        claims.clear();
+        let mut verdicts = verdicts.into_iter();
+        for answer in answers.drain(..) {
+            let _ = answer.send(verdicts.next().unwrap_or(Claimed::Failed));
+        }
+    }
+    ledger.filter(|_| !failed)
+}
+
+/// The journal's thread: journals the rows queued, all that are queued
+/// with one sync, and tells each row's worker. Returns the journal's first
+/// error.
 fn journal_sendings(
     journal: &Mutex<Journal>,
-    from_ledger: &std::sync::mpsc::Receiver<Vec<Sending>>,
+    queued: &mpsc::Receiver<Sending>,
     stop: &Stop,
 ) -> Result<(), JournalError> {
     let mut result = Ok(());
     let mut sendings: Vec<Sending> = Vec::new();
-    while let Ok(first) = from_ledger.recv() {
-        sendings.extend(first);
-        while let Ok(more) = from_ledger.try_recv() {
-            sendings.extend(more);
+    while let Ok(first) = queued.recv() {
+        sendings.push(first);
+        while let Ok(more) = queued.try_recv() {
+            sendings.push(more);
         }
         let journaled = if result.is_err() {
             Err(None)
@@ -280,7 +321,7 @@ fn journal_sendings(
         };
         let ok = journaled.is_ok();
         for (_, _, synced) in sendings.drain(..) {
-            synced.answer(ok);
+            let _ = synced.send(ok);
         }
         if let Err(Some(e)) = journaled {
             stop.set(Ended::Interrupted);

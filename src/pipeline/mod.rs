@@ -1,18 +1,19 @@
 //! The pipeline: a reader thread maps and validates rows (and on `--resume`
-//! checks them against what the run decided before), a dispatcher hands each
-//! sendable row to a worker task; a worker has the keeper thread claim its
-//! survey key in the ledger (a `duplicate` ends there), waits for its rate
-//! slot, has the keeper sync its row's journal line just before it (one
-//! commit per group of rows), posts with retries under a shared rate limit,
-//! and tells the keeper the outcome. Whoever decides a row (a worker, or the
-//! reader for invalid and skipped rows) writes its results line. A bounded
-//! channel and the concurrency permits connect them, so a slow server slows
-//! reading instead of filling memory.
+//! checks them against what the run decided before), a dispatcher has each
+//! sendable row's survey key claimed in the ledger by the keeper thread (at
+//! `--rate 0` a batch of rows ahead, in one commit) and hands the row to a
+//! worker task; a worker waits for the claim (a `duplicate` ends there) and
+//! its rate slot, has the journal thread sync its row's journal line just
+//! before it (one sync per group of rows), posts with retries under a shared
+//! rate limit, and leaves the outcome for the keeper. Whoever decides a row
+//! (a worker, or the reader for invalid and skipped rows) writes its results
+//! line. A bounded channel and the concurrency permits connect them, so a
+//! slow server slows reading instead of filling memory.
 //!
 //! ```text
 //! reader ──sendable──▶ dispatcher ──spawn──▶ workers ──outcome──▶ results file
-//!    │                                     ▲ ▼ claims, "sending"          ▲
-//!    │                                     keeper ── ledger, journal      │
+//!    │                     ▼ claims          ▼ "sending", outcomes        ▲
+//!    │                  keeper (ledger)   journal                         │
 //!    └──────────── invalid / skipped / unknown-on-resume ─────────────────┘
 //! ```
 //!
@@ -180,7 +181,10 @@ pub async fn run(
     let (notes_tx, keeper_thread) = keeper::start(ctx.journal.clone(), job.ledger, stop.clone())?;
     *ctx.keeper.lock().unwrap_or_else(|p| p.into_inner()) = Some(notes_tx);
 
-    let (to_dispatch, inbox) = dispatch::channel(job.settings.concurrency);
+    let (to_dispatch, inbox) = dispatch::channel(dispatch::handoff_rows(
+        job.settings.concurrency,
+        job.settings.rate.is_none(),
+    ));
     let limit = job.settings.limit;
     let notes = job.rows.reader.notes();
     let reading = feed::Reading {

@@ -35,14 +35,8 @@ pub(super) async fn take_turn(
         Ok(Claimed::Duplicate(earlier)) => return Turn::Duplicate(earlier),
         Ok(Claimed::Failed) | Err(_) => return Turn::No,
     }
-    if ctx.unlimited {
-        // Waits out a pause after a 429, and the slot of a rate the server
-        // imposed since, if any.
-        if let Some(slot) = ctx.pace.reserve().await {
-            tokio::time::sleep_until(slot).await;
-        }
-        return Turn::Go;
-    }
+    // At `--rate 0` a slot comes only from a pause after a 429, or a rate
+    // the server imposed since.
     let slot = ctx.pace.reserve().await;
     if let Some(slot) = slot {
         tokio::time::sleep_until(slot - JOURNAL_LEAD).await;

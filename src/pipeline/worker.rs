@@ -355,8 +355,8 @@ mod tests {
             (journal, writer),
             &counters,
         );
-        // The keeper thread, as a run has it: a first try is claimed and journaled
-        // before it leaves.
+        // The keeper's threads, as a run has them: a first try is claimed,
+        // then journaled, before it leaves.
         let (notes, _thread) =
             super::super::keeper::start(ctx.journal.clone(), None, Stop::default()).unwrap();
         *ctx.keeper.lock().unwrap() = Some(notes);
