@@ -16,10 +16,18 @@ use crate::ledger::{
 
 const FIND: &str = "SELECT state, at, run, row, id FROM survey WHERE scope = ?1 AND key = ?2";
 
-/// The latest survey to a contact since a time, other than the row's own key.
-const FIND_CONTACT: &str = "SELECT state, at, run, row, id FROM survey
-    WHERE scope = ?1 AND contact = ?2 AND at >= ?3 AND key <> ?4 AND (state = 1 OR ?5)
-    ORDER BY at DESC LIMIT 1";
+/// The latest survey to a contact since a time, other than the row's own
+/// key. `contact` may name keys whose survey has another contact since, or
+/// none: the survey's own `contact` decides.
+const FIND_CONTACT: &str = "SELECT s.state, s.at, s.run, s.row, s.id
+    FROM contact c JOIN survey s ON s.scope = c.scope AND s.key = c.key
+    WHERE c.scope = ?1 AND c.contact = ?2 AND s.contact = ?2 AND s.at >= ?3
+        AND s.key <> ?4 AND (s.state = 1 OR ?5)
+    ORDER BY s.at DESC LIMIT 1";
+
+/// A key of `survey` under its (new) contact.
+const ADD_CONTACT: &str =
+    "INSERT INTO contact (scope, contact, key) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
 
 const ORIGIN: &str = "SELECT command, results FROM run WHERE id = ?1";
 
@@ -407,6 +415,13 @@ fn claim_in(
                     int(c.row),
                     contact
                 ])?;
+                if let Some(contact) = contact {
+                    tx.prepare_cached(ADD_CONTACT)?.execute(params![
+                        run.scope,
+                        contact,
+                        &c.key.0[..]
+                    ])?;
+                }
                 Verdict::Claimed
             }
         });

@@ -272,7 +272,9 @@ fn a_format_1_ledger_is_upgraded_and_keeps_its_surveys() {
         l.fold_recent();
         assert_eq!(in_table(&l, "recent"), 0);
         l.conn
-            .execute_batch("DROP TABLE recent; PRAGMA user_version = 1;")
+            .execute_batch(&format!(
+                "DROP TABLE recent; DROP TABLE contact; {SURVEY_CONTACT} PRAGMA user_version = 1;"
+            ))
             .unwrap();
     }
     let mut l = open_folding(&path, FOLD_NEVER);
@@ -292,4 +294,86 @@ fn a_format_1_ledger_is_upgraded_and_keeps_its_surveys() {
     assert_eq!(earlier(&v[0]).id, Some(5));
     assert_eq!(v[1], Verdict::Claimed);
     assert_eq!(in_table(&l, "recent"), 1);
+}
+
+/// A format-2 ledger (contacts an index of `survey`) is upgraded when
+/// opened: a contact it knew still stops a row within `contact_within`,
+/// in `survey` and in `recent`.
+#[test]
+fn a_format_2_ledger_is_upgraded_and_keeps_its_contacts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.sqlite3");
+    let (folded, recent) = {
+        let mut l = open_folding(&path, FOLD_NEVER);
+        let run = l.begin_run(&scope(), &run_info("/data/old.csv")).unwrap();
+        let (c1, c2) = (claim_of(&l, 1, 1, 1), claim_of(&l, 2, 2, 2));
+        l.claim(run, Policy::send(None), &[c1]).unwrap();
+        l.record(run, &[recorded(&c1, Outcome::Created(5))])
+            .unwrap();
+        l.fold_recent();
+        l.claim(run, Policy::send(None), &[c2]).unwrap();
+        l.record(run, &[recorded(&c2, Outcome::Created(6))])
+            .unwrap();
+        assert_eq!((in_table(&l, "survey"), in_table(&l, "recent")), (1, 1));
+        l.conn
+            .execute_batch(&format!(
+                "DROP TABLE contact; {SURVEY_CONTACT} PRAGMA user_version = 2;"
+            ))
+            .unwrap();
+        (c1, c2)
+    };
+    let mut l = open_folding(&path, FOLD_NEVER);
+    let format: i64 = l
+        .conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(format, FORMAT);
+    let index: i64 = l
+        .conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'survey_contact'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(index, 0, "the old index is gone");
+    assert_eq!(in_table(&l, "contact"), 1);
+    let run = l.begin_run(&scope(), &run_info("/data/new.csv")).unwrap();
+    let within = Policy::send(Some(std::time::Duration::from_secs(30 * DAY_SECS as u64)));
+    // New keys, the same contacts: each stops its row by contact.
+    let v = l
+        .claim(
+            run,
+            within,
+            &[
+                Claim {
+                    key: l.hasher().key(b"another survey 1"),
+                    ..folded
+                },
+                Claim {
+                    key: l.hasher().key(b"another survey 2"),
+                    ..recent
+                },
+            ],
+        )
+        .unwrap();
+    assert!(earlier(&v[0]).by_contact);
+    assert_eq!(earlier(&v[0]).id, Some(5));
+    assert!(earlier(&v[1]).by_contact);
+    assert_eq!(earlier(&v[1]).id, Some(6));
+    // Folded now, the second is found by contact in `survey` too.
+    l.fold_recent();
+    assert_eq!(in_table(&l, "contact"), 2);
+    let v = l
+        .claim(
+            run,
+            within,
+            &[Claim {
+                row: 9,
+                key: l.hasher().key(b"yet another survey"),
+                ..recent
+            }],
+        )
+        .unwrap();
+    assert_eq!(earlier(&v[0]).id, Some(6));
 }

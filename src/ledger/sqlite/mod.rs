@@ -37,8 +37,9 @@ use super::{
 
 /// The newest ledger format this version reads and writes. A ledger with a
 /// higher number is refused, never misread.
-/// Format 2 added `recent`; a format-1 ledger is upgraded when opened.
-pub const FORMAT: i64 = 2;
+/// Format 2 added `recent`, format 3 `contact`; an older ledger is upgraded
+/// when opened.
+pub const FORMAT: i64 = 3;
 
 /// Marks an SQLite file as a ledger of digidesk-upload ("DGL1").
 const APPLICATION_ID: i32 = 0x4447_4c31;
@@ -74,7 +75,32 @@ CREATE TABLE survey (
     contact BLOB,
     PRIMARY KEY (scope, key)
 ) WITHOUT ROWID;
-CREATE INDEX survey_contact ON survey (scope, contact, at) WHERE contact IS NOT NULL;
+";
+
+/// Format 1's index of contacts, replaced by [`CONTACT`] in format 3.
+#[cfg(test)]
+const SURVEY_CONTACT: &str =
+    "CREATE INDEX survey_contact ON survey (scope, contact, at) WHERE contact IS NOT NULL;";
+
+/// Added by format 3: which keys of `survey` each contact has had, for
+/// `contact_within` (see `recent.rs`). Written in contact order by a fold,
+/// instead of an index of `survey` written in key order: a page at a time,
+/// not a page per row.
+const CONTACT: &str = "
+CREATE TABLE contact (
+    scope INTEGER NOT NULL,
+    contact BLOB NOT NULL,
+    key BLOB NOT NULL,
+    PRIMARY KEY (scope, contact, key)
+) WITHOUT ROWID;
+";
+
+/// Format 2 to 3: the index of contacts becomes [`CONTACT`].
+const CONTACT_FROM_INDEX: &str = "
+INSERT INTO contact (scope, contact, key)
+    SELECT scope, contact, key FROM survey WHERE contact IS NOT NULL
+    ORDER BY scope, contact, key;
+DROP INDEX IF EXISTS survey_contact;
 ";
 
 /// Added by format 2: where claims and outcomes are written (see `recent.rs`).
@@ -361,6 +387,7 @@ impl Sqlite {
             rand::rng().fill_bytes(&mut secret);
             tx.execute_batch(SCHEMA).map_err(fail)?;
             tx.execute_batch(RECENT).map_err(fail)?;
+            tx.execute_batch(CONTACT).map_err(fail)?;
             tx.execute(
                 "INSERT INTO meta (name, value) VALUES ('secret', ?1), ('created', ?2)",
                 params![
@@ -390,6 +417,12 @@ impl Sqlite {
             .ok_or_else(|| not_ours("it is damaged: its secret is missing"))?;
         if format < 2 {
             tx.execute_batch(RECENT).map_err(fail)?;
+        }
+        if format < 3 {
+            tx.execute_batch(CONTACT).map_err(fail)?;
+            tx.execute_batch(CONTACT_FROM_INDEX).map_err(fail)?;
+        }
+        if format < FORMAT {
             tx.pragma_update(None, "user_version", FORMAT)
                 .map_err(fail)?;
         }

@@ -1,12 +1,16 @@
 //! The ledger's recent surveys: the half that claims and outcomes write.
 //!
 //! `survey` is ordered by key, and keys are random: a row written there
-//! rewrites a page of its own (two, with the contact index), so a commit of
+//! rewrites a page of its own (two, with its contact), so a commit of
 //! twenty claims wrote about fifty pages. `recent` is ordered by `seq`, the
 //! order rows arrive in: a commit writes its rows into the one or two pages
 //! at the table's end. Once it holds enough rows, a *fold* moves them into
-//! `survey` in key order, in one transaction, touching each page of
-//! `survey` once for many rows.
+//! `survey` in key order, and their contacts into `contact` in contact
+//! order, in one transaction: each of the two is written from its start to
+//! its end, each page once for many rows. (Before format 3 contacts were an
+//! index of `survey`, written in key order, so in no order at all: a page
+//! per row, and once the index outgrew SQLite's cache, a page read and
+//! written per row. That was half of what a fold cost.)
 //!
 //! `recent` has no index on its key. Each connection keeps one in memory
 //! instead ([`Recent`]): for one scope, the `seq` of every key (and, when
@@ -28,14 +32,16 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::ledger::{ContactHash, KeyHash};
 
-/// Fold `recent` into `survey` once it holds this many rows, or a
-/// sixteenth of `survey`, whichever is more (so that a fold, which rewrites
-/// about every page of `survey`, costs the same per row at any size)...
+/// Fold `recent` into `survey` once it holds this many rows, or a quarter
+/// of `survey`, whichever is more (a fold rewrites about every page of
+/// `survey`: the larger the ledger, the more rows it should move)...
 pub const FOLD_ROWS: usize = 65_536;
 
-/// ...but never waits for more than this many (each costs the memory of
-/// one entry here, about 40 bytes).
-const FOLD_ROWS_MAX: usize = 1 << 20;
+/// ...but never waits for more than this many: each costs the memory of
+/// one entry here, about 40 bytes, and a fold holds the ledger's write
+/// lock while it moves them (about a second for 250,000 rows into a
+/// million, well within another process's busy timeout).
+const FOLD_ROWS_MAX: usize = 1 << 18;
 
 /// Keys and contacts are keyed hashes, as evenly spread as any hash of
 /// them: their first eight bytes serve as the table's hash.
@@ -277,6 +283,14 @@ impl Recent {
                 contact = excluded.contact",
             params![upto],
         )?;
+        // Each key under its contact, in contact order.
+        tx.execute(
+            "INSERT INTO contact (scope, contact, key)
+                SELECT scope, contact, key FROM recent
+                WHERE seq <= ?1 AND contact IS NOT NULL ORDER BY scope, contact, key
+             ON CONFLICT DO NOTHING",
+            params![upto],
+        )?;
         tx.execute("DELETE FROM recent WHERE seq <= ?1", params![upto])?;
         self.forget_up_to(upto);
         Ok(moved)
@@ -305,10 +319,10 @@ impl Recent {
 }
 
 /// When to fold a ledger of about `surveys`: at `minimum` rows, but a
-/// ledger larger than a million surveys or so waits for a sixteenth of
-/// itself (at most [`FOLD_ROWS_MAX`]).
+/// ledger larger than a quarter of a million surveys or so waits for a
+/// quarter of itself (at most [`FOLD_ROWS_MAX`]).
 fn fold_threshold(surveys: usize, minimum: usize) -> usize {
-    let scaled = (surveys / 16).min(FOLD_ROWS_MAX);
+    let scaled = (surveys / 4).min(FOLD_ROWS_MAX);
     if scaled > FOLD_ROWS {
         minimum.max(scaled)
     } else {
@@ -330,16 +344,16 @@ mod tests {
 
     #[test]
     fn a_large_ledger_folds_less_often_and_a_set_minimum_holds() {
-        // Up to a million surveys or so: the minimum, however small.
+        // Up to a quarter of a million surveys or so: the minimum, however small.
         assert_eq!(fold_threshold(0, FOLD_ROWS), FOLD_ROWS);
-        assert_eq!(fold_threshold(1_000_000, FOLD_ROWS), FOLD_ROWS);
-        assert_eq!(fold_threshold(1_000_000, 5), 5);
-        // Beyond, a sixteenth of the ledger...
-        assert_eq!(fold_threshold(4_000_000, FOLD_ROWS), 250_000);
-        assert_eq!(fold_threshold(4_000_000, 5), 250_000);
+        assert_eq!(fold_threshold(250_000, FOLD_ROWS), FOLD_ROWS);
+        assert_eq!(fold_threshold(250_000, 5), 5);
+        // Beyond, a quarter of the ledger...
+        assert_eq!(fold_threshold(800_000, FOLD_ROWS), 200_000);
+        assert_eq!(fold_threshold(800_000, 5), 200_000);
         // ...never more than the cap, nor less than a larger minimum.
         assert_eq!(fold_threshold(100_000_000, FOLD_ROWS), FOLD_ROWS_MAX);
-        assert_eq!(fold_threshold(4_000_000, 300_000), 300_000);
+        assert_eq!(fold_threshold(800_000, 300_000), 300_000);
     }
 
     #[test]

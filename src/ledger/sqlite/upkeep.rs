@@ -45,6 +45,10 @@ impl Sqlite {
                 "UPDATE survey SET state = 1, at = ?3, run = ?4, row = ?5, id = ?6,
                     contact = coalesce(?7, contact) WHERE scope = ?1 AND key = ?2",
             )?;
+            let mut add_contact = tx.prepare_cached(
+                "INSERT INTO contact (scope, contact, key) VALUES (?1, ?2, ?3)
+                    ON CONFLICT DO NOTHING",
+            )?;
             for i in rows {
                 let key = &i.key.0[..];
                 let contact = i.contact.as_ref().map(|h| &h.0[..]);
@@ -80,13 +84,23 @@ impl Sqlite {
                                 upgrade_survey.execute(params![
                                     run.scope, key, at, run.run, row, id, contact
                                 ])?;
+                                if let Some(contact) = contact {
+                                    add_contact.execute(params![run.scope, contact, key])?;
+                                }
                             }
                         }
                     }
                     Some(_) => counts.known += 1,
                 }
             }
-            drop((in_survey, add, replace_recent, drop_recent, upgrade_survey));
+            drop((
+                in_survey,
+                add,
+                replace_recent,
+                drop_recent,
+                upgrade_survey,
+                add_contact,
+            ));
             tx.commit()?;
             Ok(counts)
         })();
@@ -200,6 +214,14 @@ impl Sqlite {
             .map_err(fail)?
             + tx.execute("DELETE FROM recent WHERE at < ?1", params![before])
                 .map_err(fail)?;
+        // A contact's keys whose survey is gone, or has another contact now.
+        tx.execute(
+            "DELETE FROM contact WHERE NOT EXISTS (SELECT 1 FROM survey s
+                WHERE s.scope = contact.scope AND s.key = contact.key
+                    AND s.contact = contact.contact)",
+            [],
+        )
+        .map_err(fail)?;
         let runs = tx
             .execute(
                 "DELETE FROM run WHERE (ended IS NOT NULL OR started < ?1)
