@@ -324,6 +324,11 @@ pub trait Store: Send {
     /// Records the outcomes of claimed rows, in one transaction.
     fn record(&mut self, run: RunId, outcomes: &[Recorded]) -> Result<(), LedgerError>;
 
+    /// The claims of `run` that have no outcome recorded: rows in flight,
+    /// or claimed and not sent yet, when it stopped. A resumed run records
+    /// the outcome of those its results file has decided.
+    fn in_flight(&mut self, run: RunId) -> Result<Vec<Claim>, LedgerError>;
+
     /// Records outcomes, then claims keys, as [`Store::record`] then
     /// [`Store::claim`] would; a store may do both in one transaction.
     fn settle(

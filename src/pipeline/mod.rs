@@ -154,9 +154,58 @@ struct SendItem {
     body: Bytes,
 }
 
+/// On `--resume`: the outcome of every row the results file decided whose
+/// claim the ledger still holds in flight (a kill came before the keeper
+/// recorded it), so that the ledger says `created` with its id, or frees
+/// the key of a row not created. Best effort: a claim left in flight stops
+/// its key just as well, naming its run and row.
+fn record_decided(ledger: &mut Ledgered, settings: &SendSettings, width: usize) {
+    use crate::ledger::{Outcome, Recorded};
+    let done = (|| -> Result<usize, String> {
+        let claims = ledger
+            .store
+            .in_flight(ledger.run)
+            .map_err(|e| e.to_string())?;
+        if claims.is_empty() {
+            return Ok(0);
+        }
+        let rows = claims.iter().map(|c| c.row).collect();
+        let decided =
+            results::outcomes_of(&settings.results, width, settings.results_format, &rows)
+                .map_err(|e| e.to_string())?;
+        let outcomes: Vec<Recorded> = claims
+            .iter()
+            .filter_map(|c| {
+                let (status, id) = decided.get(&c.row)?;
+                let outcome = match (status, id) {
+                    (Status::Created, Some(id)) => Outcome::Created(*id),
+                    (Status::Created | Status::Unknown, _) => Outcome::Unknown,
+                    _ => Outcome::Released,
+                };
+                Some(Recorded {
+                    row: c.row,
+                    key: c.key,
+                    contact: c.contact,
+                    outcome,
+                })
+            })
+            .collect();
+        ledger
+            .store
+            .record(ledger.run, &outcomes)
+            .map_err(|e| e.to_string())?;
+        Ok(outcomes.len())
+    })();
+    match done {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(rows = n, "ledger: outcomes recorded from the results file"),
+        Err(e) => tracing::warn!("could not record in the ledger the outcomes the results file holds (their keys stay in flight): {e}"),
+    }
+}
+
 /// Runs a job to its end, posting with `client`. `stop` lets the caller interrupt it.
 pub async fn run(
-    job: Job,
+    mut job: Job,
     client: Client,
     stop: Stop,
     counters: Arc<Counters>,
@@ -167,6 +216,10 @@ pub async fn run(
     prepared.journal.set_sync(job.durable);
     if let Some(r) = prepared.resume.as_ref().filter(|r| r.done) {
         return Ok(RunSummary::already_complete(&job, r, &counters, started));
+    }
+    if let (Some(_), Some(ledger)) = (&prepared.resume, job.ledger.as_mut()) {
+        let width = results::header_for(&job.rows.columns.names).len();
+        record_decided(ledger, &job.settings, width);
     }
     let before = counters.total();
     let check = prepared.resume.map(|r| feed::Check {

@@ -147,6 +147,40 @@ pub fn read_existing(
     Ok(existing)
 }
 
+/// The status and DigiDesk id of each of `rows` that has a line in the
+/// results file at `path`, once [`read_existing`] has found it sound (its
+/// header and a torn last record are passed over).
+pub fn outcomes_of(
+    path: &Path,
+    width: usize,
+    format: Format,
+    rows: &std::collections::HashSet<u64>,
+) -> Result<HashMap<u64, (Status, Option<u64>)>, ResultsError> {
+    let file = File::open(path).map_err(|e| io_error("read the results file", path, e))?;
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .delimiter(format.delimiter)
+        .flexible(true)
+        .from_reader(std::io::BufReader::new(file));
+    let mut rec = csv::ByteRecord::new();
+    let mut found = HashMap::new();
+    while rdr
+        .read_byte_record(&mut rec)
+        .map_err(|e| io_error("read the results file", path, e.into()))?
+    {
+        let Ok((row, status)) = results_line(&rec, width) else {
+            continue;
+        };
+        if rows.contains(&row) {
+            let id = std::str::from_utf8(&rec[width - 4])
+                .ok()
+                .and_then(|id| id.parse::<u64>().ok());
+            found.insert(row, (status, id));
+        }
+    }
+    Ok(found)
+}
+
 /// A results line's row number and status, or what is wrong with it.
 fn results_line(rec: &csv::ByteRecord, width: usize) -> Result<(u64, Status), String> {
     if rec.len() != width {

@@ -15,7 +15,7 @@ mod existing;
 mod status;
 mod writer;
 
-pub use existing::{read_existing, row_hash, Existing, HeaderState};
+pub use existing::{outcomes_of, read_existing, row_hash, Existing, HeaderState};
 pub use status::{Counters, Outcome, Status, Tally};
 pub use writer::{Shared, Writer};
 

@@ -111,10 +111,27 @@ async fn kill_9_at_random_moments_then_resume_creates_every_row_once() {
             unknown <= unknown_allowance + dropped,
             "seed {seed}: {unknown} unknown after {kills} kills"
         );
+        // Once the run is complete the ledger holds each row's outcome: none
+        // left in flight, even the ones a kill took before the keeper
+        // recorded them (the resumed run records them from the results).
+        let ledger = s.work.path("state/digidesk-upload/ledger.sqlite3");
+        let conn = rusqlite::Connection::open(&ledger).expect("open the ledger");
+        let in_state = |state: i64| -> usize {
+            conn.query_row(
+                "SELECT (SELECT count(*) FROM recent WHERE state = ?1)
+                    + (SELECT count(*) FROM survey WHERE state = ?1)",
+                [state],
+                |r| r.get::<_, i64>(0),
+            )
+            .expect("count") as usize
+        };
+        assert_eq!(
+            (in_state(0), in_state(1), in_state(2)),
+            (0, count(&results, "created"), count(&results, "unknown")),
+            "seed {seed}: the ledger's in flight, created and unknown"
+        );
         if seed % 2 == 1 {
             // The folds happened: surveys reached the key-ordered table.
-            let ledger = s.work.path("state/digidesk-upload/ledger.sqlite3");
-            let conn = rusqlite::Connection::open(&ledger).expect("open the ledger");
             let folded: i64 = conn
                 .query_row("SELECT count(*) FROM survey", [], |r| r.get(0))
                 .expect("count");

@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::recent::{Recent, Row};
+use super::recent::{blob, Recent, Row};
 use super::{from_unix, int, Sqlite, CREATED, IN_FLIGHT, UNKNOWN};
 use crate::ledger::{
-    Claim, Earlier, KeyHash, LedgerError, Origin, Outcome, Policy, Recorded, RunId, RunInfo, Scope,
-    State, Verdict,
+    Claim, ContactHash, Earlier, KeyHash, LedgerError, Origin, Outcome, Policy, Recorded, RunId,
+    RunInfo, Scope, State, Verdict,
 };
 
 const FIND: &str = "SELECT state, at, run, row, id FROM survey WHERE scope = ?1 AND key = ?2";
@@ -294,6 +294,32 @@ impl Sqlite {
             )
             .map(|_| ())
             .map_err(self.fail("finish a run in"))
+    }
+
+    /// [`Store::in_flight`](crate::ledger::Store::in_flight). A scan of
+    /// both tables (there is no index by run): once per resumed run.
+    pub(super) fn claims_in_flight(&mut self, run: RunId) -> Result<Vec<Claim>, LedgerError> {
+        let read = || -> rusqlite::Result<Vec<Claim>> {
+            let mut s = self.conn.prepare(
+                "SELECT row, key, contact FROM recent WHERE run = ?1 AND state = 0
+                 UNION ALL SELECT row, key, contact FROM survey WHERE run = ?1 AND state = 0",
+            )?;
+            let mut rows = s.query(params![run.run])?;
+            let mut claims = Vec::new();
+            while let Some(r) = rows.next()? {
+                // A key of another length is no key this version hashes.
+                let Some(key) = blob::<16>(r.get_ref(1)?) else {
+                    continue;
+                };
+                claims.push(Claim {
+                    row: r.get::<_, i64>(0)?.max(0) as u64,
+                    key: KeyHash(key),
+                    contact: blob::<8>(r.get_ref(2)?).map(ContactHash),
+                });
+            }
+            Ok(claims)
+        };
+        read().map_err(self.fail("read"))
     }
 
     /// [`Store::lookup`](crate::ledger::Store::lookup).

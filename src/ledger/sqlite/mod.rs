@@ -506,6 +506,10 @@ impl Store for Sqlite {
         self.finish_run(run)
     }
 
+    fn in_flight(&mut self, run: RunId) -> Result<Vec<Claim>, LedgerError> {
+        self.claims_in_flight(run)
+    }
+
     fn lookup(
         &mut self,
         scope: &Scope,

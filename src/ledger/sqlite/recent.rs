@@ -331,7 +331,7 @@ fn fold_threshold(surveys: usize, minimum: usize) -> usize {
 }
 
 /// A blob of exactly `N` bytes.
-fn blob<const N: usize>(v: rusqlite::types::ValueRef<'_>) -> Option<[u8; N]> {
+pub(super) fn blob<const N: usize>(v: rusqlite::types::ValueRef<'_>) -> Option<[u8; N]> {
     match v {
         rusqlite::types::ValueRef::Blob(b) => b.try_into().ok(),
         _ => None,
