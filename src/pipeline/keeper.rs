@@ -341,3 +341,81 @@ fn ledger_stop(e: &ledger::LedgerError) -> Ended {
         ),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::Header;
+    use crate::ledger::{Outcome, RunInfo, Scope};
+
+    /// An outcome needs no claim to carry it: once the keeper has nothing
+    /// else to do, it records it, while the run goes on, so that another
+    /// process sees the survey `created` with its id, not in flight.
+    #[test]
+    fn an_outcome_is_recorded_once_the_keeper_is_idle_not_only_at_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite3");
+        let scope = Scope {
+            endpoint: "http://127.0.0.1:9/".into(),
+            username: "u".into(),
+        };
+        let mut store = ledger::open(&path).unwrap();
+        let info = RunInfo {
+            command: "send".into(),
+            results: dir.path().join("out.csv"),
+            fingerprint: "f".into(),
+            resume: false,
+        };
+        let run = store.begin_run(&scope, &info).unwrap();
+        let claim = Claim {
+            row: 1,
+            key: store.hasher().key(b"a survey"),
+            contact: None,
+        };
+        let header = Header {
+            digidesk_upload_journal: 1,
+            fingerprint: "f".into(),
+            command: "send".into(),
+            endpoint: None,
+        };
+        let journal = Journal::create(&dir.path().join("out.csv.journal"), &header).unwrap();
+        let ledger = Ledgered {
+            store,
+            run,
+            policy: Policy::send(None),
+        };
+        let (notes, thread) =
+            start(Arc::new(Mutex::new(journal)), Some(ledger), Stop::default()).unwrap();
+        let (answer, claimed) = oneshot::channel();
+        assert!(notes.tell(Note::Claim { claim, answer }));
+        assert!(matches!(claimed.blocking_recv(), Ok(Claimed::Go)));
+        assert!(notes.tell(Note::Outcome(Recorded {
+            row: 1,
+            key: claim.key,
+            contact: None,
+            outcome: Outcome::Created(7),
+        })));
+        // Another process's view, until it says `created` (the keeper still
+        // runs: `notes` is alive).
+        let mut other = ledger::open(&path).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let found = other
+                .lookup(&scope, Policy::send(None), &[claim])
+                .unwrap()
+                .remove(0)
+                .expect("claimed");
+            if found.state == ledger::State::Created {
+                assert_eq!(found.id, Some(7));
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the outcome is still not recorded: {found:?}"
+            );
+            std::thread::yield_now();
+        }
+        drop(notes);
+        assert!(thread.join().unwrap().ledger.is_some());
+    }
+}

@@ -68,13 +68,7 @@ pub fn read_existing(
     expected_header: &[String],
     format: Format,
 ) -> Result<Existing, ResultsError> {
-    let file = File::open(path).map_err(|e| io_error("read the results file", path, e))?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .delimiter(format.delimiter)
-        .flexible(true)
-        .from_reader(std::io::BufReader::new(file));
+    let (mut rdr, size) = reader(path, format)?;
     let mut rec = csv::ByteRecord::new();
     let mut existing = Existing::default();
     let width = expected_header.len();
@@ -156,12 +150,7 @@ pub fn outcomes_of(
     format: Format,
     rows: &std::collections::HashSet<u64>,
 ) -> Result<HashMap<u64, (Status, Option<u64>)>, ResultsError> {
-    let file = File::open(path).map_err(|e| io_error("read the results file", path, e))?;
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .delimiter(format.delimiter)
-        .flexible(true)
-        .from_reader(std::io::BufReader::new(file));
+    let (mut rdr, _) = reader(path, format)?;
     let mut rec = csv::ByteRecord::new();
     let mut found = HashMap::new();
     while rdr
@@ -179,6 +168,22 @@ pub fn outcomes_of(
         }
     }
     Ok(found)
+}
+
+/// A reader of the results file's records, header included, and the
+/// file's size.
+fn reader(
+    path: &Path,
+    format: Format,
+) -> Result<(csv::Reader<std::io::BufReader<File>>, u64), ResultsError> {
+    let file = File::open(path).map_err(|e| io_error("read the results file", path, e))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .delimiter(format.delimiter)
+        .flexible(true)
+        .from_reader(std::io::BufReader::new(file));
+    Ok((rdr, size))
 }
 
 /// A results line's row number and status, or what is wrong with it.

@@ -377,3 +377,53 @@ fn a_format_2_ledger_is_upgraded_and_keeps_its_contacts() {
         .unwrap();
     assert_eq!(earlier(&v[0]).id, Some(6));
 }
+
+/// `contact` follows `survey` where a row changes outside a fold: an import
+/// upgrading a folded survey with its contact adds that contact's entry
+/// (found by `contact_within`), and `ledger forget` deletes the entries of
+/// the surveys it deletes.
+#[test]
+fn contact_entries_follow_imports_and_forget() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.sqlite3");
+    let mut l = open_folding(&path, FOLD_NEVER);
+    let run = l.begin_run(&scope(), &run_info("/data/a.csv")).unwrap();
+    // Sent and never answered, with no contact known; folded.
+    let c = Claim {
+        contact: None,
+        ..claim_of(&l, 1, 1, 1)
+    };
+    l.claim(run, Policy::send(None), &[c]).unwrap();
+    l.record(run, &[recorded(&c, Outcome::Unknown)]).unwrap();
+    l.fold_recent();
+    assert_eq!(in_table(&l, "contact"), 0);
+    // Its old results file says it was created, for this contact.
+    let contact = claim_of(&l, 1, 1, 7).contact;
+    let imported = crate::ledger::Imported {
+        row: 1,
+        key: c.key,
+        contact,
+        id: Some(42),
+        created: true,
+        at: from_unix(T0),
+    };
+    let counts = l.import(run, &[imported]).unwrap();
+    assert_eq!(counts.upgraded, 1);
+    let within = Policy::send(Some(std::time::Duration::from_secs(30 * DAY_SECS as u64)));
+    let v = l
+        .claim(
+            run,
+            within,
+            &[Claim {
+                row: 2,
+                key: l.hasher().key(b"another survey"),
+                contact,
+            }],
+        )
+        .unwrap();
+    assert!(earlier(&v[0]).by_contact, "{v:?}");
+    assert_eq!(earlier(&v[0]).id, Some(42));
+    // Forgetting every survey leaves no contact entry behind.
+    l.forget(from_unix(T0 + DAY_SECS)).unwrap();
+    assert_eq!((in_table(&l, "survey"), in_table(&l, "contact")), (0, 0));
+}
