@@ -18,7 +18,7 @@ pub struct KeyHash(pub [u8; 16]);
 
 /// A contact's hash: 64 bits, enough to tell a few million contacts apart
 /// (a false match costs one survey not sent, never a survey sent twice).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ContactHash(pub [u8; 8]);
 
 /// Hashes keys and contacts with the ledger's secret. Cheap to clone: the

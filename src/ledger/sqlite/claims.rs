@@ -7,77 +7,43 @@ use std::sync::Arc;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::recent::{blob, Recent, Row};
+use super::recent::{blob, Entry, Recent, GONE};
 use super::{from_unix, int, Sqlite, CREATED, IN_FLIGHT, UNKNOWN};
 use crate::ledger::{
     Claim, ContactHash, Earlier, KeyHash, LedgerError, Origin, Outcome, Policy, Recorded, RunId,
     RunInfo, Scope, State, Verdict,
 };
 
-const FIND: &str = "SELECT state, at, run, row, id FROM survey WHERE scope = ?1 AND key = ?2";
+const FIND: &str =
+    "SELECT state, at, run, row, id, contact FROM survey WHERE scope = ?1 AND key = ?2";
 
-/// The latest survey to a contact since a time, other than the row's own
-/// key. `contact` may name keys whose survey has another contact since, or
-/// none: the survey's own `contact` decides.
-const FIND_CONTACT: &str = "SELECT s.state, s.at, s.run, s.row, s.id
+/// The surveys to a contact since a time, other than the row's own key,
+/// latest first. `contact` may name keys whose survey has another contact
+/// since, or none: the survey's own `contact` decides.
+const FIND_CONTACT: &str = "SELECT s.state, s.at, s.run, s.row, s.id, s.contact, s.key
     FROM contact c JOIN survey s ON s.scope = c.scope AND s.key = c.key
     WHERE c.scope = ?1 AND c.contact = ?2 AND s.contact = ?2 AND s.at >= ?3
         AND s.key <> ?4 AND (s.state = 1 OR ?5)
-    ORDER BY s.at DESC LIMIT 1";
-
-/// A key of `survey` under its (new) contact.
-const ADD_CONTACT: &str =
-    "INSERT INTO contact (scope, contact, key) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
+    ORDER BY s.at DESC";
 
 const ORIGIN: &str = "SELECT command, results FROM run WHERE id = ?1";
 
-/// A new key's claim: always in `recent` (see `recent.rs`).
-const CLAIM: &str = "INSERT INTO recent (scope, key, state, at, run, row, id, contact)
-    VALUES (?1, ?2, 0, ?3, ?4, ?5, NULL, ?6)";
+/// A key's row, from the log (see `recent.rs`) or `survey`.
+type Found = Entry;
 
-/// A claim taking over a key `recent` holds (a `retry` of an `unknown`
-/// row): its row is removed and the claim added as a new one, since other
-/// connections read only rows added since they last looked (see `recent.rs`).
-const DROP_RECENT: &str = "DELETE FROM recent WHERE seq = ?1";
-
-/// A claim taking over a key `survey` holds.
-const TAKE_SURVEY: &str = "UPDATE survey SET state = 0, at = ?3, run = ?4, row = ?5, id = NULL,
-    contact = ?6 WHERE scope = ?1 AND key = ?2";
-
-/// A survey row as [`FIND`] (or [`Recent::find`]) reads it, and which table holds it.
-struct Found {
-    /// `Some(seq)` in `recent`, `None` in `survey`.
-    seq: Option<i64>,
-    state: i64,
-    at: i64,
-    run: i64,
-    row: i64,
-    id: Option<i64>,
+/// Reads a row of [`FIND`] or [`FIND_CONTACT`].
+fn read_found(r: &rusqlite::Row<'_>) -> rusqlite::Result<Found> {
+    Ok(Entry {
+        state: r.get(0)?,
+        at: r.get(1)?,
+        run: r.get(2)?,
+        row: r.get(3)?,
+        id: r.get(4)?,
+        contact: blob::<8>(r.get_ref(5)?).map(ContactHash),
+    })
 }
 
-impl Found {
-    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Found> {
-        Ok(Found {
-            seq: None,
-            state: r.get(0)?,
-            at: r.get(1)?,
-            run: r.get(2)?,
-            row: r.get(3)?,
-            id: r.get(4)?,
-        })
-    }
-
-    fn recent(r: Row) -> Found {
-        Found {
-            seq: Some(r.seq),
-            state: r.state,
-            at: r.at,
-            run: r.run,
-            row: r.row,
-            id: r.id,
-        }
-    }
-
+impl Entry {
     fn earlier(
         self,
         asking: Option<RunId>,
@@ -226,6 +192,7 @@ impl Sqlite {
                     now,
                     claims,
                 )?;
+                self.recent.append(&tx, run.run)?;
                 tx.commit()?;
                 Ok(verdicts)
             })();
@@ -245,11 +212,20 @@ impl Sqlite {
         Ok(verdicts)
     }
 
-    /// Moves `recent` into `survey` (see `recent.rs`). Not synced: the next
+    /// Moves the log into `survey` (see `recent.rs`). Not synced: the next
     /// synced commit carries it, and a fold lost to a power cut leaves its
     /// rows where they were. A fold that fails changes nothing and is only
-    /// worth a warning: the rows stay in `recent`, and are found there.
+    /// worth a warning: the rows stay in the log, and are found there.
     pub(super) fn fold_recent(&mut self) {
+        if let Err(e) = self.fold_now() {
+            // Not again before twice as many rows.
+            self.recent.fold_at = self.recent.fold_at.saturating_mul(2);
+            tracing::warn!(ledger = %self.path.display(), "could not reorganise the ledger (its surveys are all still there): {e}");
+        }
+    }
+
+    /// Moves the log into `survey` now.
+    pub(super) fn fold_now(&mut self) -> rusqlite::Result<()> {
         let done = self.set_synchronous(false).and_then(|()| {
             let tx = self
                 .conn
@@ -263,12 +239,11 @@ impl Sqlite {
             Ok(moved) => {
                 self.committed(true);
                 tracing::debug!(moved, "ledger: recent surveys folded");
+                Ok(())
             }
             Err(e) => {
                 self.recent.reset();
-                // Not again before twice as many rows.
-                self.recent.fold_at = self.recent.fold_at.saturating_mul(2);
-                tracing::warn!(ledger = %self.path.display(), "could not reorganise the ledger (its surveys are all still there): {e}");
+                Err(e)
             }
         }
     }
@@ -296,30 +271,52 @@ impl Sqlite {
             .map_err(self.fail("finish a run in"))
     }
 
-    /// [`Store::in_flight`](crate::ledger::Store::in_flight). A scan of
-    /// both tables (there is no index by run): once per resumed run.
+    /// [`Store::in_flight`](crate::ledger::Store::in_flight): from the
+    /// log, and a scan of `survey` (it has no index by run), once per
+    /// resumed run.
     pub(super) fn claims_in_flight(&mut self, run: RunId) -> Result<Vec<Claim>, LedgerError> {
-        let read = || -> rusqlite::Result<Vec<Claim>> {
-            let mut s = self.conn.prepare(
-                "SELECT row, key, contact FROM recent WHERE run = ?1 AND state = 0
-                 UNION ALL SELECT row, key, contact FROM survey WHERE run = ?1 AND state = 0",
+        let (path, busy) = (self.path.clone(), self.busy);
+        let fail = |e| LedgerError::from_sqlite(&path, "read", busy, e);
+        let tx = self.conn.transaction().map_err(fail)?;
+        let read = (|| -> rusqlite::Result<Vec<Claim>> {
+            self.recent.catch_up(&tx, run.scope, false)?;
+            let mut claims: Vec<Claim> = self
+                .recent
+                .in_flight_of(run.run)
+                .map(|(key, e)| Claim {
+                    row: e.row.max(0) as u64,
+                    key: *key,
+                    contact: e.contact,
+                })
+                .collect();
+            let mut s = tx.prepare(
+                "SELECT row, key, contact FROM survey WHERE scope = ?1 AND run = ?2 AND state = 0",
             )?;
-            let mut rows = s.query(params![run.run])?;
-            let mut claims = Vec::new();
+            let mut rows = s.query(params![run.scope, run.run])?;
             while let Some(r) = rows.next()? {
                 // A key of another length is no key this version hashes.
-                let Some(key) = blob::<16>(r.get_ref(1)?) else {
+                let Some(key) = blob::<16>(r.get_ref(1)?).map(KeyHash) else {
                     continue;
                 };
+                // The log is newer.
+                if self.recent.get(&key).is_some() {
+                    continue;
+                }
                 claims.push(Claim {
                     row: r.get::<_, i64>(0)?.max(0) as u64,
-                    key: KeyHash(key),
+                    key,
                     contact: blob::<8>(r.get_ref(2)?).map(ContactHash),
                 });
             }
+            claims.sort_by_key(|c| c.row);
             Ok(claims)
-        };
-        read().map_err(self.fail("read"))
+        })();
+        let claims = read.map_err(|e| {
+            self.recent.reset();
+            fail(e)
+        })?;
+        tx.commit().map_err(fail)?;
+        Ok(claims)
     }
 
     /// [`Store::lookup`](crate::ledger::Store::lookup).
@@ -345,9 +342,10 @@ impl Sqlite {
                 read: tx.prepare_cached(ORIGIN)?,
             };
             let mut found = Vec::with_capacity(claims.len());
+            let mut look = Lookups::new(&tx)?;
             for c in claims {
                 let stop = stopping(
-                    &tx,
+                    &mut look,
                     &self.recent,
                     &mut origins,
                     scope_id,
@@ -358,7 +356,7 @@ impl Sqlite {
                 )?;
                 found.push(match stop {
                     Stop::By(e) => Some(e),
-                    Stop::Free(_) | Stop::Mine => None,
+                    Stop::Free | Stop::Mine => None,
                 });
             }
             Ok(found)
@@ -401,10 +399,10 @@ fn claim_in(
         known,
         read: tx.prepare_cached(ORIGIN)?,
     };
-    let mut insert = tx.prepare_cached(CLAIM)?;
+    let mut look = Lookups::new(tx)?;
     for c in claims {
         let stop = stopping(
-            tx,
+            &mut look,
             recent,
             &mut origins,
             run.scope,
@@ -413,41 +411,21 @@ fn claim_in(
             now,
             c,
         )?;
-        let contact = c.contact.as_ref().map(|h| &h.0[..]);
         verdicts.push(match stop {
             Stop::Mine => Verdict::Claimed,
             Stop::By(earlier) => Verdict::Duplicate(earlier),
-            Stop::Free(place @ (None | Some(Place::Recent(_)))) => {
-                if let Some(Place::Recent(seq)) = place {
-                    tx.prepare_cached(DROP_RECENT)?.execute(params![seq])?;
-                }
-                insert.execute(params![
-                    run.scope,
-                    &c.key.0[..],
-                    now,
-                    run.run,
-                    int(c.row),
-                    contact,
-                ])?;
-                recent.note(tx.last_insert_rowid(), c.key, c.contact);
-                Verdict::Claimed
-            }
-            Stop::Free(Some(Place::Survey)) => {
-                tx.prepare_cached(TAKE_SURVEY)?.execute(params![
-                    run.scope,
-                    &c.key.0[..],
-                    now,
-                    run.run,
-                    int(c.row),
-                    contact
-                ])?;
-                if let Some(contact) = contact {
-                    tx.prepare_cached(ADD_CONTACT)?.execute(params![
-                        run.scope,
-                        contact,
-                        &c.key.0[..]
-                    ])?;
-                }
+            Stop::Free => {
+                recent.write(
+                    c.key,
+                    Entry {
+                        state: IN_FLIGHT,
+                        at: now,
+                        run: run.run,
+                        row: int(c.row),
+                        id: None,
+                        contact: c.contact,
+                    },
+                );
                 Verdict::Claimed
             }
         });
@@ -455,9 +433,7 @@ fn claim_in(
     Ok(verdicts)
 }
 
-/// Records outcomes in `tx`, each in the table that holds its key. Each
-/// touches only its survey's own row where it can (no indexed column
-/// changes), so that it costs no page of its own.
+/// Records outcomes in `tx`: each key's new row goes to the log.
 fn record_in(
     tx: &Connection,
     recent: &mut Recent,
@@ -468,109 +444,85 @@ fn record_in(
     if outcomes.is_empty() {
         return Ok(());
     }
-    // In `recent`: `seq` as last seen, checked to still hold the key.
-    let mut created_recent = tx.prepare_cached(
-        "UPDATE recent SET state = 1, id = ?3, run = ?4, row = ?5 WHERE seq = ?1 AND key = ?2",
-    )?;
-    let mut unknown_recent = tx.prepare_cached(
-        "UPDATE recent SET state = 2 WHERE seq = ?1 AND key = ?2 AND run = ?3
-            AND row = ?4 AND state = 0",
-    )?;
-    let mut release_recent = tx.prepare_cached(
-        "DELETE FROM recent WHERE seq = ?1 AND key = ?2 AND run = ?3 AND row = ?4 AND state = 0",
-    )?;
-    let mut created = tx.prepare_cached(
-        "UPDATE survey SET state = 1, id = ?3, run = ?4, row = ?5 WHERE scope = ?1 AND key = ?2",
-    )?;
-    let mut unknown = tx.prepare_cached(
-        "UPDATE survey SET state = 2 WHERE scope = ?1 AND key = ?2 AND run = ?3
-            AND row = ?4 AND state = 0",
-    )?;
-    let mut release = tx.prepare_cached(
-        "DELETE FROM survey WHERE scope = ?1 AND key = ?2 AND run = ?3
-            AND row = ?4 AND state = 0",
-    )?;
+    let mut look = Lookups::new(tx)?;
     for o in outcomes {
-        let key = &o.key.0[..];
         let row = int(o.row);
-        // `recent` when it holds the key, else `survey`.
-        let seq = recent.seq_of(&o.key);
-        match o.outcome {
+        let was = find(&mut look, recent, run.scope, &o.key)?;
+        // This run's claim of this row, never answered until now.
+        let claimed = was.filter(|w| w.run == run.run && w.row == row && w.state == IN_FLIGHT);
+        let now_is = match o.outcome {
             // Created is what matters most: recorded even if another run
             // took the claim over meanwhile (a `retry`), or it was forgotten.
-            Outcome::Created(id) => {
-                let done = match seq {
-                    Some(seq) => {
-                        created_recent.execute(params![seq, key, int(id), run.run, row])? > 0
-                    }
-                    None => false,
-                };
-                if !done && created.execute(params![run.scope, key, int(id), run.run, row])? == 0 {
-                    tx.prepare_cached(
-                        "INSERT INTO recent (scope, key, state, at, run, row, id, contact)
-                            VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7)",
-                    )?
-                    .execute(params![
-                        run.scope,
-                        key,
-                        now,
-                        run.run,
-                        row,
-                        int(id),
-                        o.contact.as_ref().map(|h| &h.0[..]),
-                    ])?;
-                    recent.note(tx.last_insert_rowid(), o.key, o.contact);
-                }
-            }
-            Outcome::Unknown => {
-                let done = match seq {
-                    Some(seq) => unknown_recent.execute(params![seq, key, run.run, row])? > 0,
-                    None => false,
-                };
-                if !done {
-                    unknown.execute(params![run.scope, key, run.run, row])?;
-                }
-            }
-            Outcome::Released => {
-                let done = match seq {
-                    Some(seq) => release_recent.execute(params![seq, key, run.run, row])? > 0,
-                    None => false,
-                };
-                if !done {
-                    release.execute(params![run.scope, key, run.run, row])?;
-                }
-            }
+            Outcome::Created(id) => Some(match was {
+                Some(w) => Entry {
+                    state: CREATED,
+                    id: Some(int(id)),
+                    run: run.run,
+                    row,
+                    ..w
+                },
+                None => Entry {
+                    state: CREATED,
+                    at: now,
+                    run: run.run,
+                    row,
+                    id: Some(int(id)),
+                    contact: o.contact,
+                },
+            }),
+            Outcome::Unknown => claimed.map(|w| Entry {
+                state: UNKNOWN,
+                ..w
+            }),
+            Outcome::Released => claimed.map(|w| Entry {
+                state: GONE,
+                run: run.run,
+                ..w
+            }),
+        };
+        if let Some(e) = now_is {
+            recent.write(o.key, e);
         }
     }
     Ok(())
 }
 
-/// Where a key's row is.
-#[derive(Debug, Clone, Copy)]
-enum Place {
-    Recent(i64),
-    Survey,
+/// The statements every lookup of a transaction uses, prepared once.
+pub(super) struct Lookups<'c> {
+    find: rusqlite::CachedStatement<'c>,
+    by_contact: Option<rusqlite::CachedStatement<'c>>,
+    tx: &'c Connection,
 }
 
-/// The row of `key`: in `recent`, else in `survey`.
-fn find(
-    tx: &Connection,
+impl<'c> Lookups<'c> {
+    pub(super) fn new(tx: &'c Connection) -> rusqlite::Result<Lookups<'c>> {
+        Ok(Lookups {
+            find: tx.prepare_cached(FIND)?,
+            by_contact: None,
+            tx,
+        })
+    }
+}
+
+/// The row of `key`: in the log, else in `survey`.
+pub(super) fn find(
+    look: &mut Lookups<'_>,
     recent: &Recent,
     scope: i64,
     key: &KeyHash,
 ) -> rusqlite::Result<Option<Found>> {
-    if let Some(r) = recent.find(tx, key)? {
-        return Ok(Some(Found::recent(r)));
+    if let Some(e) = recent.get(key) {
+        return Ok((e.state != GONE).then_some(*e));
     }
-    tx.prepare_cached(FIND)?
-        .query_row(params![scope, &key.0[..]], Found::read)
+    look.find
+        .query_row(params![scope, &key.0[..]], read_found)
         .optional()
 }
 
 /// The survey stopping `c`, by key then by contact, or `None`.
 #[allow(clippy::too_many_arguments)]
 fn stopping(
-    tx: &Connection,
+    look: &mut Lookups<'_>,
     recent: &Recent,
     origins: &mut Origins<'_, '_>,
     scope: i64,
@@ -579,9 +531,7 @@ fn stopping(
     now: i64,
     c: &Claim,
 ) -> rusqlite::Result<Stop> {
-    let found = find(tx, recent, scope, &c.key)?;
-    let mut place = None;
-    if let Some(f) = found {
+    if let Some(f) = find(look, recent, scope, &c.key)? {
         if asking.is_some_and(|r| r.run == f.run) {
             // This run's own claim for this row: a resumed run whose request
             // never left. For another row: the same survey twice in one run.
@@ -594,29 +544,32 @@ fn stopping(
         if f.state == CREATED || policy.unknown_blocks {
             return Ok(Stop::By(f.earlier(asking, false, origins)?));
         }
-        place = Some(match f.seq {
-            Some(seq) => Place::Recent(seq),
-            None => Place::Survey,
-        });
     }
     if let (Some(contact), Some(within)) = (c.contact, policy.contact_within) {
         let since = now.saturating_sub(within.as_secs().min(i64::MAX as u64) as i64);
-        let older = tx
-            .prepare_cached(FIND_CONTACT)?
-            .query_row(
-                params![
-                    scope,
-                    &contact.0[..],
-                    since,
-                    &c.key.0[..],
-                    policy.unknown_blocks
-                ],
-                Found::read,
-            )
-            .optional()?;
-        let newer = recent
-            .latest_of_contact(tx, &contact, since, &c.key, policy.unknown_blocks)?
-            .map(Found::recent);
+        if look.by_contact.is_none() {
+            look.by_contact = Some(look.tx.prepare_cached(FIND_CONTACT)?);
+        }
+        let mut older = None;
+        if let Some(s) = look.by_contact.as_mut() {
+            let mut rows = s.query(params![
+                scope,
+                &contact.0[..],
+                since,
+                &c.key.0[..],
+                policy.unknown_blocks
+            ])?;
+            while let Some(r) = rows.next()? {
+                // A key the log holds is as the log has it (below).
+                let key = blob::<16>(r.get_ref(6)?).map(KeyHash);
+                if key.is_some_and(|k| recent.get(&k).is_some()) {
+                    continue;
+                }
+                older = Some(read_found(r)?);
+                break;
+            }
+        }
+        let newer = recent.latest_of_contact(&contact, since, &c.key, policy.unknown_blocks);
         let latest = match (older, newer) {
             (Some(o), Some(n)) => Some(if n.at >= o.at { n } else { o }),
             (o, n) => n.or(o),
@@ -625,13 +578,13 @@ fn stopping(
             return Ok(Stop::By(f.earlier(asking, true, origins)?));
         }
     }
-    Ok(Stop::Free(place))
+    Ok(Stop::Free)
 }
 
 /// What [`stopping`] found.
 enum Stop {
-    /// Nothing: the key may be claimed; where its row is, if it has one.
-    Free(Option<Place>),
+    /// Nothing: the key may be claimed.
+    Free,
     /// This run's own claim for this row.
     Mine,
     By(Earlier),

@@ -1,5 +1,5 @@
-//! Recent surveys and folds: moving rows from `recent` into `survey`
-//! changes no answer, whichever connection folds and whenever.
+//! The log and folds: moving the log into `survey` changes no answer,
+//! whichever connection folds and whenever.
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -19,6 +19,12 @@ fn open_folding(path: &Path, fold_rows: usize) -> Sqlite {
     .expect("open the ledger");
     l.set_clock(T0);
     l
+}
+
+/// Keys in the log.
+fn in_log(l: &Sqlite) -> usize {
+    let tx = l.conn.unchecked_transaction().unwrap();
+    recent::whole_log(&tx).unwrap().1.len()
 }
 
 fn in_table(l: &Sqlite, table: &str) -> i64 {
@@ -188,7 +194,7 @@ fn folding_changes_no_answer() {
     }
 }
 
-/// `seq` numbers are never given twice, even once every row of `recent`
+/// `seq` numbers are never given twice, even once every row of the log
 /// is gone: a connection that has read up to a number still sees every
 /// row added after it.
 #[test]
@@ -207,7 +213,7 @@ fn a_row_added_after_every_row_was_forgotten_is_still_seen() {
     // `a` forgets everything, then claims a new key.
     a.set_clock(T0 + 10 * DAY_SECS);
     a.forget(from_unix(T0 + DAY_SECS)).unwrap();
-    assert_eq!(in_table(&a, "recent"), 0);
+    assert_eq!(in_log(&a), 0);
     let new = claim_of(&a, 9, 99, 1);
     a.claim(run_a, Policy::send(None), &[new]).unwrap();
     a.record(run_a, &[recorded(&new, Outcome::Created(7))])
@@ -236,7 +242,7 @@ fn outcomes_find_their_row_after_another_connection_folded_it() {
     // `b` claims something else and, folding at one row, folds them all.
     b.claim(run_b, Policy::send(None), &[claim_of(&b, 1, 3, 3)])
         .unwrap();
-    assert_eq!(in_table(&a, "recent"), 0);
+    assert_eq!(in_log(&a), 0);
     assert_eq!(in_table(&a, "survey"), 3);
     a.record(
         run_a,
@@ -257,8 +263,8 @@ fn outcomes_find_their_row_after_another_connection_folded_it() {
     assert_eq!(v[1], Verdict::Claimed);
 }
 
-/// A ledger written before `recent` existed (format 1) is upgraded when
-/// opened, and what it knew still stops a row.
+/// A ledger written before `recent` and `log` existed (format 1) is
+/// upgraded when opened, and what it knew still stops a row.
 #[test]
 fn a_format_1_ledger_is_upgraded_and_keeps_its_surveys() {
     let dir = tempfile::tempdir().unwrap();
@@ -270,10 +276,11 @@ fn a_format_1_ledger_is_upgraded_and_keeps_its_surveys() {
         l.claim(run, Policy::send(None), &[c]).unwrap();
         l.record(run, &[recorded(&c, Outcome::Created(5))]).unwrap();
         l.fold_recent();
-        assert_eq!(in_table(&l, "recent"), 0);
+        assert_eq!(in_log(&l), 0);
         l.conn
             .execute_batch(&format!(
-                "DROP TABLE recent; DROP TABLE contact; {SURVEY_CONTACT} PRAGMA user_version = 1;"
+                "DROP TABLE log; DROP TABLE contact; DELETE FROM meta WHERE name = 'folded';
+                 {SURVEY_CONTACT} PRAGMA user_version = 1;"
             ))
             .unwrap();
     }
@@ -293,14 +300,22 @@ fn a_format_1_ledger_is_upgraded_and_keeps_its_surveys() {
         .unwrap();
     assert_eq!(earlier(&v[0]).id, Some(5));
     assert_eq!(v[1], Verdict::Claimed);
-    assert_eq!(in_table(&l, "recent"), 1);
+    assert_eq!(in_log(&l), 1);
 }
 
-/// A format-2 ledger (contacts an index of `survey`) is upgraded when
-/// opened: a contact it knew still stops a row within `contact_within`,
-/// in `survey` and in `recent`.
+/// A format-2 ledger (claims and outcomes in `recent`, a row each;
+/// contacts an index of `survey`) and a format-3 one (contacts in
+/// `contact`) are upgraded when opened: `recent` is folded, and a contact
+/// each knew still stops a row within `contact_within`, whether it was
+/// folded already or in `recent`.
 #[test]
-fn a_format_2_ledger_is_upgraded_and_keeps_its_contacts() {
+fn format_2_and_3_ledgers_are_upgraded_and_keep_their_surveys_and_contacts() {
+    for format in [2, 3] {
+        upgrade_from(format);
+    }
+}
+
+fn upgrade_from(format: i64) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l.sqlite3");
     let (folded, recent) = {
@@ -311,35 +326,69 @@ fn a_format_2_ledger_is_upgraded_and_keeps_its_contacts() {
         l.record(run, &[recorded(&c1, Outcome::Created(5))])
             .unwrap();
         l.fold_recent();
-        l.claim(run, Policy::send(None), &[c2]).unwrap();
-        l.record(run, &[recorded(&c2, Outcome::Created(6))])
-            .unwrap();
-        assert_eq!((in_table(&l, "survey"), in_table(&l, "recent")), (1, 1));
+        assert_eq!(in_table(&l, "survey"), 1);
+        // The second as the older version left it: in `recent`.
+        let contacts = if format == 2 {
+            format!("DROP TABLE contact; {SURVEY_CONTACT}")
+        } else {
+            String::new()
+        };
         l.conn
             .execute_batch(&format!(
-                "DROP TABLE contact; {SURVEY_CONTACT} PRAGMA user_version = 2;"
+                "DROP TABLE log; DELETE FROM meta WHERE name = 'folded'; {contacts} {RECENT}
+                 PRAGMA user_version = {format};"
             ))
+            .unwrap();
+        l.conn
+            .execute(
+                "INSERT INTO recent (scope, key, state, at, run, row, id, contact)
+                    VALUES (?1, ?2, 1, ?3, ?4, 2, 6, ?5)",
+                rusqlite::params![
+                    run.scope,
+                    &c2.key.0[..],
+                    T0,
+                    run.run,
+                    &c2.contact.unwrap().0[..]
+                ],
+            )
             .unwrap();
         (c1, c2)
     };
     let mut l = open_folding(&path, FOLD_NEVER);
-    let format: i64 = l
+    let found: i64 = l
         .conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(format, FORMAT);
-    let index: i64 = l
+    assert_eq!(found, FORMAT);
+    let old: i64 = l
         .conn
         .query_row(
-            "SELECT count(*) FROM sqlite_schema WHERE name = 'survey_contact'",
+            "SELECT count(*) FROM sqlite_schema WHERE name IN ('survey_contact', 'recent')",
             [],
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(index, 0, "the old index is gone");
-    assert_eq!(in_table(&l, "contact"), 1);
+    assert_eq!(old, 0, "format {format}: the old index and table are gone");
+    assert_eq!(in_table(&l, "survey"), 2, "format {format}");
+    assert_eq!(in_table(&l, "contact"), 2, "format {format}");
     let run = l.begin_run(&scope(), &run_info("/data/new.csv")).unwrap();
     let within = Policy::send(Some(std::time::Duration::from_secs(30 * DAY_SECS as u64)));
+    // The same keys: each a duplicate of its survey, with its id.
+    let v = l
+        .claim(
+            run,
+            Policy::send(None),
+            &[
+                Claim {
+                    row: 7,
+                    ..folded
+                },
+                Claim { row: 8, ..recent },
+            ],
+        )
+        .unwrap();
+    assert_eq!(earlier(&v[0]).id, Some(5));
+    assert_eq!(earlier(&v[1]).id, Some(6));
     // New keys, the same contacts: each stops its row by contact.
     let v = l
         .claim(
@@ -357,25 +406,10 @@ fn a_format_2_ledger_is_upgraded_and_keeps_its_contacts() {
             ],
         )
         .unwrap();
-    assert!(earlier(&v[0]).by_contact);
+    assert!(earlier(&v[0]).by_contact, "format {format}");
     assert_eq!(earlier(&v[0]).id, Some(5));
-    assert!(earlier(&v[1]).by_contact);
+    assert!(earlier(&v[1]).by_contact, "format {format}");
     assert_eq!(earlier(&v[1]).id, Some(6));
-    // Folded now, the second is found by contact in `survey` too.
-    l.fold_recent();
-    assert_eq!(in_table(&l, "contact"), 2);
-    let v = l
-        .claim(
-            run,
-            within,
-            &[Claim {
-                row: 9,
-                key: l.hasher().key(b"yet another survey"),
-                ..recent
-            }],
-        )
-        .unwrap();
-    assert_eq!(earlier(&v[0]).id, Some(6));
 }
 
 /// `contact` follows `survey` where a row changes outside a fold: an import

@@ -37,9 +37,9 @@ use super::{
 
 /// The newest ledger format this version reads and writes. A ledger with a
 /// higher number is refused, never misread.
-/// Format 2 added `recent`, format 3 `contact`; an older ledger is upgraded
-/// when opened.
-pub const FORMAT: i64 = 3;
+/// Format 2 added `recent`, format 3 `contact`, format 4 `log` (in place of
+/// `recent`); an older ledger is upgraded when opened.
+pub const FORMAT: i64 = 4;
 
 /// Marks an SQLite file as a ledger of digidesk-upload ("DGL1").
 const APPLICATION_ID: i32 = 0x4447_4c31;
@@ -103,7 +103,33 @@ INSERT INTO contact (scope, contact, key)
 DROP INDEX IF EXISTS survey_contact;
 ";
 
-/// Added by format 2: where claims and outcomes are written (see `recent.rs`).
+/// Added by format 4: where claims, outcomes and imports are written,
+/// a row per transaction (see `recent.rs`).
+const LOG: &str = "
+CREATE TABLE log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    scope INTEGER NOT NULL,
+    run INTEGER NOT NULL,
+    entries BLOB NOT NULL
+);
+";
+
+/// Formats 2 and 3 wrote claims and outcomes to `recent`, a row each:
+/// moved into `survey` and `contact` when opened, then dropped.
+const RECENT_INTO_SURVEY: &str = "
+INSERT INTO survey (scope, key, state, at, run, row, id, contact)
+    SELECT scope, key, state, at, run, row, id, contact FROM recent ORDER BY scope, key
+    ON CONFLICT (scope, key) DO UPDATE SET state = excluded.state, at = excluded.at,
+        run = excluded.run, row = excluded.row, id = excluded.id, contact = excluded.contact;
+INSERT INTO contact (scope, contact, key)
+    SELECT scope, contact, key FROM recent WHERE contact IS NOT NULL
+    ORDER BY scope, contact, key
+    ON CONFLICT DO NOTHING;
+DROP TABLE recent;
+";
+
+/// Format 2's `recent`, as it was (for the upgrade tests).
+#[cfg(test)]
 const RECENT: &str = "
 CREATE TABLE recent (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -386,7 +412,7 @@ impl Sqlite {
             let mut secret = vec![0u8; 32];
             rand::rng().fill_bytes(&mut secret);
             tx.execute_batch(SCHEMA).map_err(fail)?;
-            tx.execute_batch(RECENT).map_err(fail)?;
+            tx.execute_batch(LOG).map_err(fail)?;
             tx.execute_batch(CONTACT).map_err(fail)?;
             tx.execute(
                 "INSERT INTO meta (name, value) VALUES ('secret', ?1), ('created', ?2)",
@@ -415,12 +441,15 @@ impl Sqlite {
         let secret = secret
             .filter(|s| s.len() >= 16)
             .ok_or_else(|| not_ours("it is damaged: its secret is missing"))?;
-        if format < 2 {
-            tx.execute_batch(RECENT).map_err(fail)?;
-        }
         if format < 3 {
             tx.execute_batch(CONTACT).map_err(fail)?;
             tx.execute_batch(CONTACT_FROM_INDEX).map_err(fail)?;
+        }
+        if (2..4).contains(&format) {
+            tx.execute_batch(RECENT_INTO_SURVEY).map_err(fail)?;
+        }
+        if format < 4 {
+            tx.execute_batch(LOG).map_err(fail)?;
         }
         if format < FORMAT {
             tx.pragma_update(None, "user_version", FORMAT)

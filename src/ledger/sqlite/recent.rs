@@ -1,47 +1,49 @@
-//! The ledger's recent surveys: the half that claims and outcomes write.
+//! The ledger's log: what claims, outcomes and imports write, and what
+//! each connection knows of it.
 //!
 //! `survey` is ordered by key, and keys are random: a row written there
-//! rewrites a page of its own (two, with its contact), so a commit of
-//! twenty claims wrote about fifty pages. `recent` is ordered by `seq`, the
-//! order rows arrive in: a commit writes its rows into the one or two pages
-//! at the table's end. Once it holds enough rows, a *fold* moves them into
-//! `survey` in key order, and their contacts into `contact` in contact
-//! order, in one transaction: each of the two is written from its start to
-//! its end, each page once for many rows. (Before format 3 contacts were an
-//! index of `survey`, written in key order, so in no order at all: a page
-//! per row, and once the index outgrew SQLite's cache, a page read and
-//! written per row. That was half of what a fold cost.)
+//! rewrites a page of its own (two, with its contact). So a transaction
+//! never writes `survey` row by row. It appends *one* row to `log`: the
+//! whole rows, as they now stand, of every key it changed (a claim, an
+//! outcome, an import), packed in a blob ([`Entry`]). A commit of 256
+//! claims and 256 outcomes writes a few pages at the log's end, and runs
+//! two statements instead of 512.
 //!
-//! `recent` has no index on its key. Each connection keeps one in memory
-//! instead ([`Recent`]): for one scope, the `seq` of every key (and, when
-//! asked for, every contact) up to the highest `seq` it has read. Before
-//! each lookup it reads the rows added since, inside the same transaction,
-//! so it never misses one: `seq` only grows (`AUTOINCREMENT`: a number is
-//! never given twice, even after its row is deleted). What it remembers
-//! can be stale (the row released, taken over, folded or forgotten since):
-//! every hit is read back and checked, and a miss falls through to
-//! `survey`.
+//! Each connection keeps, for its scope, every key the log holds with its
+//! latest row ([`Recent`]): before each lookup it reads the log rows added
+//! since (`seq` only grows: `AUTOINCREMENT` never gives a number twice),
+//! inside the same transaction, so it never misses one. A key the log
+//! holds is answered from memory; the log is newer than `survey`.
 //!
-//! A key is in at most one of the two tables: rows enter `recent` only for
-//! keys `survey` does not hold, and a key found in `survey` is updated there.
+//! Once the log holds enough keys, a *fold* moves it into `survey` in key
+//! order, and the contacts into `contact` in contact order, in one
+//! transaction: each of the two is written from its start to its end, each
+//! page once for many rows. It then empties the log and records in `meta`
+//! (`folded`) the highest `seq` it moved. A connection that finds `folded`
+//! changed forgets what it knew: it had read nothing beyond it (the fold
+//! held the write lock, and read every row committed before it).
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
+use super::{CREATED, IN_FLIGHT};
 use crate::ledger::{ContactHash, KeyHash};
 
-/// Fold `recent` into `survey` once it holds this many rows, or a quarter
-/// of `survey`, whichever is more (a fold rewrites about every page of
-/// `survey`: the larger the ledger, the more rows it should move)...
+/// Fold the log once it holds this many keys, or a quarter of `survey`,
+/// whichever is more (a fold rewrites about every page of `survey`: the
+/// larger the ledger, the more rows it should move)...
 pub const FOLD_ROWS: usize = 65_536;
 
 /// ...but never waits for more than this many: each costs the memory of
-/// one entry here, about 40 bytes, and a fold holds the ledger's write
+/// one entry here, about 100 bytes, and a fold holds the ledger's write
 /// lock while it moves them (about a second for 250,000 rows into a
 /// million, well within another process's busy timeout).
 const FOLD_ROWS_MAX: usize = 1 << 18;
+
+/// In the log only: the key's claim was released, it has no row.
+pub const GONE: i64 = 3;
 
 /// Keys and contacts are keyed hashes, as evenly spread as any hash of
 /// them: their first eight bytes serve as the table's hash.
@@ -66,63 +68,141 @@ impl std::hash::Hasher for Prefix {
 
 type Fast = BuildHasherDefault<Prefix>;
 
-/// What one connection knows of `recent`, for one scope.
-pub struct Recent {
-    scope: i64,
-    /// The highest `seq` read from the table (`0`: none).
-    seen: i64,
-    keys: HashMap<KeyHash, i64, Fast>,
-    /// Kept only once a lookup by contact is asked for.
-    contacts: Option<HashMap<ContactHash, Vec<i64>, Fast>>,
-    /// Fold at this many rows.
-    pub fold_at: usize,
-    /// The file's `data_version` when last read up to date: while it stays
-    /// the same, no other connection has written, and nothing is read.
-    version: Option<i64>,
-    /// The highest `seq` this connection added in its current transaction.
-    added: i64,
-}
-
-/// A row of `recent`, read back by its `seq`.
-pub struct Row {
-    pub seq: i64,
+/// A key's row as the log has it: the whole of it, as in `survey`, or
+/// [`GONE`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Entry {
     pub state: i64,
     pub at: i64,
     pub run: i64,
     pub row: i64,
     pub id: Option<i64>,
+    pub contact: Option<ContactHash>,
 }
 
-const READ: &str = "SELECT state, at, run, row, id, key, contact FROM recent
-    WHERE seq = ?1 AND scope = ?2";
+/// An entry's size in a log blob: key (16), state (1), which of id and
+/// contact it has (1), at, row and id (8 each, little-endian), contact (8).
+/// The run is the log row's.
+const ENTRY_BYTES: usize = 50;
+
+const HAS_ID: u8 = 1;
+const HAS_CONTACT: u8 = 2;
+
+fn encode(out: &mut Vec<u8>, key: &KeyHash, e: &Entry) {
+    out.extend_from_slice(&key.0);
+    out.push(e.state as u8);
+    let flags = if e.id.is_some() { HAS_ID } else { 0 }
+        | if e.contact.is_some() { HAS_CONTACT } else { 0 };
+    out.push(flags);
+    out.extend_from_slice(&e.at.to_le_bytes());
+    out.extend_from_slice(&e.row.to_le_bytes());
+    out.extend_from_slice(&e.id.unwrap_or(0).to_le_bytes());
+    out.extend_from_slice(&e.contact.map_or([0; 8], |c| c.0));
+}
+
+/// The entries of a log row written by `run`, in order.
+fn decode(
+    blob: &[u8],
+    run: i64,
+) -> rusqlite::Result<impl Iterator<Item = (KeyHash, Entry)> + '_> {
+    if !blob.len().is_multiple_of(ENTRY_BYTES) {
+        return Err(damaged(format!(
+            "a log row of {} bytes, not a whole number of entries",
+            blob.len()
+        )));
+    }
+    if let Some(bad) = blob
+        .chunks_exact(ENTRY_BYTES)
+        .map(|c| c[16] as i64)
+        .find(|s| !(IN_FLIGHT..=GONE).contains(s))
+    {
+        return Err(damaged(format!("a log entry in state {bad}")));
+    }
+    Ok(blob.chunks_exact(ENTRY_BYTES).map(move |c| {
+        let word = |at: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&c[at..at + 8]);
+            w
+        };
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&c[..16]);
+        let flags = c[17];
+        (
+            KeyHash(key),
+            Entry {
+                state: c[16] as i64,
+                at: i64::from_le_bytes(word(18)),
+                run,
+                row: i64::from_le_bytes(word(26)),
+                id: (flags & HAS_ID != 0).then(|| i64::from_le_bytes(word(34))),
+                contact: (flags & HAS_CONTACT != 0).then(|| ContactHash(word(42))),
+            },
+        )
+    }))
+}
+
+fn damaged(what: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Blob,
+        format!("the ledger is damaged: {what}").into(),
+    )
+}
+
+/// What one connection knows of the log, for one scope.
+pub struct Recent {
+    scope: i64,
+    /// The highest `seq` read from the log (`0`: none).
+    seen: i64,
+    /// `meta.folded` as last read.
+    folded: i64,
+    keys: HashMap<KeyHash, Entry, Fast>,
+    /// Every key each contact has had in the log (some have another
+    /// contact since: the key's entry decides). Kept only once a lookup by
+    /// contact is asked for.
+    contacts: Option<HashMap<ContactHash, Vec<KeyHash>, Fast>>,
+    /// Fold at this many keys.
+    pub fold_at: usize,
+    /// The file's `data_version` when last read up to date: while it stays
+    /// the same, no other connection has written, and nothing is read.
+    version: Option<i64>,
+    /// The entries this transaction wrote, appended as one log row at its end.
+    pending: Vec<u8>,
+    /// The `seq` of the row this transaction appended.
+    added: i64,
+}
 
 impl Recent {
     pub fn new(fold_at: usize) -> Recent {
         Recent {
             scope: -1,
             seen: 0,
+            folded: 0,
             keys: HashMap::default(),
             contacts: None,
             fold_at,
             version: None,
+            pending: Vec::new(),
             added: 0,
         }
     }
 
-    /// Forgets everything: the next [`Recent::catch_up`] reads the table
-    /// again from its start. After a failed transaction, whose own rows
-    /// may be remembered here and not be in the file.
+    /// Forgets everything: the next [`Recent::catch_up`] reads the log
+    /// again from its start. After a failed transaction, whose own entries
+    /// are remembered here and not in the file.
     pub fn reset(&mut self) {
         self.scope = -1;
         self.seen = 0;
+        self.folded = 0;
         self.keys = HashMap::default();
         self.contacts = None;
         self.version = None;
+        self.pending.clear();
         self.added = 0;
     }
 
-    /// Reads the rows added since the last call, in `tx` (the transaction
-    /// the lookups that follow are made in).
+    /// Reads the log rows added since the last call, in `tx` (the
+    /// transaction the lookups that follow are made in).
     pub fn catch_up(
         &mut self,
         tx: &Connection,
@@ -144,9 +224,18 @@ impl Recent {
             return Ok(());
         }
         self.version = Some(version);
-        let mut s = tx.prepare_cached(
-            "SELECT seq, scope, key, contact FROM recent WHERE seq > ?1 ORDER BY seq",
-        )?;
+        let folded = folded(tx)?;
+        if folded != self.folded {
+            // Another connection folded: all this one knew is in `survey`.
+            self.keys.clear();
+            if let Some(map) = self.contacts.as_mut() {
+                map.clear();
+            }
+            self.folded = folded;
+            self.seen = self.seen.max(folded);
+        }
+        let mut s =
+            tx.prepare_cached("SELECT seq, scope, run, entries FROM log WHERE seq > ?1 ORDER BY seq")?;
         let mut rows = s.query(params![self.seen])?;
         while let Some(r) = rows.next()? {
             let seq: i64 = r.get(0)?;
@@ -154,157 +243,162 @@ impl Recent {
             if r.get::<_, i64>(1)? != scope {
                 continue;
             }
-            // A key or contact of another length matches nothing asked.
-            if let Some(key) = blob::<16>(r.get_ref(2)?) {
-                self.keys.insert(KeyHash(key), seq);
-            }
-            if let (Some(map), Some(c)) = (self.contacts.as_mut(), blob::<8>(r.get_ref(3)?)) {
-                map.entry(ContactHash(c)).or_default().push(seq);
+            let run: i64 = r.get(2)?;
+            let rusqlite::types::ValueRef::Blob(blob) = r.get_ref(3)? else {
+                return Err(damaged("a log row that is not a blob".into()));
+            };
+            for (key, entry) in decode(blob, run)? {
+                self.apply(key, entry);
             }
         }
         Ok(())
     }
 
-    /// Remembers a row this transaction added (or took over for a new contact).
-    pub fn note(&mut self, seq: i64, key: KeyHash, contact: Option<ContactHash>) {
-        self.added = self.added.max(seq);
-        self.keys.insert(key, seq);
-        if let (Some(map), Some(c)) = (self.contacts.as_mut(), contact) {
-            let seqs = map.entry(c).or_default();
-            if !seqs.contains(&seq) {
-                seqs.push(seq);
+    fn apply(&mut self, key: KeyHash, entry: Entry) {
+        if let (Some(map), Some(c)) = (self.contacts.as_mut(), entry.contact) {
+            let keys = map.entry(c).or_default();
+            if !keys.contains(&key) {
+                keys.push(key);
             }
         }
+        self.keys.insert(key, entry);
     }
 
-    /// After this connection's commit: the rows it added are known up to
+    /// Writes `key`'s row (by this connection's run): known at once here,
+    /// in the file once [`Recent::append`] runs, before the commit.
+    pub fn write(&mut self, key: KeyHash, entry: Entry) {
+        encode(&mut self.pending, &key, &entry);
+        self.apply(key, entry);
+    }
+
+    /// Appends what this transaction wrote as one log row, by `run`.
+    pub fn append(&mut self, tx: &Connection, run: i64) -> rusqlite::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        tx.prepare_cached("INSERT INTO log (scope, run, entries) VALUES (?1, ?2, ?3)")?
+            .execute(params![self.scope, run, &self.pending[..]])?;
+        self.added = tx.last_insert_rowid();
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// After this connection's commit: the row it added is known up to
     /// date (it held the write lock from its reading to its commit).
     pub fn committed(&mut self) {
         self.seen = self.seen.max(self.added);
         self.added = 0;
     }
 
-    /// Where `key`'s row in `recent` was last seen; the caller's statement
-    /// checks it is still there (`WHERE seq = ? AND key = ?`).
-    pub fn seq_of(&self, key: &KeyHash) -> Option<i64> {
-        self.keys.get(key).copied()
+    /// `key`'s row in the log, if it has one: `Some` of a [`GONE`] entry
+    /// when its claim was released since it was last folded.
+    pub fn get(&self, key: &KeyHash) -> Option<&Entry> {
+        self.keys.get(key)
     }
 
-    /// The row of `key` in `recent`, if it has one.
-    pub fn find(&self, tx: &Connection, key: &KeyHash) -> rusqlite::Result<Option<Row>> {
-        let Some(&seq) = self.keys.get(key) else {
-            return Ok(None);
-        };
-        Ok(match self.read(tx, seq)? {
-            Some((row, Some(k), _)) if k == key.0 => Some(row),
-            _ => None,
-        })
-    }
-
-    /// The latest row of `contact` in `recent` at or after `since`, other
+    /// The latest row of `contact` in the log at or after `since`, other
     /// than `key`'s, `created` (or, with `unknown_too`, any state). Needs
     /// [`Recent::catch_up`] with `contacts`.
     pub fn latest_of_contact(
         &self,
-        tx: &Connection,
         contact: &ContactHash,
         since: i64,
         key: &KeyHash,
         unknown_too: bool,
-    ) -> rusqlite::Result<Option<Row>> {
-        let Some(seqs) = self.contacts.as_ref().and_then(|m| m.get(contact)) else {
-            return Ok(None);
-        };
-        let mut best: Option<Row> = None;
-        for &seq in seqs {
-            let Some((row, k, c)) = self.read(tx, seq)? else {
+    ) -> Option<Entry> {
+        let keys = self.contacts.as_ref()?.get(contact)?;
+        let mut best: Option<Entry> = None;
+        for k in keys {
+            let Some(e) = self.keys.get(k) else {
                 continue;
             };
-            if c != Some(contact.0) || k == Some(key.0) || row.at < since {
+            if e.contact != Some(*contact) || k == key || e.at < since || e.state == GONE {
                 continue;
             }
-            if row.state != super::CREATED && !unknown_too {
+            if e.state != CREATED && !unknown_too {
                 continue;
             }
-            if best.as_ref().is_none_or(|b| row.at >= b.at) {
-                best = Some(row);
+            if best.as_ref().is_none_or(|b| e.at >= b.at) {
+                best = Some(*e);
             }
         }
-        Ok(best)
+        best
     }
 
-    /// The row at `seq`, if it is still there, with its key and contact
-    /// (`None` when not of their length), for the caller to check.
-    #[allow(clippy::type_complexity)]
-    fn read(
-        &self,
-        tx: &Connection,
-        seq: i64,
-    ) -> rusqlite::Result<Option<(Row, Option<[u8; 16]>, Option<[u8; 8]>)>> {
-        tx.prepare_cached(READ)?
-            .query_row(params![seq, self.scope], |r| {
-                Ok((
-                    Row {
-                        seq,
-                        state: r.get(0)?,
-                        at: r.get(1)?,
-                        run: r.get(2)?,
-                        row: r.get(3)?,
-                        id: r.get(4)?,
-                    },
-                    blob::<16>(r.get_ref(5)?),
-                    blob::<8>(r.get_ref(6)?),
-                ))
-            })
-            .optional()
-    }
-
-    /// How many rows this connection knows of (some may be gone since).
+    /// How many keys this connection knows the log holds.
     pub fn len(&self) -> usize {
         self.keys.len()
     }
 
-    /// Moves every row of `recent` into `survey`, in key order, in `tx`;
-    /// returns how many. What this connection remembers goes with them.
-    pub fn fold(&mut self, tx: &Transaction<'_>) -> rusqlite::Result<usize> {
-        let upto: Option<i64> = tx.query_row("SELECT max(seq) FROM recent", [], |r| r.get(0))?;
-        let Some(upto) = upto else {
-            // Empty: whatever is remembered is gone (and `seen` stays).
-            self.forget_up_to(self.seen);
-            return Ok(0);
-        };
-        // A key is never in both tables; should it be, `recent` is newer.
-        let moved = tx.execute(
-            "INSERT INTO survey (scope, key, state, at, run, row, id, contact)
-                SELECT scope, key, state, at, run, row, id, contact FROM recent
-                WHERE seq <= ?1 ORDER BY scope, key
-             ON CONFLICT (scope, key) DO UPDATE SET state = excluded.state,
-                at = excluded.at, run = excluded.run, row = excluded.row, id = excluded.id,
-                contact = excluded.contact",
-            params![upto],
-        )?;
-        // Each key under its contact, in contact order.
-        tx.execute(
-            "INSERT INTO contact (scope, contact, key)
-                SELECT scope, contact, key FROM recent
-                WHERE seq <= ?1 AND contact IS NOT NULL ORDER BY scope, contact, key
-             ON CONFLICT DO NOTHING",
-            params![upto],
-        )?;
-        tx.execute("DELETE FROM recent WHERE seq <= ?1", params![upto])?;
-        self.forget_up_to(upto);
-        Ok(moved)
+    /// This connection's keys whose entry says `run` claimed them and
+    /// never heard back.
+    pub fn in_flight_of(&self, run: i64) -> impl Iterator<Item = (&KeyHash, &Entry)> {
+        self.keys
+            .iter()
+            .filter(move |(_, e)| e.run == run && e.state == IN_FLIGHT)
     }
 
-    fn forget_up_to(&mut self, upto: i64) {
-        self.keys.retain(|_, seq| *seq > upto);
+    /// Moves the whole log, every scope's, into `survey` and `contact`, in
+    /// `tx`; returns how many keys. This connection then knows the log
+    /// empty.
+    pub fn fold(&mut self, tx: &Transaction<'_>) -> rusqlite::Result<usize> {
+        let (upto, latest) = whole_log(tx)?;
+        let mut rows: Vec<((i64, KeyHash), Entry)> = latest.into_iter().collect();
+        let moved = rows.len();
+        if upto > 0 {
+            rows.sort_unstable_by_key(|r| r.0);
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO survey (scope, key, state, at, run, row, id, contact)
+                    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (scope, key) DO UPDATE SET state = excluded.state,
+                    at = excluded.at, run = excluded.run, row = excluded.row,
+                    id = excluded.id, contact = excluded.contact",
+            )?;
+            let mut delete = tx.prepare_cached("DELETE FROM survey WHERE scope = ?1 AND key = ?2")?;
+            for ((scope, key), e) in &rows {
+                if e.state == GONE {
+                    delete.execute(params![scope, &key.0[..]])?;
+                } else {
+                    upsert.execute(params![
+                        scope,
+                        &key.0[..],
+                        e.state,
+                        e.at,
+                        e.run,
+                        e.row,
+                        e.id,
+                        e.contact.as_ref().map(|c| &c.0[..]),
+                    ])?;
+                }
+            }
+            // Each key under its contact, in contact order.
+            let mut contacts: Vec<(i64, ContactHash, KeyHash)> = rows
+                .iter()
+                .filter(|(_, e)| e.state != GONE)
+                .filter_map(|((scope, key), e)| Some((*scope, e.contact?, *key)))
+                .collect();
+            contacts.sort_unstable();
+            let mut add = tx.prepare_cached(
+                "INSERT INTO contact (scope, contact, key) VALUES (?1, ?2, ?3)
+                    ON CONFLICT DO NOTHING",
+            )?;
+            for (scope, contact, key) in &contacts {
+                add.execute(params![scope, &contact.0[..], &key.0[..]])?;
+            }
+            tx.execute("DELETE FROM log", [])?;
+            tx.execute(
+                "INSERT INTO meta (name, value) VALUES ('folded', ?1)
+                    ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                params![upto],
+            )?;
+        }
+        self.keys.clear();
         if let Some(map) = self.contacts.as_mut() {
-            map.retain(|_, seqs| {
-                seqs.retain(|s| *s > upto);
-                !seqs.is_empty()
-            });
+            map.clear();
         }
         self.seen = self.seen.max(upto);
+        self.folded = folded(tx)?;
+        Ok(moved)
     }
 
     /// Sets the fold threshold from the size of `survey` (estimated from
@@ -316,6 +410,39 @@ impl Recent {
         self.fold_at = fold_threshold(surveys, minimum);
         Ok(())
     }
+}
+
+/// Every scope's keys in the log, each with its latest entry.
+pub type Log = HashMap<(i64, KeyHash), Entry>;
+
+/// Every scope's keys in the log, each with its latest entry, and the
+/// highest `seq` read (`0`: the log is empty).
+pub fn whole_log(tx: &Connection) -> rusqlite::Result<(i64, Log)> {
+    let mut latest = HashMap::new();
+    let mut upto = 0i64;
+    let mut s = tx.prepare_cached("SELECT seq, scope, run, entries FROM log ORDER BY seq")?;
+    let mut rows = s.query([])?;
+    while let Some(r) = rows.next()? {
+        upto = upto.max(r.get(0)?);
+        let scope: i64 = r.get(1)?;
+        let run: i64 = r.get(2)?;
+        let rusqlite::types::ValueRef::Blob(blob) = r.get_ref(3)? else {
+            return Err(damaged("a log row that is not a blob".into()));
+        };
+        for (key, entry) in decode(blob, run)? {
+            latest.insert((scope, key), entry);
+        }
+    }
+    Ok((upto, latest))
+}
+
+/// The highest `seq` folded so far (`0`: none).
+fn folded(tx: &Connection) -> rusqlite::Result<i64> {
+    Ok(tx
+        .prepare_cached("SELECT value FROM meta WHERE name = 'folded'")?
+        .query_row([], |r| r.get::<_, i64>(0))
+        .optional()?
+        .unwrap_or(0))
 }
 
 /// When to fold a ledger of about `surveys`: at `minimum` rows, but a
@@ -363,5 +490,38 @@ mod tests {
         h.write_usize(16);
         h.write(&[1, 0, 0, 0, 0, 0, 0, 0, 9, 9, 9, 9, 9, 9, 9, 9]);
         assert_eq!(h.finish(), 1);
+    }
+
+    #[test]
+    fn an_entry_reads_back_as_written_and_a_damaged_row_is_an_error() {
+        let key = KeyHash([7; 16]);
+        let entries = [
+            Entry {
+                state: CREATED,
+                at: -5,
+                run: 9,
+                row: 1 << 40,
+                id: Some(-1),
+                contact: Some(ContactHash([3; 8])),
+            },
+            Entry {
+                state: GONE,
+                at: 1_700_000_000,
+                run: 9,
+                row: 0,
+                id: None,
+                contact: None,
+            },
+        ];
+        let mut blob = Vec::new();
+        for e in &entries {
+            encode(&mut blob, &key, e);
+        }
+        assert_eq!(blob.len(), 2 * ENTRY_BYTES);
+        let back: Vec<_> = decode(&blob, 9).unwrap().collect();
+        assert_eq!(back, vec![(key, entries[0]), (key, entries[1])]);
+        assert!(decode(&blob[1..], 9).is_err());
+        blob[16] = 200;
+        assert!(decode(&blob, 9).is_err());
     }
 }

@@ -1,13 +1,16 @@
 //! What the `ledger` command does with the file: importing the surveys of
 //! old results files, statistics, and forgetting old surveys.
 
+use std::collections::HashMap;
 use std::time::SystemTime;
 
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, TransactionBehavior};
 
+use super::claims::{find, Lookups};
+use super::recent::{blob, whole_log, Entry, GONE};
 use super::{from_unix, int, unix, Sqlite, CREATED, FORMAT, UNKNOWN};
 use crate::ledger::{
-    Forgotten, ImportCounts, Imported, LedgerError, RunId, Scope, ScopeStats, Stats, Store,
+    Forgotten, KeyHash, ImportCounts, Imported, LedgerError, RunId, Scope, ScopeStats, Stats, Store,
 };
 
 impl Sqlite {
@@ -26,81 +29,45 @@ impl Sqlite {
         let counts = (|| {
             self.recent.catch_up(&tx, run.scope, false)?;
             let mut counts = ImportCounts::default();
-            let mut in_survey =
-                tx.prepare_cached("SELECT state FROM survey WHERE scope = ?1 AND key = ?2")?;
-            // A new key goes where claims go; a known one is upgraded where it is.
-            let mut add = tx.prepare_cached(
-                "INSERT INTO recent (scope, key, state, at, run, row, id, contact)
-                    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
-            // Rows of `recent` are replaced, never changed in place: other
-            // connections read only rows added since they last looked.
-            let mut replace_recent = tx.prepare_cached(
-                "INSERT INTO recent (scope, key, state, at, run, row, id, contact)
-                    SELECT scope, key, 1, ?2, ?3, ?4, ?5, coalesce(?6, contact) FROM recent
-                    WHERE seq = ?1",
-            )?;
-            let mut drop_recent = tx.prepare_cached("DELETE FROM recent WHERE seq = ?1")?;
-            let mut upgrade_survey = tx.prepare_cached(
-                "UPDATE survey SET state = 1, at = ?3, run = ?4, row = ?5, id = ?6,
-                    contact = coalesce(?7, contact) WHERE scope = ?1 AND key = ?2",
-            )?;
-            let mut add_contact = tx.prepare_cached(
-                "INSERT INTO contact (scope, contact, key) VALUES (?1, ?2, ?3)
-                    ON CONFLICT DO NOTHING",
-            )?;
+            let mut look = Lookups::new(&tx)?;
             for i in rows {
-                let key = &i.key.0[..];
-                let contact = i.contact.as_ref().map(|h| &h.0[..]);
                 let (at, row, id) = (unix(i.at), int(i.row), i.id.map(int));
-                let (known, seq) = match self.recent.find(&tx, &i.key)? {
-                    Some(r) => (Some(r.state), Some(r.seq)),
-                    None => (
-                        in_survey
-                            .query_row(params![run.scope, key], |r| r.get::<_, i64>(0))
-                            .optional()?,
-                        None,
-                    ),
-                };
-                match known {
+                let was = find(&mut look, &self.recent, run.scope, &i.key)?;
+                match was {
                     None => {
                         counts.added += 1;
                         let state = if i.created { CREATED } else { UNKNOWN };
-                        add.execute(params![
-                            run.scope, key, state, at, run.run, row, id, contact
-                        ])?;
-                        self.recent.note(tx.last_insert_rowid(), i.key, i.contact);
+                        self.recent.write(
+                            i.key,
+                            Entry {
+                                state,
+                                at,
+                                run: run.run,
+                                row,
+                                id,
+                                contact: i.contact,
+                            },
+                        );
                     }
-                    Some(s) if s != CREATED && i.created => {
+                    Some(w) if w.state != CREATED && i.created => {
                         counts.upgraded += 1;
-                        match seq {
-                            Some(seq) => {
-                                replace_recent
-                                    .execute(params![seq, at, run.run, row, id, contact])?;
-                                drop_recent.execute(params![seq])?;
-                                self.recent.note(tx.last_insert_rowid(), i.key, i.contact);
-                            }
-                            None => {
-                                upgrade_survey.execute(params![
-                                    run.scope, key, at, run.run, row, id, contact
-                                ])?;
-                                if let Some(contact) = contact {
-                                    add_contact.execute(params![run.scope, contact, key])?;
-                                }
-                            }
-                        }
+                        self.recent.write(
+                            i.key,
+                            Entry {
+                                state: CREATED,
+                                at,
+                                run: run.run,
+                                row,
+                                id,
+                                contact: i.contact.or(w.contact),
+                            },
+                        );
                     }
                     Some(_) => counts.known += 1,
                 }
             }
-            drop((
-                in_survey,
-                add,
-                replace_recent,
-                drop_recent,
-                upgrade_survey,
-                add_contact,
-            ));
+            drop(look);
+            self.recent.append(&tx, run.run)?;
             tx.commit()?;
             Ok(counts)
         })();
@@ -118,6 +85,8 @@ impl Sqlite {
     /// [`Store::stats`].
     pub(super) fn count(&mut self) -> Result<Stats, LedgerError> {
         let fail = self.fail("read");
+        // One snapshot for every count.
+        let tx = self.conn.unchecked_transaction().map_err(&fail)?;
         let mut scopes: Vec<(i64, ScopeStats)> = Vec::new();
         {
             let mut s = self
@@ -150,29 +119,57 @@ impl Sqlite {
             for row in rows {
                 scopes.push(row.map_err(&fail)?);
             }
-            // A key is in one of the two tables, never both.
-            let mut s = self
-                .conn
-                .prepare(
-                    "SELECT scope, state, count(*), min(at), max(at) FROM (
-                        SELECT scope, state, at FROM survey
-                        UNION ALL SELECT scope, state, at FROM recent
-                    ) GROUP BY scope, state",
-                )
-                .map_err(&fail)?;
-            let rows = s
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, i64>(2)? as u64,
-                        r.get::<_, i64>(3)?,
-                        r.get::<_, i64>(4)?,
-                    ))
-                })
-                .map_err(&fail)?;
-            for row in rows {
-                let (scope, state, n, oldest, newest) = row.map_err(&fail)?;
+            // Per scope and state: how many, the oldest and the newest.
+            let mut counts: HashMap<(i64, i64), (u64, i64, i64)> = HashMap::new();
+            let mut add = |scope: i64, state: i64, n: u64, oldest: i64, newest: i64| {
+                let c = counts
+                    .entry((scope, state))
+                    .or_insert((0, oldest, newest));
+                c.0 += n;
+                c.1 = c.1.min(oldest);
+                c.2 = c.2.max(newest);
+            };
+            let (_, log) = whole_log(&tx).map_err(&fail)?;
+            if log.is_empty() {
+                let mut s = tx
+                    .prepare(
+                        "SELECT scope, state, count(*), min(at), max(at) FROM survey
+                            GROUP BY scope, state",
+                    )
+                    .map_err(&fail)?;
+                let mut rows = s.query([]).map_err(&fail)?;
+                while let Some(r) = rows.next().map_err(&fail)? {
+                    let n: i64 = r.get(2).map_err(&fail)?;
+                    add(
+                        r.get(0).map_err(&fail)?,
+                        r.get(1).map_err(&fail)?,
+                        n.max(0) as u64,
+                        r.get(3).map_err(&fail)?,
+                        r.get(4).map_err(&fail)?,
+                    );
+                }
+            } else {
+                // A key the log holds is as the log has it.
+                let mut s = tx
+                    .prepare("SELECT scope, key, state, at FROM survey")
+                    .map_err(&fail)?;
+                let mut rows = s.query([]).map_err(&fail)?;
+                while let Some(r) = rows.next().map_err(&fail)? {
+                    let scope: i64 = r.get(0).map_err(&fail)?;
+                    let key = blob::<16>(r.get_ref(1).map_err(&fail)?).map(KeyHash);
+                    if key.is_some_and(|k| log.contains_key(&(scope, k))) {
+                        continue;
+                    }
+                    let at: i64 = r.get(3).map_err(&fail)?;
+                    add(scope, r.get(2).map_err(&fail)?, 1, at, at);
+                }
+                for ((scope, _), e) in &log {
+                    if e.state != GONE {
+                        add(*scope, e.state, 1, e.at, e.at);
+                    }
+                }
+            }
+            for ((scope, state), (n, oldest, newest)) in counts {
                 let Some((_, st)) = scopes.iter_mut().find(|(id, _)| *id == scope) else {
                     continue;
                 };
@@ -205,15 +202,15 @@ impl Sqlite {
         let bytes_before = self.bytes();
         let (path, busy) = (self.path.clone(), self.busy);
         let fail = |e| LedgerError::from_sqlite(&path, "forget surveys in", busy, e);
+        // Forgotten in `survey` alone.
+        self.fold_now().map_err(fail)?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(fail)?;
         let surveys = tx
             .execute("DELETE FROM survey WHERE at < ?1", params![before])
-            .map_err(fail)?
-            + tx.execute("DELETE FROM recent WHERE at < ?1", params![before])
-                .map_err(fail)?;
+            .map_err(fail)?;
         // A contact's keys whose survey is gone, or has another contact now.
         tx.execute(
             "DELETE FROM contact WHERE NOT EXISTS (SELECT 1 FROM survey s
@@ -226,14 +223,14 @@ impl Sqlite {
             .execute(
                 "DELETE FROM run WHERE (ended IS NOT NULL OR started < ?1)
                     AND id NOT IN (SELECT DISTINCT run FROM survey)
-                    AND id NOT IN (SELECT DISTINCT run FROM recent)",
+                    AND id NOT IN (SELECT DISTINCT run FROM log)",
                 params![before],
             )
             .map_err(fail)?;
         tx.execute(
             "DELETE FROM scope WHERE id NOT IN (SELECT scope FROM run)
                 AND id NOT IN (SELECT DISTINCT scope FROM survey)
-                AND id NOT IN (SELECT DISTINCT scope FROM recent)",
+                AND id NOT IN (SELECT DISTINCT scope FROM log)",
             [],
         )
         .map_err(fail)?;
