@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::recent::{blob, Entry, Recent, GONE};
+use super::fold::Folding;
+use super::recent::{self, blob, Entry, Recent, GONE};
 use super::{from_unix, int, Sqlite, CREATED, IN_FLIGHT, UNKNOWN};
 use crate::ledger::{
     Claim, ContactHash, Earlier, KeyHash, LedgerError, Origin, Outcome, Policy, Recorded, RunId,
@@ -23,10 +24,18 @@ const FIND: &str =
 const FIND_CONTACT: &str = "SELECT s.state, s.at, s.run, s.row, s.id, s.contact, s.key
     FROM contact c JOIN survey s ON s.scope = c.scope AND s.key = c.key
     WHERE c.scope = ?1 AND c.contact = ?2 AND s.contact = ?2 AND s.at >= ?3
-        AND s.key <> ?4 AND (s.state = 1 OR ?5)
+        AND s.key <> ?4 AND (s.state = 1 OR (?5 AND s.state < 3))
     ORDER BY s.at DESC";
 
 const ORIGIN: &str = "SELECT command, results FROM run WHERE id = ?1";
+
+/// Rows of a fold written after each commit, per claim, outcome or import
+/// it held (see `fold.rs`): a fold is done well before the log has grown
+/// enough for the next...
+pub(super) const FOLD_PER_ROW: usize = 4;
+
+/// ...and at least this many.
+const FOLD_CHUNK_MIN: usize = 1024;
 
 /// A key's row, from the log (see `recent.rs`) or `survey`.
 type Found = Entry;
@@ -206,45 +215,112 @@ impl Sqlite {
             }
         };
         self.committed(false);
-        if self.recent.len() >= self.recent.fold_at {
-            self.fold_recent();
-        }
+        self.fold_along(FOLD_PER_ROW * (claims.len() + outcomes.len()));
         Ok(verdicts)
     }
 
-    /// Moves the log into `survey` (see `recent.rs`). Not synced: the next
-    /// synced commit carries it, and a fold lost to a power cut leaves its
-    /// rows where they were. A fold that fails changes nothing and is only
-    /// worth a warning: the rows stay in the log, and are found there.
-    pub(super) fn fold_recent(&mut self) {
-        if let Err(e) = self.fold_now() {
+    /// After a commit of claims, outcomes or imports: the next chunk of
+    /// the fold under way (see `fold.rs`), of about `budget` rows, starting
+    /// one once the log holds enough keys. Not synced: the next synced
+    /// commit carries it, and a chunk lost to a power cut leaves the log
+    /// as it was. A chunk that fails changes nothing and is only worth a
+    /// warning: the fold is given up, and its rows are found in the log.
+    pub(super) fn fold_along(&mut self, budget: usize) {
+        let budget = self
+            .fold_chunk
+            .unwrap_or_else(|| budget.max(FOLD_CHUNK_MIN));
+        if let Err(e) = self.fold_chunk(budget) {
+            self.folding = None;
+            self.recent.reset();
             // Not again before twice as many rows.
             self.recent.fold_at = self.recent.fold_at.saturating_mul(2);
             tracing::warn!(ledger = %self.path.display(), "could not reorganise the ledger (its surveys are all still there): {e}");
         }
     }
 
-    /// Moves the log into `survey` now.
+    fn fold_chunk(&mut self, budget: usize) -> rusqlite::Result<()> {
+        if self.folding.is_none() {
+            if self.recent.len() < self.recent.fold_at {
+                return Ok(());
+            }
+            let tx = self.conn.transaction()?;
+            self.folding = Folding::start(&tx)?;
+            tx.commit()?;
+        }
+        if self.folding.is_none() {
+            return Ok(());
+        }
+        self.set_synchronous(false)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let Some(job) = self.folding.as_mut() else {
+            return Ok(());
+        };
+        let progress = job.write_some(&tx, budget)?;
+        let last = job.complete(progress);
+        let folded = if last {
+            self.recent.size_fold(&tx, self.fold_min)?;
+            Some(recent::folded(&tx)?)
+        } else {
+            None
+        };
+        tx.commit()?;
+        if let Some(job) = self.folding.as_mut() {
+            job.written(progress);
+        }
+        match folded {
+            Some(upto) => {
+                let moved = self.folding.take().map_or(0, |j| j.len());
+                self.recent.folded_up_to(upto);
+                self.committed(true);
+                tracing::debug!(moved, "ledger: recent surveys folded");
+            }
+            None => self.committed(false),
+        }
+        Ok(())
+    }
+
+    /// Folds the whole log now, in one transaction.
     pub(super) fn fold_now(&mut self) -> rusqlite::Result<()> {
+        self.folding = None;
         let done = self.set_synchronous(false).and_then(|()| {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let moved = self.recent.fold(&tx)?;
+            if let Some(job) = Folding::start(&tx)? {
+                job.write_some(&tx, usize::MAX)?;
+            }
             self.recent.size_fold(&tx, self.fold_min)?;
+            let folded = recent::folded(&tx)?;
             tx.commit()?;
-            Ok(moved)
+            Ok(folded)
         });
         match done {
-            Ok(moved) => {
+            Ok(upto) => {
+                self.recent.folded_up_to(upto);
                 self.committed(true);
-                tracing::debug!(moved, "ledger: recent surveys folded");
                 Ok(())
             }
             Err(e) => {
                 self.recent.reset();
                 Err(e)
             }
+        }
+    }
+
+    /// [`Sqlite::fold_now`], a failure only worth a warning.
+    #[cfg(test)]
+    pub(super) fn fold_recent(&mut self) {
+        if let Err(e) = self.fold_now() {
+            tracing::warn!(ledger = %self.path.display(), "could not reorganise the ledger: {e}");
+        }
+    }
+
+    /// Finishes the fold under way, if any (at the end of a run).
+    pub(super) fn fold_rest(&mut self) {
+        while self.folding.is_some() {
+            self.fold_along(usize::MAX);
         }
     }
 
@@ -261,6 +337,7 @@ impl Sqlite {
 
     /// [`Store::end_run`](crate::ledger::Store::end_run).
     pub(super) fn finish_run(&mut self, run: RunId) -> Result<(), LedgerError> {
+        self.fold_rest();
         let now = self.now();
         self.conn
             .execute(
@@ -476,7 +553,7 @@ fn record_in(
             }),
             Outcome::Released => claimed.map(|w| Entry {
                 state: GONE,
-                run: run.run,
+                contact: None,
                 ..w
             }),
         };
@@ -514,9 +591,12 @@ pub(super) fn find(
     if let Some(e) = recent.get(key) {
         return Ok((e.state != GONE).then_some(*e));
     }
-    look.find
+    // A released key's row in `survey` is no row (see `fold.rs`).
+    Ok(look
+        .find
         .query_row(params![scope, &key.0[..]], read_found)
-        .optional()
+        .optional()?
+        .filter(|f| f.state != GONE))
 }
 
 /// The survey stopping `c`, by key then by contact, or `None`.

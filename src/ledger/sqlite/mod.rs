@@ -17,6 +17,7 @@
 
 mod checkpoint;
 mod claims;
+mod fold;
 mod recent;
 mod upkeep;
 
@@ -73,9 +74,13 @@ CREATE TABLE survey (
     row INTEGER NOT NULL,
     id INTEGER,
     contact BLOB,
+    seq INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (scope, key)
 ) WITHOUT ROWID;
 ";
+
+/// Format 4: the `seq` of the log entry a row was folded from (see `fold.rs`).
+const SURVEY_SEQ: &str = "ALTER TABLE survey ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;";
 
 /// Format 1's index of contacts, replaced by [`CONTACT`] in format 3.
 #[cfg(test)]
@@ -196,6 +201,9 @@ pub struct Options {
     /// Fold recent surveys into the keyed table once there are at least
     /// this many (more for a large ledger; see `recent.rs`).
     pub fold_rows: usize,
+    /// Write a fold this many rows per transaction, instead of a few per
+    /// row claimed (see `fold.rs`).
+    pub fold_chunk: Option<usize>,
 }
 
 impl Default for Options {
@@ -205,16 +213,19 @@ impl Default for Options {
             // Enough for most claims to find their pages in memory; a send
             // with the ledger peaks at about 30 MB.
             cache_mib: 6,
-            fold_rows: fold_rows_from_env().unwrap_or(recent::FOLD_ROWS),
+            fold_rows: knob("DIGIDESK_LEDGER_FOLD_ROWS").unwrap_or(recent::FOLD_ROWS),
+            fold_chunk: knob("DIGIDESK_LEDGER_FOLD_CHUNK"),
         }
     }
 }
 
-/// `DIGIDESK_LEDGER_FOLD_ROWS`: how many recent surveys wait to be folded
-/// (at least 1). A knob for tests, which fold every few rows to put folds
-/// under crashes and concurrency; see `docs/design.md`.
-fn fold_rows_from_env() -> Option<usize> {
-    std::env::var("DIGIDESK_LEDGER_FOLD_ROWS")
+/// `DIGIDESK_LEDGER_FOLD_ROWS`: how many keys the log holds before a fold
+/// starts; `DIGIDESK_LEDGER_FOLD_CHUNK`: how many rows a fold writes per
+/// transaction (each at least 1). Knobs for tests, which fold every few
+/// rows, a row or two at a time, to put folds under crashes and
+/// concurrency; see `docs/design.md`.
+fn knob(name: &str) -> Option<usize> {
+    std::env::var(name)
         .ok()?
         .parse()
         .ok()
@@ -233,10 +244,14 @@ pub struct Sqlite {
     clock: Option<i64>,
     /// Commits are synced (`synchronous = FULL`), as opened.
     synced_commits: bool,
-    /// What this connection knows of `recent`.
+    /// What this connection knows of the log.
     recent: recent::Recent,
+    /// This connection's fold under way, if any.
+    folding: Option<fold::Folding>,
     /// [`Options::fold_rows`].
     fold_min: usize,
+    /// [`Options::fold_chunk`].
+    fold_chunk: Option<usize>,
     /// Copies the log into the file (after `conn`: dropped last).
     checkpointer: Option<checkpoint::Checkpointer>,
 }
@@ -349,7 +364,9 @@ impl Sqlite {
             clock: None,
             synced_commits: true,
             recent: recent::Recent::new(opts.fold_rows),
+            folding: None,
             fold_min: opts.fold_rows,
+            fold_chunk: opts.fold_chunk,
             checkpointer,
         };
         // A new ledger being set up by another process at this moment can
@@ -449,6 +466,7 @@ impl Sqlite {
             tx.execute_batch(RECENT_INTO_SURVEY).map_err(fail)?;
         }
         if format < 4 {
+            tx.execute_batch(SURVEY_SEQ).map_err(fail)?;
             tx.execute_batch(LOG).map_err(fail)?;
         }
         if format < FORMAT {

@@ -26,7 +26,7 @@
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{CREATED, IN_FLIGHT};
 use crate::ledger::{ContactHash, KeyHash};
@@ -66,7 +66,7 @@ impl std::hash::Hasher for Prefix {
     fn write_usize(&mut self, _: usize) {}
 }
 
-type Fast = BuildHasherDefault<Prefix>;
+pub type Fast = BuildHasherDefault<Prefix>;
 
 /// A key's row as the log has it: the whole of it, as in `survey`, or
 /// [`GONE`].
@@ -226,13 +226,9 @@ impl Recent {
         self.version = Some(version);
         let folded = folded(tx)?;
         if folded != self.folded {
-            // Another connection folded: all this one knew is in `survey`.
-            self.keys.clear();
-            if let Some(map) = self.contacts.as_mut() {
-                map.clear();
-            }
-            self.folded = folded;
-            self.seen = self.seen.max(folded);
+            // Folded since: the log up to `folded` is in `survey`, and what
+            // is left of it is read again.
+            self.forget_to(folded);
         }
         let mut s =
             tx.prepare_cached("SELECT seq, scope, run, entries FROM log WHERE seq > ?1 ORDER BY seq")?;
@@ -338,67 +334,22 @@ impl Recent {
             .filter(move |(_, e)| e.run == run && e.state == IN_FLIGHT)
     }
 
-    /// Moves the whole log, every scope's, into `survey` and `contact`, in
-    /// `tx`; returns how many keys. This connection then knows the log
-    /// empty.
-    pub fn fold(&mut self, tx: &Transaction<'_>) -> rusqlite::Result<usize> {
-        let (upto, latest) = whole_log(tx)?;
-        let mut rows: Vec<((i64, KeyHash), Entry)> = latest.into_iter().collect();
-        let moved = rows.len();
-        if upto > 0 {
-            rows.sort_unstable_by_key(|r| r.0);
-            let mut upsert = tx.prepare_cached(
-                "INSERT INTO survey (scope, key, state, at, run, row, id, contact)
-                    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (scope, key) DO UPDATE SET state = excluded.state,
-                    at = excluded.at, run = excluded.run, row = excluded.row,
-                    id = excluded.id, contact = excluded.contact",
-            )?;
-            let mut delete = tx.prepare_cached("DELETE FROM survey WHERE scope = ?1 AND key = ?2")?;
-            for ((scope, key), e) in &rows {
-                if e.state == GONE {
-                    delete.execute(params![scope, &key.0[..]])?;
-                } else {
-                    upsert.execute(params![
-                        scope,
-                        &key.0[..],
-                        e.state,
-                        e.at,
-                        e.run,
-                        e.row,
-                        e.id,
-                        e.contact.as_ref().map(|c| &c.0[..]),
-                    ])?;
-                }
-            }
-            // Each key under its contact, in contact order.
-            let mut contacts: Vec<(i64, ContactHash, KeyHash)> = rows
-                .iter()
-                .filter(|(_, e)| e.state != GONE)
-                .filter_map(|((scope, key), e)| Some((*scope, e.contact?, *key)))
-                .collect();
-            contacts.sort_unstable();
-            let mut add = tx.prepare_cached(
-                "INSERT INTO contact (scope, contact, key) VALUES (?1, ?2, ?3)
-                    ON CONFLICT DO NOTHING",
-            )?;
-            for (scope, contact, key) in &contacts {
-                add.execute(params![scope, &contact.0[..], &key.0[..]])?;
-            }
-            tx.execute("DELETE FROM log", [])?;
-            tx.execute(
-                "INSERT INTO meta (name, value) VALUES ('folded', ?1)
-                    ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                params![upto],
-            )?;
-        }
+    /// After a fold moved the log up to `upto` into `survey` (this
+    /// connection's, just committed): what was known is there now, and
+    /// the rows after it are read again.
+    pub fn folded_up_to(&mut self, upto: i64) {
+        self.forget_to(upto);
+    }
+
+    /// Forgets every key, and reads the log again after `upto`.
+    fn forget_to(&mut self, upto: i64) {
         self.keys.clear();
         if let Some(map) = self.contacts.as_mut() {
             map.clear();
         }
-        self.seen = self.seen.max(upto);
-        self.folded = folded(tx)?;
-        Ok(moved)
+        self.folded = upto;
+        self.seen = upto;
+        self.version = None;
     }
 
     /// Sets the fold threshold from the size of `survey` (estimated from
@@ -412,32 +363,33 @@ impl Recent {
     }
 }
 
-/// Every scope's keys in the log, each with its latest entry.
-pub type Log = HashMap<(i64, KeyHash), Entry>;
+/// Every scope's keys in the log, each with its latest entry and the
+/// `seq` of the row that holds it.
+pub type Log = HashMap<(i64, KeyHash), (i64, Entry), Fast>;
 
-/// Every scope's keys in the log, each with its latest entry, and the
-/// highest `seq` read (`0`: the log is empty).
+/// The whole log, and the highest `seq` read (`0`: the log is empty).
 pub fn whole_log(tx: &Connection) -> rusqlite::Result<(i64, Log)> {
-    let mut latest = HashMap::new();
+    let mut latest = Log::default();
     let mut upto = 0i64;
     let mut s = tx.prepare_cached("SELECT seq, scope, run, entries FROM log ORDER BY seq")?;
     let mut rows = s.query([])?;
     while let Some(r) = rows.next()? {
-        upto = upto.max(r.get(0)?);
+        let seq: i64 = r.get(0)?;
+        upto = upto.max(seq);
         let scope: i64 = r.get(1)?;
         let run: i64 = r.get(2)?;
         let rusqlite::types::ValueRef::Blob(blob) = r.get_ref(3)? else {
             return Err(damaged("a log row that is not a blob".into()));
         };
         for (key, entry) in decode(blob, run)? {
-            latest.insert((scope, key), entry);
+            latest.insert((scope, key), (seq, entry));
         }
     }
     Ok((upto, latest))
 }
 
 /// The highest `seq` folded so far (`0`: none).
-fn folded(tx: &Connection) -> rusqlite::Result<i64> {
+pub fn folded(tx: &Connection) -> rusqlite::Result<i64> {
     Ok(tx
         .prepare_cached("SELECT value FROM meta WHERE name = 'folded'")?
         .query_row([], |r| r.get::<_, i64>(0))

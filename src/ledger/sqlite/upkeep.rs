@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use rusqlite::{params, TransactionBehavior};
 
-use super::claims::{find, Lookups};
+use super::claims::{find, Lookups, FOLD_PER_ROW};
 use super::recent::{blob, whole_log, Entry, GONE};
 use super::{from_unix, int, unix, Sqlite, CREATED, FORMAT, UNKNOWN};
 use crate::ledger::{
@@ -76,9 +76,7 @@ impl Sqlite {
             fail(e)
         })?;
         self.committed(false);
-        if self.recent.len() >= self.recent.fold_at {
-            self.fold_recent();
-        }
+        self.fold_along(FOLD_PER_ROW * rows.len());
         Ok(counts)
     }
 
@@ -134,7 +132,7 @@ impl Sqlite {
                 let mut s = tx
                     .prepare(
                         "SELECT scope, state, count(*), min(at), max(at) FROM survey
-                            GROUP BY scope, state",
+                            WHERE state < 3 GROUP BY scope, state",
                     )
                     .map_err(&fail)?;
                 let mut rows = s.query([]).map_err(&fail)?;
@@ -160,10 +158,13 @@ impl Sqlite {
                     if key.is_some_and(|k| log.contains_key(&(scope, k))) {
                         continue;
                     }
-                    let at: i64 = r.get(3).map_err(&fail)?;
-                    add(scope, r.get(2).map_err(&fail)?, 1, at, at);
+                    let (state, at): (i64, i64) =
+                        (r.get(2).map_err(&fail)?, r.get(3).map_err(&fail)?);
+                    if state != GONE {
+                        add(scope, state, 1, at, at);
+                    }
                 }
-                for ((scope, _), e) in &log {
+                for ((scope, _), (_, e)) in &log {
                     if e.state != GONE {
                         add(*scope, e.state, 1, e.at, e.at);
                     }
