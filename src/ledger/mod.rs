@@ -347,7 +347,14 @@ pub trait Store: Send {
         self.claim(run, policy, claims)
     }
 
-    /// Marks a run finished.
+    /// Does a little of the store's housekeeping (a fold, for SQLite),
+    /// when the run has nothing else for it; true while some is left. A
+    /// failure is the store's to report: nothing depends on it.
+    fn tidy(&mut self) -> bool {
+        false
+    }
+
+    /// Marks a run finished (and finishes any housekeeping under way).
     fn end_run(&mut self, run: RunId) -> Result<(), LedgerError>;
 
     /// Looks keys (and contacts) up without claiming anything: what a send

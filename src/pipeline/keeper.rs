@@ -21,7 +21,7 @@
 //! or the keeper has had nothing to do for [`OUTCOMES_WAIT`], they are
 //! recorded on their own; the last ones when the run ends.
 
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -221,8 +221,24 @@ fn keep(
     let mut outcomes = Vec::new();
     let mut failed = false;
     let mut open = true;
+    // The ledger has housekeeping to do when nothing waits.
+    let mut tidy = false;
     while open {
-        let idle = match wakes.recv_timeout(OUTCOMES_WAIT) {
+        let next = if tidy {
+            match wakes.try_recv() {
+                Ok(w) => Ok(w),
+                Err(TryRecvError::Empty) => {
+                    tidy = !failed
+                        && !stop.is_stopping()
+                        && ledger.as_mut().is_some_and(|l| l.store.tidy());
+                    continue;
+                }
+                Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+            }
+        } else {
+            wakes.recv_timeout(OUTCOMES_WAIT)
+        };
+        let idle = match next {
             Ok(w) => {
                 group.push(w);
                 false
@@ -276,6 +292,7 @@ fn keep(
                 }
             }
         };
+        tidy |= !claims.is_empty();
         outcomes.clear();
         claims.clear();
         let mut verdicts = verdicts.into_iter();

@@ -37,6 +37,10 @@ pub(super) const FOLD_PER_ROW: usize = 4;
 /// ...and at least this many.
 const FOLD_CHUNK_MIN: usize = 1024;
 
+/// Rows of a fold written per [`Sqlite::tidy_some`]: a millisecond or two
+/// that claims wait at most.
+const TIDY_CHUNK: usize = 1024;
+
 /// A key's row, from the log (see `recent.rs`) or `survey`.
 type Found = Entry;
 
@@ -215,7 +219,6 @@ impl Sqlite {
             }
         };
         self.committed(false);
-        self.fold_along(FOLD_PER_ROW * (claims.len() + outcomes.len()));
         Ok(verdicts)
     }
 
@@ -244,7 +247,7 @@ impl Sqlite {
                 return Ok(());
             }
             let tx = self.conn.transaction()?;
-            self.folding = Folding::start(&tx)?;
+            self.folding = Folding::start(&tx, &self.recent)?;
             tx.commit()?;
         }
         if self.folding.is_none() {
@@ -288,7 +291,7 @@ impl Sqlite {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            if let Some(job) = Folding::start(&tx)? {
+            if let Some(job) = Folding::start(&tx, &self.recent)? {
                 job.write_some(&tx, usize::MAX)?;
             }
             self.recent.size_fold(&tx, self.fold_min)?;
@@ -315,6 +318,16 @@ impl Sqlite {
         if let Err(e) = self.fold_now() {
             tracing::warn!(ledger = %self.path.display(), "could not reorganise the ledger: {e}");
         }
+    }
+
+    /// [`Store::tidy`](crate::ledger::Store::tidy): a chunk of the fold
+    /// under way, or due.
+    pub(super) fn tidy_some(&mut self) -> bool {
+        if self.folding.is_none() && self.recent.len() < self.recent.fold_at {
+            return false;
+        }
+        self.fold_along(TIDY_CHUNK);
+        self.folding.is_some()
     }
 
     /// Finishes the fold under way, if any (at the end of a run).

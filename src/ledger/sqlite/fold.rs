@@ -12,8 +12,8 @@
 //!
 //! Until then the log still holds every key the fold writes, and the log
 //! is read first: a chunk changes no answer. A row of `survey` records the
-//! `seq` of the entry it was written from, and a chunk never replaces it
-//! with an older one. So folds that overlap (another process's, or one
+//! `upto` of the fold that wrote it (its state as of that `seq`), and a
+//! chunk never replaces it with an older one. So folds that overlap (another process's, or one
 //! left behind by a crash or a failed chunk) can never take a key back to
 //! an older state, and deleting the log up to `upto` is safe once one fold
 //! has written all of it. A released key is kept in `survey` as a [`GONE`]
@@ -22,14 +22,14 @@
 
 use rusqlite::{params, Connection};
 
-use super::recent::{whole_log, Entry, GONE};
+use super::recent::{whole_log, Entry, Recent, GONE};
 use crate::ledger::{ContactHash, KeyHash};
 
 /// A fold under way.
 pub struct Folding {
     upto: i64,
-    /// Each key's latest entry up to `upto` and its `seq`, by scope and key.
-    rows: Vec<((i64, KeyHash), (i64, Entry))>,
+    /// Each key's latest entry up to `upto`, by scope and key.
+    rows: Vec<((i64, KeyHash), Entry)>,
     /// Each contact's keys, by scope, contact and key.
     contacts: Vec<(i64, ContactHash, KeyHash)>,
     /// How many of `rows`, then of `contacts`, are written.
@@ -38,18 +38,29 @@ pub struct Folding {
 }
 
 impl Folding {
-    /// Reads the log, in `tx`; `None` when it is empty.
-    pub fn start(tx: &Connection) -> rusqlite::Result<Option<Folding>> {
-        let (upto, latest) = whole_log(tx)?;
-        if upto == 0 {
+    /// Starts a fold of the log as it is in `tx`; `None` when it is empty.
+    /// Taken from what `recent` knows when it knows the whole log (one
+    /// scope's, read to its end), else read from the log.
+    pub fn start(tx: &Connection, recent: &Recent) -> rusqlite::Result<Option<Folding>> {
+        let (upto, others): (Option<i64>, i64) = tx
+            .prepare_cached("SELECT max(seq), count(*) FILTER (WHERE scope <> ?1) FROM log")?
+            .query_row(params![recent.scope()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let Some(upto) = upto else {
             return Ok(None);
-        }
-        let mut rows: Vec<_> = latest.into_iter().collect();
+        };
+        let mut rows: Vec<((i64, KeyHash), Entry)> = if others == 0 && recent.seen() == upto {
+            recent
+                .entries()
+                .map(|(k, e)| ((recent.scope(), *k), *e))
+                .collect()
+        } else {
+            whole_log(tx)?.1.into_iter().collect()
+        };
         rows.sort_unstable_by_key(|r| r.0);
         let mut contacts: Vec<_> = rows
             .iter()
-            .filter(|(_, (_, e))| e.state != GONE)
-            .filter_map(|((scope, key), (_, e))| Some((*scope, e.contact?, *key)))
+            .filter(|(_, e)| e.state != GONE)
+            .filter_map(|((scope, key), e)| Some((*scope, e.contact?, *key)))
             .collect();
         contacts.sort_unstable();
         Ok(Some(Folding {
@@ -82,7 +93,7 @@ impl Folding {
                  WHERE excluded.seq > survey.seq",
             )?;
             let end = (rows_done + left).min(self.rows.len());
-            for ((scope, key), (seq, e)) in &self.rows[rows_done..end] {
+            for ((scope, key), e) in &self.rows[rows_done..end] {
                 upsert.execute(params![
                     scope,
                     &key.0[..],
@@ -92,7 +103,7 @@ impl Folding {
                     e.row,
                     e.id,
                     e.contact.as_ref().map(|c| &c.0[..]),
-                    seq,
+                    self.upto,
                 ])?;
             }
             left -= end - rows_done;

@@ -549,6 +549,10 @@ impl Store for Sqlite {
         self.settle_all(run, policy, outcomes, claims)
     }
 
+    fn tidy(&mut self) -> bool {
+        self.tidy_some()
+    }
+
     fn end_run(&mut self, run: RunId) -> Result<(), LedgerError> {
         self.finish_run(run)
     }

@@ -321,6 +321,21 @@ impl Recent {
         best
     }
 
+    /// The scope this connection knows the log of (`-1`: none yet).
+    pub fn scope(&self) -> i64 {
+        self.scope
+    }
+
+    /// The highest `seq` read.
+    pub fn seen(&self) -> i64 {
+        self.seen
+    }
+
+    /// Every key known, with its latest entry.
+    pub fn entries(&self) -> impl Iterator<Item = (&KeyHash, &Entry)> {
+        self.keys.iter()
+    }
+
     /// How many keys this connection knows the log holds.
     pub fn len(&self) -> usize {
         self.keys.len()
@@ -363,9 +378,8 @@ impl Recent {
     }
 }
 
-/// Every scope's keys in the log, each with its latest entry and the
-/// `seq` of the row that holds it.
-pub type Log = HashMap<(i64, KeyHash), (i64, Entry), Fast>;
+/// Every scope's keys in the log, each with its latest entry.
+pub type Log = HashMap<(i64, KeyHash), Entry, Fast>;
 
 /// The whole log, and the highest `seq` read (`0`: the log is empty).
 pub fn whole_log(tx: &Connection) -> rusqlite::Result<(i64, Log)> {
@@ -374,15 +388,14 @@ pub fn whole_log(tx: &Connection) -> rusqlite::Result<(i64, Log)> {
     let mut s = tx.prepare_cached("SELECT seq, scope, run, entries FROM log ORDER BY seq")?;
     let mut rows = s.query([])?;
     while let Some(r) = rows.next()? {
-        let seq: i64 = r.get(0)?;
-        upto = upto.max(seq);
+        upto = upto.max(r.get(0)?);
         let scope: i64 = r.get(1)?;
         let run: i64 = r.get(2)?;
         let rusqlite::types::ValueRef::Blob(blob) = r.get_ref(3)? else {
             return Err(damaged("a log row that is not a blob".into()));
         };
         for (key, entry) in decode(blob, run)? {
-            latest.insert((scope, key), (seq, entry));
+            latest.insert((scope, key), entry);
         }
     }
     Ok((upto, latest))

@@ -653,6 +653,7 @@ fn survey_bytes(fold_rows: usize) {
             })
             .collect();
         l.record(run, &outcomes).unwrap();
+        while l.tidy() {}
     }
     l.conn
         .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")

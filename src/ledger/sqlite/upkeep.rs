@@ -164,7 +164,7 @@ impl Sqlite {
                         add(scope, state, 1, at, at);
                     }
                 }
-                for ((scope, _), (_, e)) in &log {
+                for ((scope, _), e) in &log {
                     if e.state != GONE {
                         add(*scope, e.state, 1, e.at, e.at);
                     }
