@@ -436,7 +436,7 @@ impl Sqlite {
             for c in claims {
                 let stop = stopping(
                     &mut look,
-                    &self.recent,
+                    &mut self.recent,
                     &mut origins,
                     scope_id,
                     None,
@@ -597,12 +597,15 @@ impl<'c> Lookups<'c> {
 /// The row of `key`: in the log, else in `survey`.
 pub(super) fn find(
     look: &mut Lookups<'_>,
-    recent: &Recent,
+    recent: &mut Recent,
     scope: i64,
     key: &KeyHash,
 ) -> rusqlite::Result<Option<Found>> {
     if let Some(e) = recent.get(key) {
         return Ok((e.state != GONE).then_some(*e));
+    }
+    if !recent.may_be_in_survey(look.tx, key)? {
+        return Ok(None);
     }
     // A released key's row in `survey` is no row (see `fold.rs`).
     Ok(look
@@ -616,7 +619,7 @@ pub(super) fn find(
 #[allow(clippy::too_many_arguments)]
 fn stopping(
     look: &mut Lookups<'_>,
-    recent: &Recent,
+    recent: &mut Recent,
     origins: &mut Origins<'_, '_>,
     scope: i64,
     asking: Option<RunId>,

@@ -12,13 +12,15 @@ fn open_folding(path: &Path, fold_rows: usize) -> Sqlite {
     open_chunked(path, fold_rows, None)
 }
 
-/// Folds at `fold_rows` keys, `chunk` rows per transaction.
+/// Folds at `fold_rows` keys, `chunk` rows per transaction, with the
+/// filter of `survey`'s keys from the first lookup.
 fn open_chunked(path: &Path, fold_rows: usize, chunk: Option<usize>) -> Sqlite {
     let mut l = Sqlite::open(
         path,
         Options {
             fold_rows,
             fold_chunk: chunk,
+            filter_after: 1,
             ..Options::default()
         },
     )

@@ -204,6 +204,9 @@ pub struct Options {
     /// Write a fold this many rows per transaction, instead of a few per
     /// row claimed (see `fold.rs`).
     pub fold_chunk: Option<usize>,
+    /// Lookups after which a connection skips those of keys `survey`
+    /// certainly does not hold (see `recent.rs`).
+    pub filter_after: usize,
 }
 
 impl Default for Options {
@@ -215,15 +218,17 @@ impl Default for Options {
             cache_mib: 6,
             fold_rows: knob("DIGIDESK_LEDGER_FOLD_ROWS").unwrap_or(recent::FOLD_ROWS),
             fold_chunk: knob("DIGIDESK_LEDGER_FOLD_CHUNK"),
+            filter_after: knob("DIGIDESK_LEDGER_FILTER_AFTER").unwrap_or(recent::FILTER_AFTER),
         }
     }
 }
 
 /// `DIGIDESK_LEDGER_FOLD_ROWS`: how many keys the log holds before a fold
 /// starts; `DIGIDESK_LEDGER_FOLD_CHUNK`: how many rows a fold writes per
-/// transaction (each at least 1). Knobs for tests, which fold every few
-/// rows, a row or two at a time, to put folds under crashes and
-/// concurrency; see `docs/design.md`.
+/// transaction; `DIGIDESK_LEDGER_FILTER_AFTER`: lookups before the filter
+/// of `survey`'s keys is made (each at least 1). Knobs for tests, which
+/// fold every few rows, a row or two at a time, with the filter from the
+/// start, to put them under crashes and concurrency; see `docs/design.md`.
 fn knob(name: &str) -> Option<usize> {
     std::env::var(name)
         .ok()?
@@ -363,7 +368,7 @@ impl Sqlite {
             origins: HashMap::new(),
             clock: None,
             synced_commits: true,
-            recent: recent::Recent::new(opts.fold_rows),
+            recent: recent::Recent::new(opts.fold_rows, opts.filter_after),
             folding: None,
             fold_min: opts.fold_rows,
             fold_chunk: opts.fold_chunk,

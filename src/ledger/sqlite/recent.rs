@@ -26,6 +26,7 @@
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
+use bloomfilter::Bloom;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{CREATED, IN_FLIGHT};
@@ -170,10 +171,31 @@ pub struct Recent {
     pending: Vec<u8>,
     /// The `seq` of the row this transaction appended.
     added: i64,
+    /// Which keys `survey` may hold (see [`Recent::may_be_in_survey`]).
+    filter: Option<Filter>,
+    /// Lookups since the filter was last dropped.
+    lookups: usize,
+    /// Make the filter after this many.
+    filter_after: usize,
 }
 
+/// A Bloom filter of every key of this connection's scope in `survey` when
+/// it was made, and of every key read from the log or written to it since
+/// (all a fold can move into `survey`). No key of `survey` is ever missing
+/// from it: it is dropped whenever the log may have been folded past rows
+/// this connection never read.
+struct Filter {
+    bloom: Bloom<[u8; 16]>,
+    /// Keys it was made for, and how many it holds.
+    room: usize,
+    held: usize,
+}
+
+/// Lookups after which a filter is made (a short run does without it).
+pub const FILTER_AFTER: usize = 4096;
+
 impl Recent {
-    pub fn new(fold_at: usize) -> Recent {
+    pub fn new(fold_at: usize, filter_after: usize) -> Recent {
         Recent {
             scope: -1,
             seen: 0,
@@ -184,6 +206,9 @@ impl Recent {
             version: None,
             pending: Vec::new(),
             added: 0,
+            filter: None,
+            lookups: 0,
+            filter_after,
         }
     }
 
@@ -199,6 +224,8 @@ impl Recent {
         self.version = None;
         self.pending.clear();
         self.added = 0;
+        self.filter = None;
+        self.lookups = 0;
     }
 
     /// Reads the log rows added since the last call, in `tx` (the
@@ -251,6 +278,15 @@ impl Recent {
     }
 
     fn apply(&mut self, key: KeyHash, entry: Entry) {
+        if let Some(f) = self.filter.as_mut() {
+            f.bloom.set(&key.0);
+            f.held += 1;
+            if f.held > f.room {
+                // Full: made again, larger.
+                self.filter = None;
+                self.lookups = 0;
+            }
+        }
         if let (Some(map), Some(c)) = (self.contacts.as_mut(), entry.contact) {
             let keys = map.entry(c).or_default();
             if !keys.contains(&key) {
@@ -321,6 +357,48 @@ impl Recent {
         best
     }
 
+    /// False when `key` is certainly not in `survey` (of this scope), and
+    /// its lookup there can be skipped: most keys claimed are new. After a
+    /// few thousand lookups, makes the filter (a read of every key in
+    /// `survey`), in `tx`, which must have read the log to its end.
+    pub fn may_be_in_survey(&mut self, tx: &Connection, key: &KeyHash) -> rusqlite::Result<bool> {
+        if let Some(f) = &self.filter {
+            return Ok(f.bloom.check(&key.0));
+        }
+        self.lookups += 1;
+        if self.lookups >= self.filter_after && self.scope >= 0 {
+            self.make_filter(tx)?;
+        }
+        Ok(true)
+    }
+
+    fn make_filter(&mut self, tx: &Connection) -> rusqlite::Result<()> {
+        let surveys: i64 = tx
+            .prepare_cached("SELECT count(*) FROM survey WHERE scope = ?1")?
+            .query_row(params![self.scope], |r| r.get(0))?;
+        let known = surveys.max(0) as usize + self.keys.len();
+        let room = 2 * known + 2 * FOLD_ROWS_MAX;
+        // Any seed: keys are keyed hashes already.
+        let Ok(mut bloom) = Bloom::new_for_fp_rate_with_seed(room, 0.01, &[7; 32]) else {
+            return Ok(());
+        };
+        let mut held = 0;
+        let mut s = tx.prepare_cached("SELECT key FROM survey WHERE scope = ?1")?;
+        let mut rows = s.query(params![self.scope])?;
+        while let Some(r) = rows.next()? {
+            if let Some(key) = blob::<16>(r.get_ref(0)?) {
+                bloom.set(&key);
+                held += 1;
+            }
+        }
+        for key in self.keys.keys() {
+            bloom.set(&key.0);
+            held += 1;
+        }
+        self.filter = Some(Filter { bloom, room, held });
+        Ok(())
+    }
+
     /// The scope this connection knows the log of (`-1`: none yet).
     pub fn scope(&self) -> i64 {
         self.scope
@@ -358,6 +436,11 @@ impl Recent {
 
     /// Forgets every key, and reads the log again after `upto`.
     fn forget_to(&mut self, upto: i64) {
+        if upto > self.seen {
+            // Rows never read may be in `survey` now.
+            self.filter = None;
+            self.lookups = 0;
+        }
         self.keys.clear();
         if let Some(map) = self.contacts.as_mut() {
             map.clear();

@@ -32,7 +32,7 @@ impl Sqlite {
             let mut look = Lookups::new(&tx)?;
             for i in rows {
                 let (at, row, id) = (unix(i.at), int(i.row), i.id.map(int));
-                let was = find(&mut look, &self.recent, run.scope, &i.key)?;
+                let was = find(&mut look, &mut self.recent, run.scope, &i.key)?;
                 match was {
                     None => {
                         counts.added += 1;
