@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::fold::Folding;
+use super::fold::{Chunk, Folding};
 use super::recent::{self, blob, Entry, Recent, GONE};
 use super::{from_unix, int, Sqlite, CREATED, IN_FLIGHT, UNKNOWN};
 use crate::ledger::{
@@ -260,8 +260,16 @@ impl Sqlite {
         let Some(job) = self.folding.as_mut() else {
             return Ok(());
         };
-        let progress = job.write_some(&tx, budget)?;
-        let last = job.complete(progress);
+        let (rows, contacts) = match job.write_some(&tx, &self.recent, budget)? {
+            Chunk::Wrote(rows, contacts) => (rows, contacts),
+            Chunk::GivenUp => {
+                drop(tx);
+                self.folding = None;
+                tracing::debug!("ledger: a fold given up, the log having been read again");
+                return Ok(());
+            }
+        };
+        let last = job.complete(rows, contacts);
         let folded = if last {
             self.recent.size_fold(&tx, self.fold_min)?;
             Some(recent::folded(&tx)?)
@@ -270,7 +278,7 @@ impl Sqlite {
         };
         tx.commit()?;
         if let Some(job) = self.folding.as_mut() {
-            job.written(progress);
+            job.written(rows, contacts);
         }
         match folded {
             Some(upto) => {
@@ -291,8 +299,9 @@ impl Sqlite {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            if let Some(job) = Folding::start(&tx, &self.recent)? {
-                job.write_some(&tx, usize::MAX)?;
+            if let Some(mut job) = Folding::start(&tx, &self.recent)? {
+                // The log cannot be read again during the transaction.
+                job.write_some(&tx, &self.recent, usize::MAX)?;
             }
             self.recent.size_fold(&tx, self.fold_min)?;
             let folded = recent::folded(&tx)?;

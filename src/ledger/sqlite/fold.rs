@@ -28,13 +28,53 @@ use crate::ledger::{ContactHash, KeyHash};
 /// A fold under way.
 pub struct Folding {
     upto: i64,
-    /// Each key's latest entry up to `upto`, by scope and key.
-    rows: Vec<((i64, KeyHash), Entry)>,
-    /// Each contact's keys, by scope, contact and key.
-    contacts: Vec<(i64, ContactHash, KeyHash)>,
-    /// How many of `rows`, then of `contacts`, are written.
+    rows: Rows,
+    /// Each contact's keys, by scope, contact and key: listed once every
+    /// row is written.
+    contacts: Option<Vec<(i64, ContactHash, KeyHash)>>,
+    /// How many of the rows, then of `contacts`, are written.
     rows_done: usize,
     contacts_done: usize,
+}
+
+/// The keys a fold moves, sorted.
+enum Rows {
+    /// The log was this connection's scope's alone, and read to its end:
+    /// the keys, whose entries it keeps (at least as new as at `upto`).
+    Known { scope: i64, keys: Vec<KeyHash> },
+    /// Else each key's latest entry up to `upto`, read from the log.
+    Read(Vec<((i64, KeyHash), Entry)>),
+}
+
+impl Rows {
+    fn len(&self) -> usize {
+        match self {
+            Rows::Known { keys, .. } => keys.len(),
+            Rows::Read(rows) => rows.len(),
+        }
+    }
+
+    /// Row `i`: its scope, key and entry; `None` when the entry is no
+    /// longer known (the log was read again since: the fold is given up).
+    fn get(&self, i: usize, recent: &Recent) -> Option<(i64, KeyHash, Entry)> {
+        match self {
+            Rows::Known { scope, keys } => {
+                let key = keys[i];
+                recent.get(&key).map(|e| (*scope, key, *e))
+            }
+            Rows::Read(rows) => rows.get(i).map(|((scope, key), e)| (*scope, *key, *e)),
+        }
+    }
+}
+
+/// What a chunk did.
+pub enum Chunk {
+    /// Wrote up to here (rows, then contacts); once both are all written,
+    /// it also emptied the log up to `upto`.
+    Wrote(usize, usize),
+    /// This connection read the log again since the fold began, and knows
+    /// its entries no more: the fold is given up (what it wrote stands).
+    GivenUp,
 }
 
 impl Folding {
@@ -48,25 +88,22 @@ impl Folding {
         let Some(upto) = upto else {
             return Ok(None);
         };
-        let mut rows: Vec<((i64, KeyHash), Entry)> = if others == 0 && recent.seen() == upto {
-            recent
-                .entries()
-                .map(|(k, e)| ((recent.scope(), *k), *e))
-                .collect()
+        let rows = if others == 0 && recent.seen() == upto {
+            let mut keys: Vec<KeyHash> = recent.entries().map(|(k, _)| *k).collect();
+            keys.sort_unstable();
+            Rows::Known {
+                scope: recent.scope(),
+                keys,
+            }
         } else {
-            whole_log(tx)?.1.into_iter().collect()
+            let mut rows: Vec<_> = whole_log(tx)?.1.into_iter().collect();
+            rows.sort_unstable_by_key(|r| r.0);
+            Rows::Read(rows)
         };
-        rows.sort_unstable_by_key(|r| r.0);
-        let mut contacts: Vec<_> = rows
-            .iter()
-            .filter(|(_, e)| e.state != GONE)
-            .filter_map(|((scope, key), e)| Some((*scope, e.contact?, *key)))
-            .collect();
-        contacts.sort_unstable();
         Ok(Some(Folding {
             upto,
             rows,
-            contacts,
+            contacts: None,
             rows_done: 0,
             contacts_done: 0,
         }))
@@ -80,7 +117,12 @@ impl Folding {
     /// Writes the next `budget` rows (at least one), in `tx`, a write
     /// transaction; once all are written, empties the log up to `upto`.
     /// Returns how far it got, for [`Folding::written`] once `tx` commits.
-    pub fn write_some(&self, tx: &Connection, budget: usize) -> rusqlite::Result<(usize, usize)> {
+    pub fn write_some(
+        &mut self,
+        tx: &Connection,
+        recent: &Recent,
+        budget: usize,
+    ) -> rusqlite::Result<Chunk> {
         let mut left = budget.max(1);
         let (mut rows_done, mut contacts_done) = (self.rows_done, self.contacts_done);
         if rows_done < self.rows.len() {
@@ -92,8 +134,11 @@ impl Folding {
                     id = excluded.id, contact = excluded.contact, seq = excluded.seq
                  WHERE excluded.seq > survey.seq",
             )?;
-            let end = (rows_done + left).min(self.rows.len());
-            for ((scope, key), e) in &self.rows[rows_done..end] {
+            let end = rows_done.saturating_add(left).min(self.rows.len());
+            for i in rows_done..end {
+                let Some((scope, key, e)) = self.rows.get(i, recent) else {
+                    return Ok(Chunk::GivenUp);
+                };
                 upsert.execute(params![
                     scope,
                     &key.0[..],
@@ -109,18 +154,32 @@ impl Folding {
             left -= end - rows_done;
             rows_done = end;
         }
-        if left > 0 && contacts_done < self.contacts.len() {
+        if left > 0 && rows_done == self.rows.len() {
+            if self.contacts.is_none() {
+                let mut contacts = Vec::new();
+                for i in 0..self.rows.len() {
+                    let Some((scope, key, e)) = self.rows.get(i, recent) else {
+                        return Ok(Chunk::GivenUp);
+                    };
+                    if let (Some(c), false) = (e.contact, e.state == GONE) {
+                        contacts.push((scope, c, key));
+                    }
+                }
+                contacts.sort_unstable();
+                self.contacts = Some(contacts);
+            }
+            let contacts = self.contacts.as_deref().unwrap_or_default();
             let mut add = tx.prepare_cached(
                 "INSERT INTO contact (scope, contact, key) VALUES (?1, ?2, ?3)
                     ON CONFLICT DO NOTHING",
             )?;
-            let end = (contacts_done + left).min(self.contacts.len());
-            for (scope, contact, key) in &self.contacts[contacts_done..end] {
+            let end = contacts_done.saturating_add(left).min(contacts.len());
+            for (scope, contact, key) in &contacts[contacts_done..end] {
                 add.execute(params![scope, &contact.0[..], &key.0[..]])?;
             }
             contacts_done = end;
         }
-        if self.complete((rows_done, contacts_done)) {
+        if self.complete(rows_done, contacts_done) {
             tx.prepare_cached("DELETE FROM log WHERE seq <= ?1")?
                 .execute(params![self.upto])?;
             tx.prepare_cached(
@@ -129,17 +188,20 @@ impl Folding {
             )?
             .execute(params![self.upto])?;
         }
-        Ok((rows_done, contacts_done))
+        Ok(Chunk::Wrote(rows_done, contacts_done))
     }
 
-    /// Whether [`Folding::write_some`] got to the end (and emptied the log).
-    pub fn complete(&self, (rows_done, contacts_done): (usize, usize)) -> bool {
-        rows_done == self.rows.len() && contacts_done == self.contacts.len()
+    /// Whether a chunk that got this far got to the end (and emptied the log).
+    pub fn complete(&self, rows_done: usize, contacts_done: usize) -> bool {
+        rows_done == self.rows.len()
+            && self
+                .contacts
+                .as_ref()
+                .is_some_and(|c| contacts_done == c.len())
     }
 
-    /// After the transaction of [`Folding::write_some`] committed, with
-    /// what it returned.
-    pub fn written(&mut self, (rows_done, contacts_done): (usize, usize)) {
+    /// After the transaction of [`Folding::write_some`] committed.
+    pub fn written(&mut self, rows_done: usize, contacts_done: usize) {
         self.rows_done = rows_done;
         self.contacts_done = contacts_done;
     }

@@ -278,6 +278,16 @@ impl Recent {
     }
 
     fn apply(&mut self, key: KeyHash, entry: Entry) {
+        if let (Some(map), Some(c)) = (self.contacts.as_mut(), entry.contact) {
+            let keys = map.entry(c).or_default();
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        if self.keys.insert(key, entry).is_some() {
+            return;
+        }
+        // A key new here.
         if let Some(f) = self.filter.as_mut() {
             f.bloom.set(&key.0);
             f.held += 1;
@@ -287,13 +297,6 @@ impl Recent {
                 self.lookups = 0;
             }
         }
-        if let (Some(map), Some(c)) = (self.contacts.as_mut(), entry.contact) {
-            let keys = map.entry(c).or_default();
-            if !keys.contains(&key) {
-                keys.push(key);
-            }
-        }
-        self.keys.insert(key, entry);
     }
 
     /// Writes `key`'s row (by this connection's run): known at once here,
@@ -377,7 +380,7 @@ impl Recent {
             .prepare_cached("SELECT count(*) FROM survey WHERE scope = ?1")?
             .query_row(params![self.scope], |r| r.get(0))?;
         let known = surveys.max(0) as usize + self.keys.len();
-        let room = 2 * known + 2 * FOLD_ROWS_MAX;
+        let room = 2 * (known + self.fold_at.min(FOLD_ROWS_MAX));
         // Any seed: keys are keyed hashes already.
         let Ok(mut bloom) = Bloom::new_for_fp_rate_with_seed(room, 0.01, &[7; 32]) else {
             return Ok(());
