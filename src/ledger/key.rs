@@ -16,6 +16,15 @@ use crate::request::SurveyRequest;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyHash(pub [u8; 16]);
 
+impl KeyHash {
+    /// Its first eight bytes: as evenly spread as any hash of it.
+    pub fn prefix(&self) -> u64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.0[..8]);
+        u64::from_le_bytes(b)
+    }
+}
+
 /// A contact's hash: 64 bits, enough to tell a few million contacts apart
 /// (a false match costs one survey not sent, never a survey sent twice).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

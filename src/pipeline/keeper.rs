@@ -20,6 +20,10 @@
 //! both and no outcome wakes the keeper. Once [`OUTCOMES_MAX`] are waiting,
 //! or the keeper has had nothing to do for [`OUTCOMES_WAIT`], they are
 //! recorded on their own; the last ones when the run ends.
+//!
+//! When nothing waits, the keeper lets the ledger do a little housekeeping
+//! ([`Store::tidy`]: for SQLite, a chunk of a fold), one chunk at a time,
+//! so that a claim waits at most one chunk.
 
 use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};

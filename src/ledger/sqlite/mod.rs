@@ -3,17 +3,18 @@
 //! processes take turns, and a format number so that an older version never
 //! misreads a newer ledger.
 //!
-//! One row per survey, about 100 bytes on disk: `state` (in flight,
-//! created, unknown), when, which run and row, the DigiDesk id, and the
-//! contact's hash. A released claim is deleted: the key is free again.
-//! Rows arrive in `recent`, in the order they come, and are moved in
-//! batches into `survey`, keyed by scope and key hash, with the contact
-//! indexed for `contact_within` (`recent.rs` says why).
+//! One row per survey in `survey`, keyed by scope and key hash, about 100
+//! bytes on disk: `state` (in flight, created, unknown), when, which run
+//! and row, the DigiDesk id, and the contact's hash; `contact` lists each
+//! contact's keys for `contact_within`. Claims, outcomes and imports are
+//! written to `log` first, a row per transaction, and moved into `survey`
+//! by folds (`recent.rs` and `fold.rs` say why and how).
 //!
 //! This file opens the ledger and keeps its format; `claims` holds what a
-//! run asks of it (claims, outcomes, lookups), `recent` the table they
-//! write, `upkeep` what the `ledger` command does with it (import,
-//! statistics, forgetting).
+//! run asks of it (claims, outcomes, lookups), `recent` the log and what a
+//! connection knows of it, `fold` the moving of the log into `survey`,
+//! `upkeep` what the `ledger` command does with it (import, statistics,
+//! forgetting).
 
 mod checkpoint;
 mod claims;

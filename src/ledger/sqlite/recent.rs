@@ -13,20 +13,20 @@
 //! latest row ([`Recent`]): before each lookup it reads the log rows added
 //! since (`seq` only grows: `AUTOINCREMENT` never gives a number twice),
 //! inside the same transaction, so it never misses one. A key the log
-//! holds is answered from memory; the log is newer than `survey`.
+//! holds is answered from memory: the log is newer than `survey`. Any
+//! other key is looked up in `survey`, unless the connection's filter of
+//! `survey`'s keys says it is certainly not there.
 //!
-//! Once the log holds enough keys, a *fold* moves it into `survey` in key
-//! order, and the contacts into `contact` in contact order, in one
-//! transaction: each of the two is written from its start to its end, each
-//! page once for many rows. It then empties the log and records in `meta`
-//! (`folded`) the highest `seq` it moved. A connection that finds `folded`
-//! changed forgets what it knew: it had read nothing beyond it (the fold
-//! held the write lock, and read every row committed before it).
+//! Once the log holds enough keys, a *fold* moves it into `survey` and
+//! `contact` (see `fold.rs`), then empties the log up to the `seq` it
+//! started from and records that `seq` in `meta` (`folded`). A connection
+//! that finds `folded` changed forgets what it knew and reads what is left
+//! of the log again.
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
-use bloomfilter::Bloom;
+use fastbloom::BloomFilter;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{CREATED, IN_FLIGHT};
@@ -185,7 +185,7 @@ pub struct Recent {
 /// from it: it is dropped whenever the log may have been folded past rows
 /// this connection never read.
 struct Filter {
-    bloom: Bloom<[u8; 16]>,
+    bloom: BloomFilter<Fast>,
     /// Keys it was made for, and how many it holds.
     room: usize,
     held: usize,
@@ -289,7 +289,7 @@ impl Recent {
         }
         // A key new here.
         if let Some(f) = self.filter.as_mut() {
-            f.bloom.set(&key.0);
+            f.bloom.insert_hash(key.prefix());
             f.held += 1;
             if f.held > f.room {
                 // Full: made again, larger.
@@ -366,7 +366,7 @@ impl Recent {
     /// `survey`), in `tx`, which must have read the log to its end.
     pub fn may_be_in_survey(&mut self, tx: &Connection, key: &KeyHash) -> rusqlite::Result<bool> {
         if let Some(f) = &self.filter {
-            return Ok(f.bloom.check(&key.0));
+            return Ok(f.bloom.contains_hash(key.prefix()));
         }
         self.lookups += 1;
         if self.lookups >= self.filter_after && self.scope >= 0 {
@@ -381,21 +381,21 @@ impl Recent {
             .query_row(params![self.scope], |r| r.get(0))?;
         let known = surveys.max(0) as usize + self.keys.len();
         let room = 2 * (known + self.fold_at.min(FOLD_ROWS_MAX));
-        // Any seed: keys are keyed hashes already.
-        let Ok(mut bloom) = Bloom::new_for_fp_rate_with_seed(room, 0.01, &[7; 32]) else {
-            return Ok(());
-        };
+        // Keys are keyed hashes: their first eight bytes are their hash.
+        let mut bloom = BloomFilter::with_false_pos(0.01)
+            .hasher(Fast::default())
+            .expected_items(room.max(1));
         let mut held = 0;
         let mut s = tx.prepare_cached("SELECT key FROM survey WHERE scope = ?1")?;
         let mut rows = s.query(params![self.scope])?;
         while let Some(r) = rows.next()? {
             if let Some(key) = blob::<16>(r.get_ref(0)?) {
-                bloom.set(&key);
+                bloom.insert_hash(KeyHash(key).prefix());
                 held += 1;
             }
         }
         for key in self.keys.keys() {
-            bloom.set(&key.0);
+            bloom.insert_hash(key.prefix());
             held += 1;
         }
         self.filter = Some(Filter { bloom, room, held });
