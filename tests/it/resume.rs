@@ -132,7 +132,11 @@ async fn kill_9_at_random_moments_then_resume_creates_every_row_once() {
                 .unwrap_or_else(|| panic!("no count on {line:?}"))
         };
         assert_eq!(
-            (in_state("in flight"), in_state("created"), in_state("unknown")),
+            (
+                in_state("in flight"),
+                in_state("created"),
+                in_state("unknown")
+            ),
             (0, count(&results, "created"), count(&results, "unknown")),
             "seed {seed}: the ledger's in flight, created and unknown"
         );

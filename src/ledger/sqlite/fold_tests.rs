@@ -392,13 +392,7 @@ fn upgrade_from(format: i64) {
         .claim(
             run,
             Policy::send(None),
-            &[
-                Claim {
-                    row: 7,
-                    ..folded
-                },
-                Claim { row: 8, ..recent },
-            ],
+            &[Claim { row: 7, ..folded }, Claim { row: 8, ..recent }],
         )
         .unwrap();
     assert_eq!(earlier(&v[0]).id, Some(5));

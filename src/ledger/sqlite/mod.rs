@@ -231,11 +231,7 @@ impl Default for Options {
 /// fold every few rows, a row or two at a time, with the filter from the
 /// start, to put them under crashes and concurrency; see `docs/design.md`.
 fn knob(name: &str) -> Option<usize> {
-    std::env::var(name)
-        .ok()?
-        .parse()
-        .ok()
-        .filter(|n| *n > 0)
+    std::env::var(name).ok()?.parse().ok().filter(|n| *n > 0)
 }
 
 /// A ledger in an SQLite file.

@@ -92,8 +92,8 @@ const HAS_CONTACT: u8 = 2;
 fn encode(out: &mut Vec<u8>, key: &KeyHash, e: &Entry) {
     out.extend_from_slice(&key.0);
     out.push(e.state as u8);
-    let flags = if e.id.is_some() { HAS_ID } else { 0 }
-        | if e.contact.is_some() { HAS_CONTACT } else { 0 };
+    let flags =
+        if e.id.is_some() { HAS_ID } else { 0 } | if e.contact.is_some() { HAS_CONTACT } else { 0 };
     out.push(flags);
     out.extend_from_slice(&e.at.to_le_bytes());
     out.extend_from_slice(&e.row.to_le_bytes());
@@ -102,10 +102,7 @@ fn encode(out: &mut Vec<u8>, key: &KeyHash, e: &Entry) {
 }
 
 /// The entries of a log row written by `run`, in order.
-fn decode(
-    blob: &[u8],
-    run: i64,
-) -> rusqlite::Result<impl Iterator<Item = (KeyHash, Entry)> + '_> {
+fn decode(blob: &[u8], run: i64) -> rusqlite::Result<impl Iterator<Item = (KeyHash, Entry)> + '_> {
     if !blob.len().is_multiple_of(ENTRY_BYTES) {
         return Err(damaged(format!(
             "a log row of {} bytes, not a whole number of entries",
@@ -257,8 +254,9 @@ impl Recent {
             // is left of it is read again.
             self.forget_to(folded);
         }
-        let mut s =
-            tx.prepare_cached("SELECT seq, scope, run, entries FROM log WHERE seq > ?1 ORDER BY seq")?;
+        let mut s = tx.prepare_cached(
+            "SELECT seq, scope, run, entries FROM log WHERE seq > ?1 ORDER BY seq",
+        )?;
         let mut rows = s.query(params![self.seen])?;
         while let Some(r) = rows.next()? {
             let seq: i64 = r.get(0)?;

@@ -10,7 +10,7 @@ use super::claims::{find, Lookups, FOLD_PER_ROW};
 use super::recent::{blob, whole_log, Entry, GONE};
 use super::{from_unix, int, unix, Sqlite, CREATED, FORMAT, UNKNOWN};
 use crate::ledger::{
-    Forgotten, KeyHash, ImportCounts, Imported, LedgerError, RunId, Scope, ScopeStats, Stats, Store,
+    Forgotten, ImportCounts, Imported, KeyHash, LedgerError, RunId, Scope, ScopeStats, Stats, Store,
 };
 
 impl Sqlite {
@@ -120,9 +120,7 @@ impl Sqlite {
             // Per scope and state: how many, the oldest and the newest.
             let mut counts: HashMap<(i64, i64), (u64, i64, i64)> = HashMap::new();
             let mut add = |scope: i64, state: i64, n: u64, oldest: i64, newest: i64| {
-                let c = counts
-                    .entry((scope, state))
-                    .or_insert((0, oldest, newest));
+                let c = counts.entry((scope, state)).or_insert((0, oldest, newest));
                 c.0 += n;
                 c.1 = c.1.min(oldest);
                 c.2 = c.2.max(newest);
