@@ -19,11 +19,28 @@
 //! has written all of it. A released key is kept in `survey` as a [`GONE`]
 //! row, so that an older entry cannot bring it back either; lookups read
 //! it as no row.
+//!
+//! A run's keeper writes a chunk whenever no claim waits ([`Sqlite::tidy_some`]),
+//! `ledger import` after each of its commits, and the end of a run finishes
+//! the fold under way.
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, TransactionBehavior};
 
-use super::recent::{whole_log, Entry, Recent, GONE};
+use super::recent::{self, whole_log, Entry, Recent, GONE};
+use super::Sqlite;
 use crate::ledger::{ContactHash, KeyHash};
+
+/// Rows of a fold written after each commit of `ledger import`, per row
+/// it imported: a fold is done well before the log has grown enough for
+/// the next...
+pub(super) const FOLD_PER_ROW: usize = 4;
+
+/// ...and at least this many.
+const FOLD_CHUNK_MIN: usize = 1024;
+
+/// Rows of a fold written per [`Sqlite::tidy_some`]: a millisecond or two
+/// that claims wait at most.
+const TIDY_CHUNK: usize = 1024;
 
 /// A fold under way.
 pub struct Folding {
@@ -204,5 +221,131 @@ impl Folding {
     pub fn written(&mut self, rows_done: usize, contacts_done: usize) {
         self.rows_done = rows_done;
         self.contacts_done = contacts_done;
+    }
+}
+
+impl Sqlite {
+    /// After a commit of claims, outcomes or imports: the next chunk of
+    /// the fold under way (see `fold.rs`), of about `budget` rows, starting
+    /// one once the log holds enough keys. Not synced: the next synced
+    /// commit carries it, and a chunk lost to a power cut leaves the log
+    /// as it was. A chunk that fails changes nothing and is only worth a
+    /// warning: the fold is given up, and its rows are found in the log.
+    pub(super) fn fold_along(&mut self, budget: usize) {
+        let budget = self
+            .fold_chunk
+            .unwrap_or_else(|| budget.max(FOLD_CHUNK_MIN));
+        if let Err(e) = self.fold_chunk(budget) {
+            self.folding = None;
+            self.recent.reset();
+            // Not again before twice as many rows.
+            self.recent.fold_at = self.recent.fold_at.saturating_mul(2);
+            tracing::warn!(ledger = %self.path.display(), "could not reorganise the ledger (its surveys are all still there): {e}");
+        }
+    }
+
+    fn fold_chunk(&mut self, budget: usize) -> rusqlite::Result<()> {
+        if self.folding.is_none() {
+            if self.recent.len() < self.recent.fold_at {
+                return Ok(());
+            }
+            let tx = self.conn.transaction()?;
+            self.folding = Folding::start(&tx, &self.recent)?;
+            tx.commit()?;
+        }
+        if self.folding.is_none() {
+            return Ok(());
+        }
+        self.set_synchronous(false)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let Some(job) = self.folding.as_mut() else {
+            return Ok(());
+        };
+        let (rows, contacts) = match job.write_some(&tx, &self.recent, budget)? {
+            Chunk::Wrote(rows, contacts) => (rows, contacts),
+            Chunk::GivenUp => {
+                drop(tx);
+                self.folding = None;
+                tracing::debug!("ledger: a fold given up, the log having been read again");
+                return Ok(());
+            }
+        };
+        let last = job.complete(rows, contacts);
+        let folded = if last {
+            self.recent.size_fold(&tx, self.fold_min)?;
+            Some(recent::folded(&tx)?)
+        } else {
+            None
+        };
+        tx.commit()?;
+        if let Some(job) = self.folding.as_mut() {
+            job.written(rows, contacts);
+        }
+        match folded {
+            Some(upto) => {
+                let moved = self.folding.take().map_or(0, |j| j.len());
+                self.recent.folded_up_to(upto);
+                self.committed(true);
+                tracing::debug!(moved, "ledger: recent surveys folded");
+            }
+            None => self.committed(false),
+        }
+        Ok(())
+    }
+
+    /// Folds the whole log now, in one transaction.
+    pub(super) fn fold_now(&mut self) -> rusqlite::Result<()> {
+        self.folding = None;
+        let done = self.set_synchronous(false).and_then(|()| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if let Some(mut job) = Folding::start(&tx, &self.recent)? {
+                // The log cannot be read again during the transaction.
+                job.write_some(&tx, &self.recent, usize::MAX)?;
+            }
+            self.recent.size_fold(&tx, self.fold_min)?;
+            let folded = recent::folded(&tx)?;
+            tx.commit()?;
+            Ok(folded)
+        });
+        match done {
+            Ok(upto) => {
+                self.recent.folded_up_to(upto);
+                self.committed(true);
+                Ok(())
+            }
+            Err(e) => {
+                self.recent.reset();
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Sqlite::fold_now`], a failure only worth a warning.
+    #[cfg(test)]
+    pub(super) fn fold_recent(&mut self) {
+        if let Err(e) = self.fold_now() {
+            tracing::warn!(ledger = %self.path.display(), "could not reorganise the ledger: {e}");
+        }
+    }
+
+    /// [`Store::tidy`](crate::ledger::Store::tidy): a chunk of the fold
+    /// under way, or due.
+    pub(super) fn tidy_some(&mut self) -> bool {
+        if self.folding.is_none() && self.recent.len() < self.recent.fold_at {
+            return false;
+        }
+        self.fold_along(TIDY_CHUNK);
+        self.folding.is_some()
+    }
+
+    /// Finishes the fold under way, if any (at the end of a run).
+    pub(super) fn fold_rest(&mut self) {
+        while self.folding.is_some() {
+            self.fold_along(usize::MAX);
+        }
     }
 }

@@ -6,7 +6,8 @@ use std::time::SystemTime;
 
 use rusqlite::{params, TransactionBehavior};
 
-use super::claims::{find, Lookups, FOLD_PER_ROW};
+use super::claims::{find, Lookups};
+use super::fold::FOLD_PER_ROW;
 use super::recent::{blob, whole_log, Entry, GONE};
 use super::{from_unix, int, unix, Sqlite, CREATED, FORMAT, UNKNOWN};
 use crate::ledger::{
