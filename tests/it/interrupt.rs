@@ -38,18 +38,8 @@ async fn sigint_stops_cleanly_and_resume_finishes_the_run() {
         .filter(|r| r["digidesk_status"] == "created")
         .count();
     let stats = s.run(s.bin().args(["ledger", "stats"])).exits(0).stdout();
-    let count = |label: &str| -> usize {
-        let line = stats
-            .lines()
-            .find(|l| l.trim_start().starts_with(label))
-            .unwrap_or_else(|| panic!("no {label} line in:\n{stats}"));
-        line.split_whitespace()
-            .last()
-            .and_then(|n| n.replace(',', "").parse().ok())
-            .unwrap_or_else(|| panic!("no count on {line:?}"))
-    };
-    assert_eq!(count("in flight"), 0, "{stats}");
-    assert_eq!(count("created"), created, "{stats}");
+    assert_eq!(count_of(&stats, "in flight"), 0, "{stats}");
+    assert_eq!(count_of(&stats, "created"), created as u64, "{stats}");
 
     let run = s.send(&["--rate", "0", "--resume"]).exits(1);
     s.assert_consistent(&run.results());

@@ -121,16 +121,7 @@ async fn kill_9_at_random_moments_then_resume_creates_every_row_once() {
         // left in flight, even the ones a kill took before the keeper
         // recorded them (the resumed run records them from the results).
         let stats = s.run(s.bin().args(["ledger", "stats"])).exits(0).stdout();
-        let in_state = |label: &str| -> usize {
-            let line = stats
-                .lines()
-                .find(|l| l.trim_start().starts_with(label))
-                .unwrap_or_else(|| panic!("no {label} line in:\n{stats}"));
-            line.split_whitespace()
-                .last()
-                .and_then(|n| n.replace(',', "").parse().ok())
-                .unwrap_or_else(|| panic!("no count on {line:?}"))
-        };
+        let in_state = |label: &str| count_of(&stats, label) as usize;
         assert_eq!(
             (
                 in_state("in flight"),

@@ -84,6 +84,19 @@ impl Rows {
     }
 }
 
+/// Commits the transaction of a fold's last chunk, with the fold threshold
+/// for the ledger's new size; returns how far the log is folded now.
+fn end_fold(
+    tx: rusqlite::Transaction<'_>,
+    recent: &mut Recent,
+    fold_min: usize,
+) -> rusqlite::Result<i64> {
+    recent.size_fold(&tx, fold_min)?;
+    let upto = recent::folded(&tx)?;
+    tx.commit()?;
+    Ok(upto)
+}
+
 /// What a chunk did.
 pub enum Chunk {
     /// Wrote up to here (rows, then contacts); once both are all written,
@@ -225,18 +238,17 @@ impl Folding {
 }
 
 impl Sqlite {
-    /// After a commit of claims, outcomes or imports: the next chunk of
-    /// the fold under way (see `fold.rs`), of about `budget` rows, starting
-    /// one once the log holds enough keys. Not synced: the next synced
-    /// commit carries it, and a chunk lost to a power cut leaves the log
-    /// as it was. A chunk that fails changes nothing and is only worth a
-    /// warning: the fold is given up, and its rows are found in the log.
+    /// The next chunk of the fold under way (see above), of about `budget`
+    /// rows, starting one once the log holds enough keys. Not synced: the
+    /// next synced commit carries it, and a chunk lost to a power cut
+    /// leaves the log as it was. A chunk that fails changes nothing and is
+    /// only worth a warning: the fold is given up, and its rows are found
+    /// in the log.
     pub(super) fn fold_along(&mut self, budget: usize) {
         let budget = self
             .fold_chunk
             .unwrap_or_else(|| budget.max(FOLD_CHUNK_MIN));
         if let Err(e) = self.fold_chunk(budget) {
-            self.folding = None;
             self.recent.reset();
             // Not again before twice as many rows.
             self.recent.fold_at = self.recent.fold_at.saturating_mul(2);
@@ -244,54 +256,35 @@ impl Sqlite {
         }
     }
 
+    /// One chunk; the fold under way is given up on any error.
     fn fold_chunk(&mut self, budget: usize) -> rusqlite::Result<()> {
-        if self.folding.is_none() {
-            if self.recent.len() < self.recent.fold_at {
-                return Ok(());
-            }
+        if self.folding.is_none() && self.recent.len() >= self.recent.fold_at {
             let tx = self.conn.transaction()?;
             self.folding = Folding::start(&tx, &self.recent)?;
             tx.commit()?;
         }
-        if self.folding.is_none() {
+        let Some(mut job) = self.folding.take() else {
             return Ok(());
-        }
+        };
         self.set_synchronous(false)?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let Some(job) = self.folding.as_mut() else {
+        let Chunk::Wrote(rows, contacts) = job.write_some(&tx, &self.recent, budget)? else {
+            tracing::debug!("ledger: a fold given up, the log having been read again");
             return Ok(());
         };
-        let (rows, contacts) = match job.write_some(&tx, &self.recent, budget)? {
-            Chunk::Wrote(rows, contacts) => (rows, contacts),
-            Chunk::GivenUp => {
-                drop(tx);
-                self.folding = None;
-                tracing::debug!("ledger: a fold given up, the log having been read again");
-                return Ok(());
-            }
-        };
-        let last = job.complete(rows, contacts);
-        let folded = if last {
-            self.recent.size_fold(&tx, self.fold_min)?;
-            Some(recent::folded(&tx)?)
-        } else {
-            None
-        };
-        tx.commit()?;
-        if let Some(job) = self.folding.as_mut() {
+        if !job.complete(rows, contacts) {
+            tx.commit()?;
             job.written(rows, contacts);
+            self.folding = Some(job);
+            self.committed(false);
+            return Ok(());
         }
-        match folded {
-            Some(upto) => {
-                let moved = self.folding.take().map_or(0, |j| j.len());
-                self.recent.folded_up_to(upto);
-                self.committed(true);
-                tracing::debug!(moved, "ledger: recent surveys folded");
-            }
-            None => self.committed(false),
-        }
+        let upto = end_fold(tx, &mut self.recent, self.fold_min)?;
+        self.recent.folded_up_to(upto);
+        self.committed(true);
+        tracing::debug!(moved = job.len(), "ledger: recent surveys folded");
         Ok(())
     }
 
@@ -306,10 +299,7 @@ impl Sqlite {
                 // The log cannot be read again during the transaction.
                 job.write_some(&tx, &self.recent, usize::MAX)?;
             }
-            self.recent.size_fold(&tx, self.fold_min)?;
-            let folded = recent::folded(&tx)?;
-            tx.commit()?;
-            Ok(folded)
+            end_fold(tx, &mut self.recent, self.fold_min)
         });
         match done {
             Ok(upto) => {
