@@ -139,6 +139,17 @@ fn decode(blob: &[u8], run: i64) -> rusqlite::Result<impl Iterator<Item = (KeyHa
     }))
 }
 
+/// The entries of a row of `SELECT seq, scope, run, entries FROM log`.
+fn entries_of<'r>(
+    r: &'r rusqlite::Row<'_>,
+) -> rusqlite::Result<impl Iterator<Item = (KeyHash, Entry)> + 'r> {
+    let run: i64 = r.get(2)?;
+    let rusqlite::types::ValueRef::Blob(blob) = r.get_ref(3)? else {
+        return Err(damaged("a log row that is not a blob".into()));
+    };
+    decode(blob, run)
+}
+
 fn damaged(what: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
         0,
@@ -264,11 +275,7 @@ impl Recent {
             if r.get::<_, i64>(1)? != scope {
                 continue;
             }
-            let run: i64 = r.get(2)?;
-            let rusqlite::types::ValueRef::Blob(blob) = r.get_ref(3)? else {
-                return Err(damaged("a log row that is not a blob".into()));
-            };
-            for (key, entry) in decode(blob, run)? {
+            for (key, entry) in entries_of(r)? {
                 self.apply(key, entry);
             }
         }
@@ -474,11 +481,7 @@ pub fn whole_log(tx: &Connection) -> rusqlite::Result<(i64, Log)> {
     while let Some(r) = rows.next()? {
         upto = upto.max(r.get(0)?);
         let scope: i64 = r.get(1)?;
-        let run: i64 = r.get(2)?;
-        let rusqlite::types::ValueRef::Blob(blob) = r.get_ref(3)? else {
-            return Err(damaged("a log row that is not a blob".into()));
-        };
-        for (key, entry) in decode(blob, run)? {
+        for (key, entry) in entries_of(r)? {
             latest.insert((scope, key), entry);
         }
     }
